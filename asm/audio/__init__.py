@@ -1,0 +1,1 @@
+"""Audio: file I/O, features, metrics and pitch/onset analysis."""

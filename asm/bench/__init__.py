@@ -1,0 +1,1 @@
+"""Benchmarks: speed figures (``asm perf``) and the mono/poly matching benchmarks."""

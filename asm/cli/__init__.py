@@ -1,0 +1,46 @@
+"""The ``asm`` command line. Each command group lives in its own module and imports heavy
+libraries (torch, dawdreamer, librosa) only inside its commands, so ``asm --help`` stays fast.
+
+User errors (``AsmError``) print as one red line and exit with code 2; ``--debug`` shows tracebacks.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Sequence
+
+import typer
+
+from asm.cli.app import app, err_console
+from asm.errors import AsmError
+
+# Command modules register themselves on ``app`` when imported.
+from asm.cli import render as _render  # noqa: E402,F401
+from asm.cli import registry as _registry  # noqa: E402,F401
+from asm.cli import perf as _perf  # noqa: E402,F401
+
+
+def run(args: Sequence[str] | None = None) -> int:
+    """Run the CLI with ``args`` and return its exit code (the testable form of ``main``)."""
+    args = list(sys.argv[1:] if args is None else args)
+    debug = "--debug" in args
+    try:
+        app(args=args, prog_name="asm")  # standalone: usage errors print and exit 2 themselves
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except AsmError as exc:
+        if debug:
+            raise
+        err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
+        return 2
+    except KeyboardInterrupt:
+        err_console.print("[bold red]interrupted[/bold red] (finished work is kept; run again to resume)")
+        return 130
+    return 0
+
+
+def main() -> None:
+    sys.exit(run())
+
+
+__all__ = ["app", "main", "run", "typer"]

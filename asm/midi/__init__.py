@@ -1,0 +1,1 @@
+"""Notes, chords, note sequences and MIDI files."""

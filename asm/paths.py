@@ -1,0 +1,31 @@
+"""Where runtime state lives: ``data/`` under the current directory unless ``ASM_DATA`` says otherwise.
+
+The database URL comes from ``ASM_DB`` (default: ``sqlite:///<data dir>/asm.db``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def data_dir() -> Path:
+    return Path(os.environ.get("ASM_DATA", "data"))
+
+
+def database_url() -> str:
+    url = os.environ.get("ASM_DB")
+    if url:
+        return url
+    return f"sqlite:///{data_dir() / 'asm.db'}"
+
+
+def ensure_dir(path: Path) -> Path:
+    """Create ``path`` (and parents) if needed; a clear error when the location is not writable."""
+    from asm.errors import AsmError
+
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise AsmError(f"cannot create directory {path}: {exc.strerror or exc}") from None
+    return path

@@ -1,0 +1,1 @@
+"""The relational registry (SQLite by default): synths, parameters, presets, datasets, models, results."""

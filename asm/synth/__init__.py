@@ -1,0 +1,1 @@
+"""Synth hosting: parameter spaces, the built-in Faust synths and plugin hosts behind one render API."""
