@@ -10,7 +10,7 @@ SCALE ?= small
 SEED ?= 0
 PYTEST_ARGS ?=
 
-.PHONY: install test test-fast synths ood-targets mono-benchmark poly-benchmark clean-venv lint
+.PHONY: system-deps install test test-fast synths ood-targets mono-benchmark poly-benchmark clean-venv lint
 
 install: $(STAMP)
 
@@ -26,6 +26,17 @@ test: install
 
 test-fast: install
 	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
+
+# Debian packages: the amsynth VST2 plugin and its 3,482 factory presets, Chromium for the report test,
+# a General MIDI SoundFont and FluidSynth for out-of-domain targets. Needs root (or sudo).
+APT_PACKAGES := amsynth chromium fluid-soundfont-gm libfluidsynth3
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+system-deps:
+	$(SUDO) apt-get update -qq
+	$(SUDO) apt-get install -y -qq --no-install-recommends $(APT_PACKAGES)
+
+synths:
+	$(SUDO) apt-get install -y -qq --no-install-recommends amsynth
 
 lint: install
 	$(BIN)/ruff check asm tests fixtures
