@@ -1,0 +1,80 @@
+"""Features computed in batches with torch (no librosa JIT on the hot path).
+
+The same code serves dataset generation, training, search objectives and evaluation. Settings are
+stored with every dataset and model so a model always sees features computed the way it was trained.
+MFCCs are a fixed linear map (DCT) of the log-mel, so datasets store only the log-mel.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+LOG_FLOOR = 1e-6
+
+
+class FeatureSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["logmel"] = "logmel"
+    n_fft: int = Field(1024, ge=64, le=16384)
+    hop: int = Field(256, ge=16, le=8192)
+    n_mels: int = Field(64, ge=8, le=512)
+    n_mfcc: int = Field(20, ge=4, le=128)
+    fmin: float = Field(20.0, ge=0)
+    fmax: float | None = Field(None, description="defaults to the Nyquist frequency")
+
+    def frames(self, n_samples: int) -> int:
+        """Number of frames for ``n_samples`` of audio (centred STFT)."""
+        return n_samples // self.hop + 1
+
+
+@lru_cache(maxsize=32)
+def _mel_basis(sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float | None) -> torch.Tensor:
+    from librosa.filters import mel  # plain numpy, no numba JIT
+
+    return torch.from_numpy(mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)).float()
+
+
+@lru_cache(maxsize=8)
+def _dct_basis(n_mels: int, n_mfcc: int) -> torch.Tensor:
+    from scipy.fft import dct
+
+    return torch.from_numpy(dct(np.eye(n_mels), type=2, norm="ortho", axis=0)[:n_mfcc]).float()
+
+
+@lru_cache(maxsize=8)
+def _window(n_fft: int) -> torch.Tensor:
+    return torch.hann_window(n_fft)
+
+
+def as_batch(audio: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """(T,) or (B, T) audio of any float/int16 dtype as a float32 (B, T) tensor."""
+    x = torch.as_tensor(np.asarray(audio) if not isinstance(audio, torch.Tensor) else audio)
+    if x.dtype == torch.int16:
+        x = x.float() / 32768.0
+    x = x.float()
+    return x.unsqueeze(0) if x.dim() == 1 else x
+
+
+def logmel(audio: np.ndarray | torch.Tensor, sample_rate: int, settings: FeatureSettings) -> torch.Tensor:
+    """Natural-log mel spectrogram, shape (B, n_mels, frames)."""
+    x = as_batch(audio)
+    spec = torch.stft(x, settings.n_fft, settings.hop, window=_window(settings.n_fft).to(x.device),
+                      center=True, pad_mode="constant", return_complex=True).abs().pow(2)
+    basis = _mel_basis(sample_rate, settings.n_fft, settings.n_mels, settings.fmin, settings.fmax).to(x.device)
+    return torch.log(torch.matmul(basis, spec) + LOG_FLOOR)
+
+
+def mfcc_from_logmel(mel: torch.Tensor, n_mfcc: int) -> torch.Tensor:
+    """MFCCs (B, n_mfcc, frames) from a log-mel (B, n_mels, frames)."""
+    return torch.matmul(_dct_basis(mel.shape[-2], n_mfcc).to(mel.device, mel.dtype), mel)
+
+
+def features(audio: np.ndarray | torch.Tensor, sample_rate: int, settings: FeatureSettings) -> torch.Tensor:
+    """The dataset feature for ``settings.kind`` (currently the log-mel)."""
+    return logmel(audio, sample_rate, settings)
