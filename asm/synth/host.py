@@ -140,12 +140,18 @@ class FaustSynth(Synth):
         return audio[0] if audio.shape[0] == 1 else audio.mean(axis=0)
 
 
-def open_synth(spec: SynthSpec) -> Synth:
-    """Open a synth for rendering in this process."""
+def open_synth(spec: SynthSpec, isolate: bool = True) -> Synth:
+    """Open a synth for rendering.
+
+    ``isolate=True`` (the default, for commands run by users) hosts a plugin in a child process, so
+    a plugin that crashes cannot take the caller down. Render workers, which are child processes
+    already, pass ``isolate=False`` to host it in-process. Built-in Faust synths always render
+    in-process.
+    """
     if spec.kind == "faust":
         return FaustSynth(spec)
     if spec.kind in ("vst2", "vst3"):
-        from asm.synth.plugin import open_plugin  # issue 3: isolated plugin hosting
+        from asm.synth.plugin import open_plugin
 
-        return open_plugin(spec)
+        return open_plugin(spec, isolate=isolate)
     raise AsmError(f"cannot render synth kind {spec.kind!r}")
