@@ -18,6 +18,8 @@ from asm.errors import AsmError
 from asm.cli import render as _render  # noqa: E402,F401
 from asm.cli import registry as _registry  # noqa: E402,F401
 from asm.cli import perf as _perf  # noqa: E402,F401
+from asm.cli import datasets as _datasets  # noqa: E402,F401
+from asm.cli import midi as _midi  # noqa: E402,F401
 
 
 def run(args: Sequence[str] | None = None) -> int:
