@@ -1,0 +1,81 @@
+"""End-to-end dataset generation speed against the bare single-process render rate."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+
+
+def _bare_rate(spec, plan, duration: float, n: int) -> tuple[float, str]:
+    """Renders/s of the bare DawDreamer call (or Synth.render where there is none), one process."""
+    from asm.bench.render_speed import bare_renderer
+    from asm.synth.host import open_synth
+
+    synth = open_synth(spec, isolate=False)
+    try:
+        bare = bare_renderer(synth)
+        label = "bare DawDreamer call"
+        space = spec.space
+        presets = [space.apply_locks(space.quantise(space.full(f.astype(np.float64)))) for f in plan.free[:n]]
+        notes = [plan.notes(i) for i in range(len(presets))]
+        if bare is None:
+            label = "Synth.render (no bare call for this synth kind)"
+
+            def bare(values, nts, dur):
+                return synth.render(values, nts, dur)
+
+        bare(presets[0], notes[0], duration)  # warm-up
+        t = time.perf_counter()
+        for values, nts in zip(presets, notes):
+            bare(values, nts, duration)
+        return len(presets) / (time.perf_counter() - t), label
+    finally:
+        synth.close()
+
+
+def measure_generate_speed(synth_name: str, n: int, workers, sample_rate: int, duration: float, mode: str = "mono",
+                           seed: int = 0, bare_n: int = 400, shard_size: int | None = None) -> dict:
+    from asm.data.executor import RenderPool, resolve_workers
+    from asm.data.generate import Reporter, _prepare, generate_dataset
+    from asm.data.settings import DatasetSettings, auto_shard_size
+    from asm.data.store import delete_dataset
+    from asm.audio.features import FeatureSettings
+
+    workers = resolve_workers(workers)
+    name = f"perf-tmp-{os.getpid()}-{int(time.time())}"
+    features = FeatureSettings()
+    settings = DatasetSettings(synth=synth_name, mode=mode, size=n, sample_rate=sample_rate, duration=duration,
+                               note_off=0.75 * duration, seed=seed, features=features,
+                               shard_size=shard_size or auto_shard_size(duration, sample_rate, features))
+    spec, _, plan, _ = _prepare(name, settings, Reporter())
+    bare_before, label = _bare_rate(spec, plan, duration, min(n, bare_n))
+    t = time.perf_counter()
+    pool = RenderPool(spec, workers)
+    start_s = time.perf_counter() - t
+    try:
+        t = time.perf_counter()
+        result = generate_dataset(name, settings, pool=pool)
+        wall = time.perf_counter() - t
+    finally:
+        pool.close()
+        try:
+            delete_dataset(name)
+        except Exception:  # noqa: BLE001 - never leave the perf run's error hidden behind cleanup
+            pass
+    bare_after, _ = _bare_rate(spec, plan, duration, min(n, bare_n))
+    bare = (bare_before + bare_after) / 2
+    run = result["run"]
+    e2e = n / wall
+    ws = run["worker_seconds"]
+    return {
+        "synth": synth_name, "mode": mode, "n": n, "workers": workers, "sample_rate": sample_rate,
+        "duration": duration, "shard_size": settings.shard_size,
+        "pool_start_s": start_s, "wall_s": wall, "examples_per_s": e2e,
+        "shard_jobs_examples_per_s": run["examples_per_s"],
+        "bare_rps": bare, "bare_rps_before": bare_before, "bare_rps_after": bare_after, "bare_label": label,
+        "bare_x_workers": bare * workers, "ratio": e2e / (bare * workers),
+        "worker_ms_per_example": {k: 1000 * v / n for k, v in ws.items()},
+        "rejections": result["rejections"],
+    }
