@@ -170,6 +170,32 @@ def _worker_main(conn, spec, state, forkserver_pid: int, main_pid: int) -> None:
 
 # ---------------------------------------------------------------------------------------------
 # parent side
+class _Queue:
+    """Tasks handed out in order: retries first, then the next task drawn lazily from ``source``
+    (so a huge dataset's jobs are built as workers free up, not all before the first one starts)."""
+
+    def __init__(self, source: Iterable = ()):
+        self.front: deque = deque()
+        self.source = iter(source)
+
+    def appendleft(self, task) -> None:
+        self.front.appendleft(task)
+
+    def popleft(self):
+        if self.front:
+            return self.front.popleft()
+        return next(self.source)
+
+    def __bool__(self) -> bool:
+        if self.front:
+            return True
+        try:
+            self.front.append(next(self.source))
+        except StopIteration:
+            return False
+        return True
+
+
 @dataclass
 class _Task:
     kind: str  # shard | render
@@ -389,7 +415,7 @@ class RenderPool:
         w.last_beat, w.last_change = -1, time.monotonic()
         return True
 
-    def _dispatch(self, tasks: deque, on_done: Callable[[_Task, Any], None],
+    def _dispatch(self, tasks: _Queue, on_done: Callable[[_Task, Any], None],
                   on_crash: Callable[[_Task, int, int, str], list[_Task]],
                   on_tick: Callable[[], None] | None = None, tick: float = 0.25) -> None:
         """Run ``tasks`` to completion on the workers, replacing any that die or stall."""
@@ -449,7 +475,7 @@ class RenderPool:
             raise RuntimeError(f"render worker failed:\n{text}")
         on_done(task, msg[2])
 
-    def _handle_death(self, w: _Worker, tasks: deque, on_crash, stalled: bool = False) -> None:
+    def _handle_death(self, w: _Worker, tasks: _Queue, on_crash, stalled: bool = False) -> None:
         task = w.task
         pos, attempt = int(w.state[_POS]), int(w.state[_ATTEMPT])
         if stalled:
@@ -480,7 +506,7 @@ class RenderPool:
         ``on_tick(examples_in_flight)`` runs a few times a second for progress display.
         """
         token = self.install(context)
-        tasks = deque(_Task("shard", job, token) for job in jobs)
+        tasks = _Queue(_Task("shard", job, token) for job in jobs)
 
         def done(task: _Task, result) -> None:
             on_result(result)
@@ -530,10 +556,10 @@ class RenderPool:
         notes = list(notes)
         parts = max(1, min(n, self.size * chunks_per_worker))
         bounds = np.linspace(0, n, parts + 1).round().astype(int)
-        tasks = deque(
+        tasks = _Queue([
             _Task("render", (values[a:b], notes, float(duration), free, int(a)), token)
             for a, b in zip(bounds[:-1], bounds[1:]) if b > a
-        )
+        ])
         results: list = [None] * n
 
         def done(task: _Task, out: list) -> None:
@@ -594,7 +620,7 @@ class RayExecutor:
                    on_tick: Callable[[int], None] | None = None) -> None:
         ray = self.ray
         ctx_ref = ray.put(context)
-        queue = deque(jobs)
+        queue = _Queue(jobs)
         inflight: dict = {}
         crashes: dict[int, int] = {}
         idle = list(range(len(self.actors)))

@@ -87,7 +87,7 @@ def _job(plan: Plan, index: int, file: str, extra_forbidden: np.ndarray | None =
     offsets, notes = plan.notes_block(start, count)
     sl = slice(start, start + count)
     return ShardJob(index, start, count, file, plan.free[sl], plan.keys[sl], plan.sources[sl],
-                    plan.splits()[sl], offsets, notes, extra_forbidden=extra_forbidden)
+                    plan.split_codes[sl], offsets, notes, extra_forbidden=extra_forbidden)
 
 
 def _open_row(name: str, s: DatasetSettings, identity: dict, space, spec) -> tuple[int, bool]:
@@ -231,7 +231,7 @@ def generate_dataset(name: str, s: DatasetSettings, *, workers: int | str = "aut
                 reporter.advance(committed[0])
 
             t0 = time.perf_counter()
-            jobs = [_job(plan, i, shard_name(i)) for i in todo]
+            jobs = (_job(plan, i, shard_name(i)) for i in todo)  # built as workers free up
             ex.run_shards(ctx, jobs, on_result, lambda inflight: reporter.advance(committed[0] + inflight))
             stats.seconds = time.perf_counter() - t0
             _dedup_pass(dataset_id, directory, plan, ctx, ex, reporter)

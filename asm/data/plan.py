@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -90,7 +91,9 @@ class Plan:
     def size(self) -> int:
         return len(self.free)
 
-    def splits(self) -> np.ndarray:
+    @cached_property
+    def split_codes(self) -> np.ndarray:
+        """0 train, 1 val, 2 test for every slot (contiguous ranges)."""
         n_train, n_val, _ = self.settings.split_counts()
         s = np.full(self.size, 2, dtype=np.uint8)
         s[:n_train] = 0
@@ -101,6 +104,8 @@ class Plan:
         """The notes example ``slot`` plays (a pure function of the settings and the slot)."""
         s = self.settings
         if s.mode == "mono":
+            if s.note_range is None and s.velocity_range is None:
+                return [Note(s.note, s.velocity, 0.0, float(np.float32(s.note_off)))]
             rng = np.random.default_rng([s.seed, STREAM_NOTES, slot])
             pitch = s.note if s.note_range is None else int(rng.integers(s.note_range[0], s.note_range[1] + 1))
             vel = s.velocity if s.velocity_range is None else int(rng.integers(s.velocity_range[0], s.velocity_range[1] + 1))
