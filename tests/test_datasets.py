@@ -300,7 +300,7 @@ def test_kill_9_mid_run_then_the_same_command_finishes_the_same_dataset(cli, asm
     assert len(workers) >= 3  # forkserver + 2 workers (+ resource tracker)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    time.sleep(2)
+    time.sleep(1)
     assert not [p for p in workers if Path(f"/proc/{p}").exists() and "zombie" not in
                 Path(f"/proc/{p}/status").read_text().lower()], "workers outlived their killed parent"
     assert cli("verify-dataset", "k").code == 2  # incomplete: nothing half-written passes

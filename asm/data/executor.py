@@ -16,8 +16,8 @@ progress costs no messages and a worker that dies (a plugin segfault) or stops m
 ``stall_timeout`` seconds is detected, reported through ``on_event``, killed and replaced, and its
 work is re-queued: the crashing candidate gets ``None`` in ``render``; the crashing (slot, preset)
 counts as a rejected preset in ``run_shards``. A job that keeps killing workers fails with an
-``AsmError`` instead of looping. Workers die with their parent (PR_SET_PDEATHSIG on Linux, and a
-parent check between renders).
+``AsmError`` instead of looping. Workers exit the moment their pool's process dies (even by
+``kill -9``): each holds the read end of a pipe only that process can write, watched by a thread.
 
 ``RayExecutor`` runs the same shard jobs on Ray actors (``pip install 'asm[ray]'``) and produces
 byte-identical shards.
@@ -104,9 +104,24 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-def _worker_main(conn, spec, state, forkserver_pid: int, main_pid: int) -> None:
+def _watch_parent(alive) -> None:
+    """Exit the moment the pool's process dies: ``alive``'s other end is held only by that process,
+    so it becomes readable (EOF) exactly then. (The forkserver outlives it while any worker lives.)"""
+    import threading
+
+    def watch() -> None:
+        try:
+            wait([alive])
+        finally:
+            os._exit(1)
+
+    threading.Thread(target=watch, name="asm-parent-watch", daemon=True).start()
+
+
+def _worker_main(conn, alive, spec, state, forkserver_pid: int, main_pid: int) -> None:
     """A render worker: open the synth once, then serve messages until told to stop."""
     _die_with_parent(forkserver_pid)
+    _watch_parent(alive)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is handled by the parent
     try:
         import torch
@@ -212,15 +227,17 @@ class _Worker:
         self.state = ctx.RawArray("q", 5)
         self.state[_JOB] = -1
         parent_conn, child_conn = ctx.Pipe(duplex=True)
+        alive_r, self._alive_w = ctx.Pipe(duplex=False)  # never written: EOF tells the worker we died
         self.conn = parent_conn
         self.process = ctx.Process(
             target=_worker_main,
-            args=(child_conn, pool.spec, self.state, pool._forkserver_pid(), os.getpid()),
+            args=(child_conn, alive_r, pool.spec, self.state, pool._forkserver_pid(), os.getpid()),
             daemon=True,
             name=f"asm-render-{wid}",
         )
         self.process.start()
         child_conn.close()
+        alive_r.close()
         self.task: _Task | None = None
         self.job_id = -1
         self.ready = False
@@ -237,10 +254,11 @@ class _Worker:
         except Exception:  # noqa: BLE001
             pass
         self.process.join(timeout=5)
-        try:
-            self.conn.close()
-        except OSError:
-            pass
+        for c in (self.conn, self._alive_w):
+            try:
+                c.close()
+            except OSError:
+                pass
 
 
 def _exit_reason(code: int | None) -> str:
@@ -329,10 +347,11 @@ class RenderPool:
             w.process.join(timeout=max(0.0, deadline - time.monotonic()))
             if w.alive():
                 w.kill()
-            try:
-                w.conn.close()
-            except OSError:
-                pass
+            for c in (w.conn, w._alive_w):
+                try:
+                    c.close()
+                except OSError:
+                    pass
 
     def __enter__(self) -> "RenderPool":
         return self
