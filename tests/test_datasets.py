@@ -103,33 +103,46 @@ def test_silent_renders_are_rejected_and_replaced_with_labels_that_match(cli):
         assert np.max(np.abs(audio - ds.audio(int(i)))) <= np.max(np.abs(audio)) / 32767 + 1e-7
 
 
-def _add_factory_presets(n: int) -> list[int]:
+def _add_factory_presets(n: int, silent: int = 0) -> dict[str, list[int]]:
+    """``n`` audible factory presets, ``silent`` silent ones, and a twin of the last audible one that
+    differs only in ``drive`` (the same sound once drive is locked)."""
     rng = np.random.default_rng(11)
-    ids = []
     with session_scope() as s:
         synth = get_synth(s, "asm-sub")
         space = space_of(synth)
-        for k in range(n):
-            values = space.quantise(rng.random(space.size)).tolist()
-            p = Preset(synth=synth, name=f"factory {k}", origin="factory", values=values,
+        rows = {"audible": [], "silent": []}
+        for k in range(n + silent):
+            values = space.quantise(rng.random(space.size))
+            values[space.position("osc1_level")] = 0.8  # audible for sure...
+            values[space.position("amp_sustain")] = 0.8
+            values[space.position("amp_attack")] = 0.05
+            kind = "audible" if k < n else "silent"
+            if kind == "silent":  # ...or silent for sure
+                for name in ("osc1_level", "osc2_level", "noise_level"):
+                    values[space.position(name)] = 0.0
+            else:
+                last = list(values)
+            p = Preset(synth=synth, name=f"{kind} {k}", origin="factory", values=values.tolist(),
                        content_hash=preset_hash(values))
             s.add(p)
-        # the same sound twice (differs only in a parameter that will be locked): counted once
-        twin = list(values)
+            s.flush()
+            rows[kind].append(p.id)
+        twin = list(last)
         twin[space.position("drive")] = 0.123
         s.add(Preset(synth=synth, name="twin", origin="factory", values=twin, content_hash=preset_hash(twin)))
-        s.flush()
-        ids = [p.id for p in synth.presets]
-    return ids
+    return rows
 
 
 def test_factory_and_mixed_presets(cli):
-    _add_factory_presets(30)
+    ids = _add_factory_presets(30, silent=5)
     assert cli("lock", "asm-sub", "drive=0").code == 0
+    # 36 rows, 35 distinct once drive is locked; 30 wanted: the silent ones picked are replaced by
+    # the spare audible ones, so exactly the 30 audible presets end up in the dataset
     info = gen(cli, "f", "--presets", "factory", size=30)
+    assert info["rejections"]["silent"] > 0 and cli("verify-dataset", "f").code == 0
     ds = ShardDataset("f", None)
     sources = [ds.source(i) for i in range(30)]
-    assert all(s > 0 for s in sources) and len(set(sources)) == 30  # 31 rows, 30 distinct once locked
+    assert sorted(sources) == sorted(ids["audible"])
     with session_scope() as s:
         spec = load_spec(s, "asm-sub", 16000)
         by_id = {p.id: p.values for p in get_synth(s, "asm-sub").presets}
@@ -138,8 +151,8 @@ def test_factory_and_mixed_presets(cli):
         np.testing.assert_array_equal(ds.params(i), want.astype(np.float32))
     assert info["settings"]["inputs"]["factory_presets"]
 
-    r = cli("generate-dataset", "f2", "--presets", "factory", "--size", "31", *SMALL)
-    assert r.code == 2 and "30 distinct factory presets" in r.err
+    r = cli("generate-dataset", "f2", "--presets", "factory", "--size", "36", *SMALL)
+    assert r.code == 2 and "35 distinct factory presets" in r.err
     info = gen(cli, "mx", "--presets", "mix:0.5", size=20)
     mx = ShardDataset("mx", None)
     assert sum(mx.source(i) > 0 for i in range(20)) == 10
@@ -380,3 +393,26 @@ def test_ray_executor_gives_the_same_dataset_bit_for_bit(cli):
     assert r.code == 0, r.err
     assert shard_rows("onray") == shard_rows("local")
     assert cli("verify-dataset", "onray").code == 0
+
+
+def test_replacements_never_repeat_a_preset_of_another_shard(cli):
+    """In a tiny space (2 free discrete parameters: 20 presets) the replacements of crashed presets
+    in different shards collide; the later shard is rebuilt without the earlier shards' presets."""
+    from asm.data.generate import Reporter, generate_dataset
+    from asm.data.settings import DatasetSettings
+    from asm.data.store import verify_dataset
+
+    with session_scope() as s:
+        space = space_of(get_synth(s, "asm-sub"))
+    assert cli("lock", "asm-sub", *[f"{p.name}={p.default}" for p in space.params
+                                     if p.name not in ("osc1_wave", "osc1_octave")]).code == 0
+    events = []
+    st = DatasetSettings(synth="asm-sub", size=12, duration=0.3, note_off=0.2, shard_size=3, seed=0)
+    info = generate_dataset("tiny", st, workers=2, fault={"crash_slots": [0, 3, 6, 9]},
+                            reporter=Reporter(event=events.append))
+    assert info["rejections"]["crashed"] == 4 and info["rejections"]["duplicate"] > 0
+    assert any("repeats presets of earlier shards" in e for e in events)
+    assert verify_dataset("tiny")["ok"]  # includes: every preset key unique
+    ds = ShardDataset("tiny", None)
+    assert len({tuple(ds.params(i)) for i in range(12)}) == 12
+    assert all(".r" not in Path(f).name or Path(f).exists() for f in ds._files)

@@ -98,7 +98,7 @@ def _die_with_parent(parent: int) -> None:
 
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG: the forkserver's exit kills us
-    except Exception:  # not Linux: the parent check below still applies
+    except Exception:  # not Linux: the pipe watch in _watch_parent still applies
         pass
     if os.getppid() != parent:  # the parent died before prctl took effect
         os._exit(1)
@@ -118,7 +118,7 @@ def _watch_parent(alive) -> None:
     threading.Thread(target=watch, name="asm-parent-watch", daemon=True).start()
 
 
-def _worker_main(conn, alive, spec, state, forkserver_pid: int, main_pid: int) -> None:
+def _worker_main(conn, alive, spec, state, forkserver_pid: int) -> None:
     """A render worker: open the synth once, then serve messages until told to stop."""
     _die_with_parent(forkserver_pid)
     _watch_parent(alive)
@@ -167,8 +167,6 @@ def _worker_main(conn, alive, spec, state, forkserver_pid: int, main_pid: int) -
                     progress.mark(offset + i, 0)
                     audio = synth.render_free(v, notes, duration) if free else synth.render(v, notes, duration)
                     out.append(reduce(audio) if reduce is not None else audio)
-                    if os.getppid() != forkserver_pid:
-                        os._exit(1)
                 reply = ("rendered", job_id, out)
             else:
                 reply = ("error", job_id, False, f"unknown message {kind!r}")
@@ -231,7 +229,7 @@ class _Worker:
         self.conn = parent_conn
         self.process = ctx.Process(
             target=_worker_main,
-            args=(child_conn, alive_r, pool.spec, self.state, pool._forkserver_pid(), os.getpid()),
+            args=(child_conn, alive_r, pool.spec, self.state, pool._forkserver_pid()),
             daemon=True,
             name=f"asm-render-{wid}",
         )

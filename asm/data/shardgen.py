@@ -97,10 +97,14 @@ def _notes_of(job: ShardJob, j: int) -> list[Note]:
     return [Note(int(r["pitch"]), int(r["velocity"]), float(r["start"]), float(r["duration"])) for r in rows]
 
 
-def _replacement(ctx: GenerationContext, space, rng: np.random.Generator, factory_slot: bool):
+def _replacement(ctx: GenerationContext, space, rng: np.random.Generator, factory_slot: bool, tried: set[int]):
+    """The next preset for a slot: an untried spare factory preset for a factory slot (while any
+    remain), otherwise a random one."""
     if factory_slot and len(ctx.spare.ids):
-        i = int(rng.integers(len(ctx.spare.ids)))
-        return ctx.spare.free[i], int(ctx.spare.keys[i]), int(ctx.spare.ids[i])
+        untried = np.flatnonzero(~np.isin(ctx.spare.keys, np.fromiter(tried, np.uint64, len(tried))))
+        if len(untried):
+            i = int(untried[rng.integers(len(untried))])
+            return ctx.spare.free[i], int(ctx.spare.keys[i]), int(ctx.spare.ids[i])
     free = as_label(space, space.random_free(rng, 1))[0]
     return free, int(preset_keys(space, free)[0]), -1
 
@@ -133,9 +137,12 @@ def build_shard(synth, ctx: GenerationContext, job: ShardJob, progress: Progress
         free, key, source = job.free[j], int(job.keys[j]), int(job.sources[j])
         factory_slot = source >= 0
         rng = None
+        tried: set[int] = set()
         k = 0
         while True:
-            taken = key in used or _contains(job.extra_forbidden, key) or (k > 0 and _contains(ctx.forbidden, key))
+            taken = key in used or key in tried or _contains(job.extra_forbidden, key) or (
+                k > 0 and _contains(ctx.forbidden, key))
+            tried.add(key)
             if taken:
                 rejected["duplicate"] += 1
             elif (slot, k) in job.crashed:
@@ -163,7 +170,7 @@ def build_shard(synth, ctx: GenerationContext, job: ShardJob, progress: Progress
                 )
             if rng is None:
                 rng = np.random.default_rng([s.seed, STREAM_REPLACE, slot])
-            free, key, source = _replacement(ctx, space, rng, factory_slot)
+            free, key, source = _replacement(ctx, space, rng, factory_slot, tried)
         audio[j] = a
         peaks[j] = peak
         params[j] = free
