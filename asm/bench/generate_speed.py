@@ -79,3 +79,39 @@ def measure_generate_speed(synth_name: str, n: int, workers, sample_rate: int, d
         "worker_ms_per_example": {k: 1000 * v / n for k, v in ws.items()},
         "rejections": result["rejections"],
     }
+
+
+def measure_batch_speed(synth_name: str, population: int, generations: int, workers, sample_rate: int,
+                        duration: float, seed: int = 0) -> dict:
+    """Search-style batches through the pool (same notes, a reduction in the workers) against one
+    process rendering serially, per generation."""
+    from asm.audio.signal import peak_dbfs
+    from asm.data.executor import RenderPool, resolve_workers
+    from asm.midi.notes import held
+    from asm.registry.db import session_scope
+    from asm.synth.host import open_synth
+    from asm.synth.loader import load_spec
+
+    workers = resolve_workers(workers)
+    with session_scope() as session:
+        spec = load_spec(session, synth_name, sample_rate)
+    space = spec.space
+    rng = np.random.default_rng(seed)
+    batches = [space.full(space.random_free(rng, population)) for _ in range(generations)]
+    notes = held([60], 100, 0.75 * duration)
+    synth = open_synth(spec, isolate=False)
+    synth.render(batches[0][0], notes, duration)
+    t = time.perf_counter()
+    for b in batches:
+        [peak_dbfs(synth.render(v, notes, duration)) for v in b]
+    serial = (time.perf_counter() - t) / generations
+    synth.close()
+    with RenderPool(spec, workers) as pool:
+        pool.render(batches[0][:workers], notes, duration, reduce=peak_dbfs)  # warm-up, installs reduce
+        t = time.perf_counter()
+        for b in batches:
+            pool.render(b, notes, duration, reduce=peak_dbfs)
+        pooled = (time.perf_counter() - t) / generations
+    return {"synth": synth_name, "population": population, "generations": generations, "workers": workers,
+            "serial_ms": 1000 * serial, "pool_ms": 1000 * pooled, "ideal_ms": 1000 * serial / workers,
+            "efficiency": serial / workers / pooled}

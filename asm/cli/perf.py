@@ -76,3 +76,31 @@ def perf_generate(
     table.add_row("pool start (not in the rate)", f"{r['pool_start_s']:.2f} s")
     table.add_row("rejected renders", str(sum(r["rejections"].values())))
     console.print(table)
+
+
+@perf_app.command("batch")
+def perf_batch(
+    synth: str = typer.Option("asm-sub", "--synth", "-s"),
+    population: int = typer.Option(50, "--population", min=1, help="Candidates per batch (a search generation)."),
+    generations: int = typer.Option(20, "--generations", min=1),
+    workers: str = typer.Option("auto", "--workers", "-j"),
+    sr: int = typer.Option(16000, "--sr"),
+    duration: float = typer.Option(1.0, "--duration"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Batches of candidates rendered by the worker pool (as a search does) against serial rendering."""
+    from asm.bench.generate_speed import measure_batch_speed
+
+    r = measure_batch_speed(synth, population, generations, workers, sr, duration)
+    if as_json:
+        typer.echo(json.dumps(r))
+        return
+    table = Table(title=f"batch renders: {synth}, {population} candidates x {generations} generations, "
+                        f"{r['workers']} workers, {duration:g} s at {sr} Hz")
+    table.add_column("path")
+    table.add_column("ms per generation", justify="right")
+    table.add_row("one process, serial", f"{r['serial_ms']:.1f}")
+    table.add_row(f"ideal: serial / {r['workers']}", f"{r['ideal_ms']:.1f}")
+    table.add_row("worker pool", f"{r['pool_ms']:.1f}")
+    console.print(table)
+    console.print(f"pool efficiency (ideal / pool): {100 * r['efficiency']:.1f}%")
