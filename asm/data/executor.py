@@ -118,6 +118,16 @@ def _watch_parent(alive) -> None:
     threading.Thread(target=watch, name="asm-parent-watch", daemon=True).start()
 
 
+def _warm_up(synth) -> None:
+    """One render and one default log-mel, so the first job does not pay for first-call set-up
+    (plugin buffers, FFT plans, the mel filter bank)."""
+    from asm.audio.features import FeatureSettings, logmel
+    from asm.midi.notes import Note
+
+    audio = synth.render(synth.space.defaults(), [Note(60, 100, 0.0, 0.1)], 0.2)
+    logmel(np.stack([audio, audio]), synth.sample_rate, FeatureSettings())
+
+
 def _worker_main(conn, alive, spec, state, forkserver_pid: int) -> None:
     """A render worker: open the synth once, then serve messages until told to stop."""
     _die_with_parent(forkserver_pid)
@@ -130,6 +140,7 @@ def _worker_main(conn, alive, spec, state, forkserver_pid: int) -> None:
         from asm.synth.host import open_synth
 
         synth = open_synth(spec, isolate=False)
+        _warm_up(synth)
     except BaseException as exc:  # noqa: BLE001 - reported to the parent as one line
         msg = str(exc) if isinstance(exc, AsmError) else f"{type(exc).__name__}: {exc}"
         conn.send(("fatal", f"cannot open synth {spec.name} in a worker: {msg}"))
@@ -456,7 +467,13 @@ class RenderPool:
                         except (EOFError, OSError):
                             msg = None
                         if msg is not None:
-                            self._handle_message(w, msg, on_done)
+                            task, result = self._handle_message(w, msg)
+                            if task is not None:
+                                if tasks:  # keep the worker busy while the result is handled here
+                                    nxt = tasks.popleft()
+                                    if not self._send(w, nxt):
+                                        tasks.appendleft(nxt)
+                                on_done(task, result)
                             continue
                     if (w.conn in ready or w.process.sentinel in ready) and w.task is not None and not w.alive():
                         self._handle_death(w, tasks, on_crash)
@@ -479,18 +496,18 @@ class RenderPool:
             self.close()
             raise
 
-    def _handle_message(self, w: _Worker, msg, on_done) -> None:
+    def _handle_message(self, w: _Worker, msg) -> tuple[_Task | None, Any]:
         kind = msg[0]
         task = w.task
         if msg[1] != w.job_id or task is None:
-            return
+            return None, None
         w.task, w.job_id = None, -1
         if kind == "error":
             _, _, user, text = msg
             if user:
                 raise AsmError(text)
             raise RuntimeError(f"render worker failed:\n{text}")
-        on_done(task, msg[2])
+        return task, msg[2]
 
     def _handle_death(self, w: _Worker, tasks: _Queue, on_crash, stalled: bool = False) -> None:
         task = w.task
