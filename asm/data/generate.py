@@ -105,6 +105,9 @@ def _open_row(name: str, s: DatasetSettings, identity: dict, space, spec) -> tup
             old = _normalise(row.settings)
             if old != identity:
                 diff = sorted(k for k in set(old) | set(identity) if old.get(k) != identity.get(k))
+                named = {"inputs": "inputs: the factory presets or MIDI chunks changed",
+                         "locks": "locks", "synth_version": "synth version"}
+                diff = [named.get(k, k) for k in diff]
                 raise AsmError(f"dataset {name} exists with different settings ({', '.join(diff)}); delete it "
                                f"(asm delete-dataset {name}) or choose another name")
             return row.id, row.status == "complete"
@@ -221,7 +224,9 @@ def generate_dataset(name: str, s: DatasetSettings, *, workers: int | str = "aut
             def on_result(result: ShardResult) -> None:
                 if result.payload is not None:
                     sha, size = write_atomic(directory / result.file, [result.payload])
-                    assert sha == result.sha256 and size == result.bytes
+                    if (sha, size) != (result.sha256, result.bytes):
+                        (directory / result.file).unlink(missing_ok=True)
+                        raise AsmError(f"shard {result.index} arrived corrupted from its worker; run the command again")
                 _commit(dataset_id, result)
                 committed[0] += result.count
                 stats.examples += result.count
