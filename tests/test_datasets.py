@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import ROOT
 
 from asm.audio.features import logmel
 from asm.data.shards import ShardFile
@@ -21,7 +22,6 @@ from asm.registry.synths import get_synth, space_of
 from asm.synth.host import open_synth
 from asm.synth.loader import load_spec
 from asm.synth.params import preset_hash
-from conftest import ROOT, run_cli_process
 
 SMALL = ("--duration", "0.5", "--note-off", "0.3", "--shard-size", "16")
 

@@ -1,7 +1,6 @@
 """The render executor: ordered batch renders, per-worker reductions, crashed and hung workers."""
 
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -104,8 +103,8 @@ def test_a_synth_crash_during_generation_rejects_that_preset_and_the_dataset_com
     assert info["status"] == "complete" and info["rejections"]["crashed"] == 2
     assert sum("crashed on example" in e for e in events) == 2
     assert verify_dataset("crash")["ok"]
-    from asm.data.torch_dataset import ShardDataset
     from asm.data.shards import ShardFile
+    from asm.data.torch_dataset import ShardDataset
 
     ds = ShardDataset("crash", None)
     attempts = np.concatenate([np.asarray(ShardFile(f)["attempts"]) for f in ds._files])
@@ -118,3 +117,15 @@ def test_a_synth_that_cannot_open_fails_with_one_line():
     spec = replace(_spec(), path="builtin:missing")
     with pytest.raises(AsmError, match="cannot open synth"):
         RenderPool(spec, 1)
+
+
+def test_perf_commands_report_their_figures_and_leave_nothing_behind(cli):
+    r = cli("perf", "generate", "--n", "48", "--workers", "2", "--duration", "0.5", "--shard-size", "16", "--json")
+    assert r.code == 0, r.err
+    data = r.json()
+    assert data["n"] == 48 and data["workers"] == 2 and data["examples_per_s"] > 0 and data["bare_rps"] > 0
+    assert data["ratio"] == pytest.approx(data["examples_per_s"] / (2 * data["bare_rps"]))
+    assert cli("list-datasets", "--json").json() == []  # the temporary dataset is gone
+    r = cli("perf", "batch", "--population", "8", "--generations", "2", "--workers", "2", "--duration", "0.5", "--json")
+    assert r.code == 0, r.err
+    assert r.json()["pool_ms"] > 0 and r.json()["serial_ms"] > 0

@@ -37,11 +37,11 @@ def _bare_rate(spec, plan, duration: float, n: int) -> tuple[float, str]:
 
 def measure_generate_speed(synth_name: str, n: int, workers, sample_rate: int, duration: float, mode: str = "mono",
                            seed: int = 0, bare_n: int = 400, shard_size: int | None = None) -> dict:
+    from asm.audio.features import FeatureSettings
     from asm.data.executor import RenderPool, resolve_workers
     from asm.data.generate import Reporter, _prepare, generate_dataset
     from asm.data.settings import DatasetSettings, auto_shard_size
     from asm.data.store import delete_dataset
-    from asm.audio.features import FeatureSettings
 
     workers = resolve_workers(workers)
     name = f"perf-tmp-{os.getpid()}-{int(time.time())}"
