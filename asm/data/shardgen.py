@@ -121,7 +121,10 @@ def build_shard(synth, ctx: GenerationContext, job: ShardJob, progress: Progress
     space = synth.space
     n, n_free, T = job.count, space.n_free, s.n_samples
     crash_slots = set((ctx.fault or {}).get("crash_slots", ()))
-    audio = np.empty((n, T), dtype=np.float32)
+    int16 = s.audio_dtype == "int16"
+    stored = np.empty((n, T), dtype=np.int16 if int16 else np.float16)
+    feats = np.empty((n, s.features.n_mels, s.n_frames), dtype=np.float16)
+    batch = np.empty((FEATURE_BATCH, T), dtype=np.float32)  # renders awaiting features, still in cache
     params = np.empty((n, n_free), dtype=np.float32)
     keys = np.empty(n, dtype=np.uint64)
     sources = np.empty(n, dtype=np.int32)
@@ -130,6 +133,22 @@ def build_shard(synth, ctx: GenerationContext, job: ShardJob, progress: Progress
     rejected = dict.fromkeys(REJECTION_KINDS, 0)
     used: set[int] = set()
     duration = float(s.duration)
+    t_features = 0.0
+
+    def flush(end: int) -> float:
+        """Log-mel and storage conversion of the renders of examples [end - b, end)."""
+        t = time.perf_counter()
+        b = (end - 1) % FEATURE_BATCH + 1
+        rows = slice(end - b, end)
+        with torch.no_grad():
+            feats[rows] = logmel(batch[:b], s.sample_rate, s.features).numpy()
+        if int16:
+            np.multiply(batch[:b], (np.float32(32767.0) / peaks[rows])[:, None], out=batch[:b])
+            stored[rows] = np.rint(batch[:b], out=batch[:b])
+        else:
+            stored[rows] = batch[:b]
+        return time.perf_counter() - t
+
     t0 = time.perf_counter()
     for j in range(n):
         slot = job.start + j
@@ -171,29 +190,21 @@ def build_shard(synth, ctx: GenerationContext, job: ShardJob, progress: Progress
             if rng is None:
                 rng = np.random.default_rng([s.seed, STREAM_REPLACE, slot])
             free, key, source = _replacement(ctx, space, rng, factory_slot, tried)
-        audio[j] = a
+        batch[j % FEATURE_BATCH] = a
         peaks[j] = peak
         params[j] = free
         keys[j] = key
         sources[j] = source
         attempts[j] = k
         used.add(key)
+        if (j + 1) % FEATURE_BATCH == 0 or j + 1 == n:
+            progress.mark(-1, 0)
+            t_features += flush(j + 1)
         progress.done(j + 1)
     t1 = time.perf_counter()
-    progress.mark(-1, 0)
-    feats = np.empty((n, s.features.n_mels, s.n_frames), dtype=np.float16)
-    with torch.no_grad():
-        for i in range(0, n, FEATURE_BATCH):
-            feats[i : i + FEATURE_BATCH] = logmel(audio[i : i + FEATURE_BATCH], s.sample_rate, s.features).numpy()
-    arrays: dict[str, np.ndarray] = {}
-    if s.audio_dtype == "int16":
-        scale = (peaks / np.float32(32767.0)).astype(np.float32)  # full 16-bit resolution for every example
-        np.divide(audio, scale[:, None], out=audio)
-        arrays["audio"] = np.rint(audio, out=audio).astype(np.int16)
-        arrays["audio_scale"] = scale
-    else:
-        arrays["audio"] = audio.astype(np.float16)
-    del audio
+    arrays: dict[str, np.ndarray] = {"audio": stored}
+    if int16:  # every example scaled to its own peak: full 16-bit resolution, loudness kept in the scale
+        arrays["audio_scale"] = (peaks / np.float32(32767.0)).astype(np.float32)
     arrays.update(
         features=feats,
         params=params,
@@ -207,8 +218,8 @@ def build_shard(synth, ctx: GenerationContext, job: ShardJob, progress: Progress
         note_start=np.ascontiguousarray(job.notes["start"]),
         note_duration=np.ascontiguousarray(job.notes["duration"]),
     )
-    t2 = time.perf_counter()
-    stats = {"rejections": rejected, "seconds": {"render": t1 - t0, "features": t2 - t1}, "n_notes": len(job.notes)}
+    stats = {"rejections": rejected, "seconds": {"render": t1 - t0 - t_features, "features": t_features},
+             "n_notes": len(job.notes)}
     return arrays, stats
 
 
