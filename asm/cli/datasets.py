@@ -188,12 +188,12 @@ def list_datasets_cmd(as_json: bool = typer.Option(False, "--json")) -> None:
     table = Table(title="datasets")
     for col, just in (("name", "left"), ("synth", "left"), ("mode", "left"), ("examples", "right"),
                       ("train/val/test", "right"), ("status", "left"), ("disk", "right"), ("created", "left")):
-        table.add_column(col, justify=just)
+        table.add_column(col, justify=just, no_wrap=col in ("name", "train/val/test", "created"))
     for r in rows:
         status = r["status"] if r["status"] == "complete" else f"{r['status']} ({r['shards_done']}/{r['shards']} shards)"
         sc = r["split_counts"]
         table.add_row(r["name"], r["synth"], r["mode"], str(r["size"]), f"{sc['train']}/{sc['val']}/{sc['test']}",
-                      status, _mb(r["bytes"]), r["created_at"] or "")
+                      status, _mb(r["bytes"]), (r["created_at"] or "")[:10])
     console.print(table)
 
 
