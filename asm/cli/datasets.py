@@ -187,13 +187,13 @@ def list_datasets_cmd(as_json: bool = typer.Option(False, "--json")) -> None:
         return
     table = Table(title="datasets")
     for col, just in (("name", "left"), ("synth", "left"), ("mode", "left"), ("examples", "right"),
-                      ("train/val/test", "right"), ("status", "left"), ("disk", "right"), ("created", "left")):
-        table.add_column(col, justify=just, no_wrap=col in ("name", "train/val/test", "created"))
+                      ("train/val/test", "right"), ("status", "left"), ("MB", "right")):
+        table.add_column(col, justify=just, no_wrap=col != "status")
     for r in rows:
         status = r["status"] if r["status"] == "complete" else f"{r['status']} ({r['shards_done']}/{r['shards']} shards)"
         sc = r["split_counts"]
         table.add_row(r["name"], r["synth"], r["mode"], str(r["size"]), f"{sc['train']}/{sc['val']}/{sc['test']}",
-                      status, _mb(r["bytes"]), (r["created_at"] or "")[:10])
+                      status, f"{r['bytes'] / 1e6:,.0f}")
     console.print(table)
 
 
