@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import mmap
 import os
 import struct
 from pathlib import Path
@@ -113,7 +114,7 @@ def file_sha256(path: Path) -> str:
 class ShardFile:
     """Read-only, memory-mapped view of a shard: ``shard["features"]`` is a zero-copy array."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, random_access: bool = False):
         self.path = Path(path)
         try:
             with open(self.path, "rb") as f:
@@ -128,6 +129,16 @@ class ShardFile:
         self._base = 8 + n
         self._buf = np.memmap(self.path, dtype=np.uint8, mode="r")
         self._views: dict[str, np.ndarray] = {}
+        if random_access:  # items are read one by one in random order: no read-around
+            self.advise(mmap.MADV_RANDOM)
+
+    def advise(self, advice: int) -> None:
+        mm = getattr(self._buf, "_mmap", None)
+        if mm is not None and hasattr(mm, "madvise"):
+            try:
+                mm.madvise(advice)
+            except (OSError, ValueError):
+                pass
 
     def names(self) -> list[str]:
         return list(self.header)

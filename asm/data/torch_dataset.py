@@ -19,14 +19,16 @@ Attributes: ``settings`` (``DatasetSettings``: sample rate, duration, feature se
 
 Why it is cheap: the registry is read once, in ``__init__``. Each shard file is mapped once per
 process on first use (one ``mmap`` and one file descriptor per shard, never a file open or an SQL
-query per item), and items are zero-copy views converted to float32. Resident memory is only the
-mapped pages the OS keeps cached, so it stays bounded whatever the dataset size. Splits are
+query per item), and items are zero-copy views converted to float32. Every ``RELEASE_EVERY`` items
+the mapped pages are released from the process (``madvise(MADV_DONTNEED)``; the OS page cache
+keeps them), so resident memory stays bounded whatever the dataset size. Splits are
 contiguous ranges of examples, so finding an item is one binary search over shard starts. The
 object pickles without its mappings, so DataLoader workers (fork or spawn) map what they read.
 """
 
 from __future__ import annotations
 
+import mmap
 import resource
 from pathlib import Path
 
@@ -39,6 +41,9 @@ from asm.errors import AsmError
 from asm.midi.notes import Note
 
 SPLITS = {"train": 0, "val": 1, "test": 2}
+# Items read between releases of mapped pages. A page fault can map a whole large folio of the page
+# cache (about 1 MB on recent kernels), so this bounds resident file pages to roughly 256 MB.
+RELEASE_EVERY = 256
 
 
 class ShardDataset(torch.utils.data.Dataset):
@@ -71,6 +76,9 @@ class ShardDataset(torch.utils.data.Dataset):
         self._lo, hi = bounds[split] if split is not None else (0, self.settings.size)
         self._len = hi - self._lo
         self._maps: dict[int, ShardFile] = {}
+        self._reads = 0
+        self._touched: set[int] = set()  # shards read since the last release
+        self.releases = 0
         _allow_open_files(len(self._files))
 
     # -- shape -----------------------------------------------------------------------------------
@@ -105,10 +113,22 @@ class ShardDataset(torch.utils.data.Dataset):
         k = int(np.searchsorted(self._starts, g, side="right")) - 1
         shard = self._maps.get(k)
         if shard is None:
-            shard = self._maps[k] = ShardFile(Path(self._files[k]))
+            shard = self._maps[k] = ShardFile(Path(self._files[k]), random_access=True)
+        self._touched.add(k)
         return shard, g - int(self._starts[k])
 
+    def _release(self) -> None:
+        """Unmap the pages read since the last release from this process (they stay in the OS page
+        cache), so resident memory is bounded by the last RELEASE_EVERY items, not the dataset size."""
+        for k in self._touched:
+            self._maps[k].advise(mmap.MADV_DONTNEED)
+        self._touched.clear()
+        self.releases += 1
+
     def __getitem__(self, i: int) -> dict:
+        self._reads += 1
+        if self._reads % RELEASE_EVERY == 0:
+            self._release()
         shard, j = self._locate(i)
         item = {
             "features": torch.from_numpy(shard["features"][j].astype(np.float32)),
@@ -161,6 +181,7 @@ class ShardDataset(torch.utils.data.Dataset):
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
         state["_maps"] = {}
+        state["_touched"] = set()
         return state
 
 
