@@ -365,6 +365,18 @@ def test_torch_dataset_through_a_dataloader_maps_each_shard_once(cli):
         ShardDataset("t", "dev")
 
 
+def test_torch_dataset_releases_mapped_pages_and_reads_the_same_after(cli, monkeypatch):
+    import asm.data.torch_dataset as td
+
+    gen(cli, "r", size=32)
+    monkeypatch.setattr(td, "RELEASE_EVERY", 8)
+    ds = td.ShardDataset("r", None)
+    first = [ds[i]["features"].clone() for i in range(32)]
+    again = [ds[i]["features"] for i in reversed(range(32))][::-1]
+    assert ds.releases == 8
+    assert all(torch.equal(a, b) for a, b in zip(first, again))
+
+
 def test_delete_dataset_and_incomplete_datasets_refuse_to_load(cli, asm_home):
     gen(cli, "d", size=16)
     assert (asm_home / "datasets" / "d").is_dir()
