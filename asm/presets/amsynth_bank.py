@@ -9,8 +9,11 @@ chunk) is the same text for one preset under the header ``amSynth1.0preset``.
 The plugin reports a parameter as ``(value - min) / (max - min)`` in single precision after
 clamping the raw value to [min, max] and snapping stepped ones to their step (amsynth's
 ``Parameter::setValue``). ``normalise`` repeats that computation in float32 with amsynth 1.13's
-parameter table, so the registry holds exactly the numbers the plugin reports after loading a preset;
-tests/test_amsynth_presets.py checks this against the plugin on a sample of the factory presets.
+parameter table, so the registry holds exactly the numbers the plugin reports after loading a preset
+as a program chunk (an FXP ``FPCh``). Measured on all 3,482 factory presets: identical in every
+value. (Loading them as a bank chunk, ``FBCh``, goes through the host's bank/program handling, costs
+~60 ms instead of ~0.04 ms per preset and differs in 151 of 142,762 values by one float32 step.)
+tests/test_amsynth_presets.py checks the map against the plugin on a sample of the factory presets.
 """
 
 from __future__ import annotations
