@@ -139,7 +139,8 @@ def normalise(raw: Mapping[str, float]) -> dict[str, float]:
 
 
 def raw_value(p: AmsynthParam, normalised: float) -> np.float32:
-    """A raw value that amsynth maps back to ``normalised`` (exactly, at float32, when one exists)."""
+    """The raw value amsynth maps closest to ``normalised``: exactly back to it (at float32) for every
+    value amsynth itself reports; a few normalised floats have no raw value and get the nearest."""
     lo, hi = F32(p.minimum), F32(p.maximum)
     target = F32(min(1.0, max(0.0, float(normalised))))
     guess = F32(target * F32(hi - lo) + lo)
@@ -147,13 +148,11 @@ def raw_value(p: AmsynthParam, normalised: float) -> np.float32:
         return snap(p, guess)
     candidates = [guess]
     up = down = guess
-    for _ in range(4):
+    for _ in range(8):
         up, down = np.nextafter(up, F32(np.inf)), np.nextafter(down, F32(-np.inf))
         candidates += [up, down]
-    for c in candidates:
-        if lo <= c <= hi and F32(normalise_one(p, c)) == target:
-            return F32(c)
-    return snap(p, guess)
+    candidates = [c for c in candidates if lo <= c <= hi] or [snap(p, guess)]
+    return F32(min(candidates, key=lambda c: abs(normalise_one(p, c) - float(target))))
 
 
 def denormalise(values: Mapping[str, float]) -> dict[str, float]:

@@ -196,8 +196,9 @@ class Isolated:
         code = proc.returncode
         self.close()
         last = self.last_log_line()
+        again = "" if what == "loading" else "; it is restarted on the next call"
         raise AsmError(f"{self.label} crashed ({_signal_name(code)}) while {_doing(what)}"
-                       + (f": {last}" if last else "") + "; it is restarted on the next call")
+                       + (f": {last}" if last else "") + again)
 
     def last_log_line(self) -> str:
         try:

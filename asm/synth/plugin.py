@@ -285,15 +285,21 @@ class PluginSynth(Synth):
             set_parameter(index, float(value))
 
     def _render(self, full: np.ndarray, notes: Sequence[Note], duration: float) -> np.ndarray:
-        proc = self.proc
         self.set_values(full.tolist())
+        return self.play(notes, duration)
+
+    def play(self, notes: Sequence[Note], duration: float) -> np.ndarray:
+        """Render with the plugin's current parameter values (after a pre-roll reset), e.g. a loaded preset."""
+        proc = self.proc
         first = min(notes, key=lambda n: n.start).pitch if notes else 60
         proc.load_midi(self._reset_file(first), clear_previous=True, beats=False, all_events=True)
         for n in notes:
             proc.add_midi_note(n.pitch, n.velocity, n.start + PREROLL, n.duration)
         self.engine.render(duration + PREROLL)
         audio = self.engine.get_audio()[:, int(round(PREROLL * self.sample_rate)):]
-        return audio[0] if audio.shape[0] == 1 else audio.mean(axis=0)
+        mono = audio[0] if audio.shape[0] == 1 else audio.mean(axis=0)
+        n = int(round(duration * self.sample_rate))
+        return np.pad(mono, (0, max(0, n - len(mono))))[:n].astype(np.float32)
 
     def bare_renderer(self):
         """Only the DawDreamer calls a render needs (no pre-roll), for ``asm perf render``."""
