@@ -11,7 +11,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, run_cli_process
 
 AMSYNTH = Path("/usr/lib/vst/amsynth_vst.so")

@@ -6,12 +6,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import spectrum
+from plugin_helpers import BANKS, amsynth_spec, needs_amsynth
 
 from asm.presets import amsynth_bank, fxp
 from asm.synth.params import preset_hash
-from conftest import spectrum
-from plugin_helpers import (  # noqa: F401 - fixtures
-    BANKS, amsynth_registry, amsynth_spec, amsynth_template, needs_amsynth)
+
+pytest_plugins = ["plugin_helpers"]  # fixtures: amsynth_registry, crashy_plugin
 
 pytestmark = needs_amsynth
 

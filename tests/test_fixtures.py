@@ -5,9 +5,10 @@ import json
 import textwrap
 
 import pytest
-
 from conftest import ROOT, run_cli_process
-from plugin_helpers import amsynth_registry, amsynth_template, needs_amsynth  # noqa: F401 - fixtures
+from plugin_helpers import needs_amsynth
+
+pytest_plugins = ["plugin_helpers"]  # fixtures: amsynth_registry, crashy_plugin
 
 FIXTURES = ROOT / "fixtures"
 

@@ -10,11 +10,12 @@ import json
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import run_cli_process, spectral_centroid
+from plugin_helpers import AMSYNTH, amsynth_spec, needs_amsynth
 
 from asm.midi.notes import held
-from conftest import run_cli_process, spectral_centroid
-from plugin_helpers import (  # noqa: F401 - fixtures
-    AMSYNTH, amsynth_registry, amsynth_spec, amsynth_template, needs_amsynth)
+
+pytest_plugins = ["plugin_helpers"]  # fixtures: amsynth_registry, crashy_plugin
 
 SCATTERED = {0: 0.05, 5: 0.3, 11: 0.15, 14: 0.5, 22: 1.0, 27: 0.0, 33: 0.75, 40: 0.0}  # index -> value
 

@@ -6,12 +6,13 @@ import signal
 
 import numpy as np
 import pytest
+from conftest import run_cli_process, spectrum
+from plugin_helpers import AMSYNTH, amsynth_spec, needs_amsynth
 
 from asm.errors import AsmError
 from asm.midi.notes import held
-from conftest import run_cli_process, spectrum
-from plugin_helpers import (  # noqa: F401 - fixtures
-    AMSYNTH, amsynth_registry, amsynth_spec, amsynth_template, crashy_plugin, needs_amsynth)
+
+pytest_plugins = ["plugin_helpers"]  # fixtures: amsynth_registry, crashy_plugin
 
 
 def _registry(cli):

@@ -5,14 +5,13 @@ import struct
 
 import numpy as np
 import pytest
+from plugin_helpers import BANKS
 
 from asm.presets import amsynth_bank, fxp, jsonpreset, vstpreset
 from asm.presets.base import PresetFormatError
 from asm.presets.exporter import juce_base64_decode, juce_base64_encode, juce_vst3_state
 from asm.synth.builtin import ASM_SUB
 from asm.synth.params import ParameterSpace
-
-from plugin_helpers import BANKS
 
 RNG = np.random.default_rng(7)
 
@@ -121,7 +120,7 @@ def test_juce_vst3_state_is_unwrapped():
            f"<IEditController>{juce_base64_encode(cont)}</IEditController></VST3PluginState>").encode()
     state = b"VC2!" + struct.pack("<I", len(xml) + 1) + xml + b"\0"
     assert juce_vst3_state(state) == (comp, cont)
-    for size in range(0, 9):
+    for size in range(9):
         data = bytes(RNG.integers(0, 256, size, dtype=np.uint8))
         assert juce_base64_decode(juce_base64_encode(data)) == data
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.table import Table
@@ -19,7 +18,7 @@ SYSTEM_DIRS = ("/usr/share/", "/usr/lib/", "/usr/local/share/", "/opt/")
 def import_presets_cmd(
     patterns: list[str] = typer.Argument(..., help="Preset files or quoted globs (.fxp .fxb .vstpreset .json .bank)."),
     synth: str = typer.Option(..., "--synth", "-s", help="Registered synth the presets are for."),
-    origin: Optional[str] = typer.Option(None, "--origin", help="factory or user (default: factory for files "
+    origin: str | None = typer.Option(None, "--origin", help="factory or user (default: factory for files "
                                          "under system directories such as /usr/share, else user)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:

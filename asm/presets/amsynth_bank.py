@@ -18,9 +18,9 @@ tests/test_amsynth_presets.py checks the map against the plugin on a sample of t
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping
 
 import numpy as np
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from asm.errors import AsmError
 from asm.presets.base import DecodedPreset, PresetFormatError, read_bytes, write_atomic

@@ -51,10 +51,10 @@ class FixtureItem(BaseModel):
         """Short description for messages and the log, e.g. ``synth amsynth``."""
         return self.kind
 
-    def check(self, ctx: "FixtureContext") -> None:
+    def check(self, ctx: FixtureContext) -> None:
         """Validate against the registry (as the items before this one leave it); raise FieldError."""
 
-    def apply(self, session: Session, ctx: "FixtureContext") -> str:
+    def apply(self, session: Session, ctx: FixtureContext) -> str:
         raise NotImplementedError
 
 

@@ -235,6 +235,16 @@ def with_choices(specs: list[ParameterSpec], choices: dict[str, list[str]]) -> l
     return [out[i] for i in sorted(out)]
 
 
+def known_choices(info) -> dict[str, list[str]]:
+    """Value names asm knows for plugins that report discrete values only as numbers (amsynth)."""
+    from asm.presets import amsynth_bank
+
+    if info.plugin_id != amsynth_bank.PLUGIN_ID:
+        return {}
+    counts = {p.name: p.n_values for p in info.params if p.discrete}
+    return {name: list(values) for name, values in amsynth_bank.CHOICES.items() if counts.get(name) == len(values)}
+
+
 def register_plugin(session: Session, name: str, info, choices: dict[str, list[str]] | None = None
                     ) -> tuple[Synth, list[str], bool]:
     """Insert or update the plugin synth ``name`` from ``info`` (a ``PluginInfo``).
@@ -262,7 +272,7 @@ def register_plugin(session: Session, name: str, info, choices: dict[str, list[s
                 changes.append(f"{label}: {old} -> {new}")
     settings = dict(synth.settings or {})
     merged = {**settings.get("choices", {}), **(choices or {})}
-    specs = with_choices(list(info.params), merged)
+    specs = with_choices(list(info.params), {**known_choices(info), **merged})
     if merged:
         settings["choices"] = merged
     synth.settings = settings

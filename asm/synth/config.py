@@ -11,8 +11,6 @@ so applying a fixture gives the same set-up whatever was locked before.
 
 from __future__ import annotations
 
-
-
 from pydantic import Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session

@@ -20,8 +20,9 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from asm.errors import AsmError
 
@@ -155,7 +156,7 @@ class Isolated:
         try:
             self.close()
             Path(self.log_path).unlink(missing_ok=True)
-        except Exception:  # noqa: BLE001 - interpreter shutdown
+        except Exception:  # noqa: BLE001, S110 - interpreter shutdown
             pass
 
     # --- calls -------------------------------------------------------------------------------

@@ -18,9 +18,10 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -29,9 +30,9 @@ from asm.midi.notes import Note
 from asm.synth.host import Synth, SynthSpec
 from asm.synth.params import Kind, ParameterSpace, ParameterSpec
 
-PREROLL = 0.1  # seconds of reset before every render (an integer number of samples at 16/22.05/44.1/48 kHz)
-PRIME_OFF = 0.01  # the priming note lasts this long
-RESET_AGAIN = 0.03  # second "all sound off", leaving PREROLL - RESET_AGAIN of silence before the notes
+PREROLL = 0.04  # seconds of reset before every render (a whole number of samples at 16/22.05/44.1/48 kHz)
+PRIME_OFF = 0.005  # the priming note lasts this long
+RESET_AGAIN = 0.015  # second "all sound off", leaving PREROLL - RESET_AGAIN of silence before the notes
 PROBE_POINTS = 129  # values tried per parameter to find discrete ones
 MAX_STEPS = PROBE_POINTS // 3  # more distinct texts than this: continuous
 
@@ -62,24 +63,33 @@ def plugin_kind(path: str | Path) -> str:
 
 
 @contextlib.contextmanager
-def _quiet_stdout():
-    """Hide what plugins print on stdout while they load (it would corrupt ``--json`` output)."""
+def _quiet():
+    """Hide what DawDreamer/JUCE and plugins print while a plugin loads ("Attempting to load VST ...")."""
     import sys
 
     try:
         sys.stdout.flush()
-        saved = os.dup(1)
+        sys.stderr.flush()
+        saved = [os.dup(1), os.dup(2)]
     except (OSError, ValueError):
         yield
         return
     devnull = os.open(os.devnull, os.O_WRONLY)
     try:
         os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
         yield
     finally:
-        os.dup2(saved, 1)
-        os.close(saved)
-        os.close(devnull)
+        try:  # C++ iostreams share C stdio's buffers: flush them while they still point at /dev/null
+            import ctypes
+
+            ctypes.CDLL(None).fflush(None)
+        except (OSError, AttributeError):
+            pass
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (*saved, devnull):
+            os.close(fd)
 
 
 def load_processor(path: str, sample_rate: int, block_size: int):
@@ -89,10 +99,10 @@ def load_processor(path: str, sample_rate: int, block_size: int):
     plugin_kind(path)
     os.makedirs(os.path.join(os.path.expanduser("~"), ".local", "share"), exist_ok=True)  # amsynth wants it
     engine = daw.RenderEngine(int(sample_rate), int(block_size))
-    with _quiet_stdout():
+    with _quiet():
         try:
             proc = engine.make_plugin_processor("plugin", str(path))
-        except Exception as exc:  # DawDreamer raises RuntimeError("Unable to load plugin.")
+        except (RuntimeError, OSError, ValueError) as exc:  # DawDreamer: RuntimeError("Unable to load plugin.")
             raise AsmError(f"{path} could not be loaded as a plugin ({exc})") from None
     if proc.get_num_output_channels() < 1:
         raise AsmError(f"{path} has no audio outputs: not a synth")
@@ -263,7 +273,10 @@ class PluginSynth(Synth):
             import mido
 
             tpb, tempo = 960, 500000  # 1920 ticks per second
-            ticks = lambda s: int(round(s * tpb * 1e6 / tempo))  # noqa: E731
+
+            def ticks(s: float) -> int:
+                return round(s * tpb * 1e6 / tempo)
+
             mf = mido.MidiFile(ticks_per_beat=tpb)
             track = mido.MidiTrack()
             mf.tracks.append(track)
@@ -296,9 +309,9 @@ class PluginSynth(Synth):
         for n in notes:
             proc.add_midi_note(n.pitch, n.velocity, n.start + PREROLL, n.duration)
         self.engine.render(duration + PREROLL)
-        audio = self.engine.get_audio()[:, int(round(PREROLL * self.sample_rate)):]
+        audio = self.engine.get_audio()[:, round(PREROLL * self.sample_rate):]
         mono = audio[0] if audio.shape[0] == 1 else audio.mean(axis=0)
-        n = int(round(duration * self.sample_rate))
+        n = round(duration * self.sample_rate)
         return np.pad(mono, (0, max(0, n - len(mono))))[:n].astype(np.float32)
 
     def bare_renderer(self):
