@@ -1,6 +1,7 @@
 """Fixtures for tests that need a real plugin: amsynth (Debian package) and a deliberately crashing one.
 
-Import the fixtures into a test module: ``from plugin_helpers import amsynth_registry, needs_amsynth``.
+Test modules load them with ``pytest_plugins = ["plugin_helpers"]``; paths and the skip marker are
+in plugin_paths.
 """
 
 from __future__ import annotations
@@ -12,13 +13,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT, run_cli_process
-
-AMSYNTH = Path("/usr/lib/vst/amsynth_vst.so")
-BANKS = Path("/usr/share/amsynth/banks")
-needs_amsynth = pytest.mark.skipif(
-    not AMSYNTH.is_file() or not BANKS.is_dir(),
-    reason="amsynth is not installed (make synths, or apt-get install amsynth)",
-)
+from plugin_paths import AMSYNTH, BANKS
 
 
 def _env(home: Path) -> dict:
@@ -62,12 +57,3 @@ def crashy_plugin(tmp_path_factory):
     subprocess.run([cc, "-shared", "-fPIC", "-O1", "-o", str(out), str(ROOT / "tests" / "data" / "crashy_vst.c")],
                    check=True, capture_output=True)
     return out
-
-
-def amsynth_spec(sample_rate: int = 16000):
-    """A SynthSpec for amsynth straight from the plugin (no registry), for in-process tests."""
-    from asm.synth.host import SynthSpec
-    from asm.synth.plugin import describe_plugin, space_from
-
-    info = describe_plugin(AMSYNTH)
-    return SynthSpec("amsynth", "vst2", str(AMSYNTH), space_from(info), sample_rate)

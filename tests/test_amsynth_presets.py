@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import spectrum
-from plugin_helpers import BANKS, amsynth_spec, needs_amsynth
+from plugin_paths import BANKS, amsynth_spec, needs_amsynth
 
 from asm.presets import amsynth_bank, fxp
 from asm.synth.params import preset_hash

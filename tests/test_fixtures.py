@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 from conftest import ROOT, run_cli_process
-from plugin_helpers import needs_amsynth
+from plugin_paths import needs_amsynth
 
 pytest_plugins = ["plugin_helpers"]  # fixtures: amsynth_registry, crashy_plugin
 

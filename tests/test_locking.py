@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from conftest import run_cli_process, spectral_centroid
-from plugin_helpers import AMSYNTH, amsynth_spec, needs_amsynth
+from plugin_paths import AMSYNTH, amsynth_spec, needs_amsynth
 
 from asm.midi.notes import held
 

@@ -7,7 +7,7 @@ import signal
 import numpy as np
 import pytest
 from conftest import run_cli_process, spectrum
-from plugin_helpers import AMSYNTH, amsynth_spec, needs_amsynth
+from plugin_paths import AMSYNTH, amsynth_spec, needs_amsynth
 
 from asm.errors import AsmError
 from asm.midi.notes import held

@@ -5,7 +5,7 @@ import struct
 
 import numpy as np
 import pytest
-from plugin_helpers import BANKS
+from plugin_paths import BANKS
 
 from asm.presets import amsynth_bank, fxp, jsonpreset, vstpreset
 from asm.presets.base import PresetFormatError
