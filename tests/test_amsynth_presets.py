@@ -122,6 +122,28 @@ def test_an_exported_fxp_renders_the_same_spectrum_as_the_registry_values(cli, a
     assert peak > 0.05 and distance < 0.02
 
 
+def test_a_state_saved_by_amsynth_itself_imports(cli, amsynth_registry, tmp_path):
+    """JUCE saves amsynth's state as an FXB bank chunk holding amsynth's preset text (6 digits)."""
+    from asm.registry.db import session_scope
+    from asm.registry.models import Preset
+    from asm.synth.plugin import PluginSynth
+
+    with session_scope() as session:
+        values = list(session.query(Preset).filter(Preset.name == "Synth Strings 1").one().values)
+    state = PluginSynth(amsynth_spec()).state(values)
+    assert state[:4] == b"CcnK" and state[8:12] == b"FBCh" and b"amSynth1.0preset" in state
+    (tmp_path / "saved.fxb").write_bytes(state)
+    r = cli("import-presets", "--synth", "amsynth", tmp_path / "saved.fxb", "--json")
+    assert r.code == 0 and r.json()["failed"] == 0, r.out
+    with session_scope() as session:
+        stored = session.query(Preset).filter(Preset.source_file == str(tmp_path / "saved.fxb")).all()
+        got = list(stored[0].values) if stored else None
+    if got is not None:  # a new preset: amsynth wrote its raw values rounded to 6 digits
+        assert np.allclose(got, values, atol=2e-5)
+    else:
+        assert r.json()["duplicates"] == 1
+
+
 def test_exports_import_back_as_duplicates(cli, amsynth_registry, tmp_path):
     for ext in ("fxp", "fxb", "bank", "json"):
         out = tmp_path / f"p.{ext}"

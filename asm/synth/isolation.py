@@ -113,10 +113,15 @@ class Isolated:
 
     # --- lifecycle ---------------------------------------------------------------------------
     def _start(self) -> None:
+        import asm
+
+        package_root = str(Path(asm.__file__).resolve().parent.parent)  # the child imports this same asm
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join([package_root, *filter(None, [env.get("PYTHONPATH")])])
         with open(self.log_path, "wb") as log:
             self._proc = subprocess.Popen(
                 [sys.executable, "-c", "from asm.synth.isolation import child_main; child_main()"],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, close_fds=True,
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, close_fds=True, env=env,
                 start_new_session=True,  # Ctrl-C reaches the parent, which stops the child cleanly
             )
         try:
