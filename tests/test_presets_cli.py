@@ -35,3 +35,19 @@ def test_json_presets_round_trip_through_the_registry(cli, tmp_path):
     assert r.code == 2 and "no presets imported" in r.err and "file not found" in r.out
     r = cli("import-presets", "--synth", "asm-sub", str(tmp_path / "*.nomatch"))
     assert r.code == 2 and "no preset files match" in r.err
+
+
+def test_lock_from_a_stored_preset(cli, tmp_path):
+    space = ParameterSpace(ASM_SUB.params)
+    values = space.defaults().tolist()
+    values[space.position("cutoff")], values[space.position("filter_type")] = 0.123, 1.0
+    jsonpreset.write(tmp_path / "p.json", "asm-sub", "Mine", space, values)
+    assert cli("import-presets", "--synth", "asm-sub", tmp_path / "p.json").code == 0
+    r = cli("lock", "asm-sub", "--from-preset", "Mine", "cutoff", "9")  # by name and by plugin index
+    assert r.code == 0, r.err
+    params = {p["name"]: p for p in cli("inspect-registry", "--synth", "asm-sub", "--json").json()["parameters"]}
+    assert params["cutoff"]["locked_value"] == 0.123 and params["noise_level"]["locked"]
+    r = cli("lock", "asm-sub", "--from-preset", "Mine", "cutoff=0.2")
+    assert r.code == 2 and "names only" in r.err
+    r = cli("lock", "asm-sub", "--from-preset", "Nope", "cutoff")
+    assert r.code == 2 and "no preset named 'Nope'" in r.err
