@@ -36,5 +36,8 @@ def perf_render(
     table.add_column("ms/render", justify="right")
     table.add_row("bare DawDreamer", f"{result['bare_rps']:.1f}", f"{1000 / result['bare_rps']:.2f}")
     table.add_row("asm Synth.render", f"{result['asm_rps']:.1f}", f"{1000 / result['asm_rps']:.2f}")
+    if result.get("isolated_rps"):
+        iso = result["isolated_rps"]
+        table.add_row("asm, plugin in a child process", f"{iso:.1f}", f"{1000 / iso:.2f}")
     console.print(table)
     console.print(f"asm overhead over the bare call: {result['overhead_pct']:+.1f}%")
