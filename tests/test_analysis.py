@@ -86,6 +86,7 @@ def test_a_numpy_sine_is_found_and_noise_or_silence_is_not(rate):
     times, f0, aperiodicity = yin(0.5 * np.sin(2 * np.pi * 220 * t), rate)
     inner = slice(20, -20)
     assert np.allclose(f0[inner], 220, rtol=1e-3) and (aperiodicity[inner] < 0.05).all()
+    assert np.allclose(np.diff(times), 0.005, atol=1 / rate)
     notes = detect_notes(0.5 * np.sin(2 * np.pi * 440 * t), rate)
     assert len(notes) == 1 and notes[0].pitch == 69 and notes[0].start < 0.005 and notes[0].end > 0.95
     rng = np.random.default_rng(0)
