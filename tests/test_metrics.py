@@ -195,3 +195,14 @@ def test_registry_names_sets_and_rejects_unknown_metrics():
         M.resolve([])
     rows = M.describe()
     assert {r["name"] for r in rows} == set(M.METRICS) and all(r["definition"] and r["worst"] > 0 for r in rows)
+
+
+def test_perf_metrics_command_prints_every_metric_and_set(cli):
+    result = cli("perf", "metrics", "--batch", "8", "--durations", "0.5", "--repeats", "1", "--threads", "1",
+                 "--json")
+    assert result.code == 0, result.err
+    data = result.json()
+    assert set(M.METRICS) | {"set: asm", "set: autosoundmatch"} <= set(data["ms_per_pair"])
+    assert all(row["0.5s"] > 0 for row in data["ms_per_pair"].values())
+    assert data["detect_notes_ms"]["0.5s"] > 0 and data["threads"] == 1
+    assert cli("perf", "metrics", "--durations", "one").code == 2

@@ -13,9 +13,11 @@ Conventions shared by every metric
   so sound a candidate has beyond the target's end counts against it).
 * Frames: a resolution of ``ms`` milliseconds uses a periodic Hann window of
   ``N = frame_length(sr, ms)`` samples (``sr * ms / 1000`` rounded to a multiple of 16; at 16 kHz
-  exactly 2048, 1024, 512, 256 for 128, 64, 32, 16 ms), FFT size N, hop N/4, frames centred with
-  zero padding (``torch.stft(center=True, pad_mode="constant")``).
-* Magnitudes are normalised so a sinusoid of amplitude A reads A in its bin:
+  exactly 2048, 1024, 512, 256 for 128, 64, 32, 16 ms), FFT size N, hop N/2 (Hann windows at
+  50 % overlap weight every sample equally; 75 % would double the cost for no new information in
+  a distance), frames centred with zero padding (``torch.stft(center=True, pad_mode="constant")``),
+  so a signal of T samples has ``T // (N/2) + 1`` frames.
+* Magnitudes are normalised so a sinusoid of amplitude A (at a bin centre) reads A in its bin:
   ``M = 2 |STFT| / sum(window)``. Log magnitudes are ``ln(max(M, MAG_FLOOR))`` with
   ``MAG_FLOOR = 1e-5`` (-100 dB re a full-scale sinusoid), so differences below -100 dB, inaudible,
   do not count.
@@ -36,9 +38,10 @@ Metrics (name: definition; unit)
   ``mean_t sqrt( mean_f (20 log10 max(M_x,floor) - 20 log10 max(M_y,floor))^2 )``; dB; worst 200.
 * ``mfcc``: MFCCs from ``asm.audio.features`` (log-mel with natural log and power floor 1e-6,
   64 mel bands 20 Hz..Nyquist, orthonormal DCT-II, 20 coefficients including c0) with n_fft = the
-  64 ms frame length and hop n_fft/4 (at 16 kHz: 1024/256, the dataset default);
+  64 ms frame length and hop n_fft/2 (at 16 kHz: n_fft 1024, hop 512; the same STFT as the 64 ms
+  resolution above, so it is computed once);
   ``mean_t ||c_x(t) - c_y(t)||_2``; unit: log-mel (nepers) after the orthonormal DCT; worst 1000.
-* ``loudness-envelope``: at the 32 ms resolution (hop 8 ms), the A-weighted mean-square power of
+* ``loudness-envelope``: at the 32 ms resolution (hop 16 ms), the A-weighted mean-square power of
   each frame ``P(t) = sum_f a(f) M(f,t)^2 / (2 ENBW)`` (``a`` = IEC 61672 A-weighting as power gain
   from ``librosa.A_weighting``; ENBW = N sum(w^2) / sum(w)^2 bins), so a full-scale sine at 1 kHz
   reads -3 dB; ``L(t) = 10 log10 max(P(t), 1e-10)`` (floor -100 dB); distance
@@ -91,6 +94,7 @@ N_MFCC = 20
 N_MELS = 64
 ASM_STFT_N_FFT, ASM_STFT_HOP = 1024, 512  # AutoSoundMatch's STFT objective, in samples
 ASM_ENVELOPE_CUTOFF_HZ = 10.0
+HOP_DIVISOR = 2  # hop = window / 2: Hann windows at 50 % overlap weight every sample equally
 DEFAULT_CHUNK = 64  # candidates analysed at once: bounds memory (~50 MB for 2 s at 16 kHz)
 
 _DB = 20.0 / math.log(10.0)  # natural-log amplitude ratio -> dB
@@ -128,7 +132,7 @@ def _a_weighting(sample_rate: int, n_fft: int) -> torch.Tensor:
 
 def _mfcc_settings(sample_rate: int) -> FeatureSettings:
     n = frame_length(sample_rate, MFCC_RESOLUTION_MS)
-    return FeatureSettings(n_fft=n, hop=n // 4, n_mels=N_MELS, n_mfcc=N_MFCC)
+    return FeatureSettings(n_fft=n, hop=n // HOP_DIVISOR, n_mels=N_MELS, n_mfcc=N_MFCC)
 
 
 def _biquad_lowpass(sample_rate: int, cutoff: float, q: float = 1 / math.sqrt(2)) -> tuple[np.ndarray, np.ndarray]:
@@ -160,30 +164,32 @@ class _Analysis:
         return self._cache[key]
 
     def power(self, ms: float) -> torch.Tensor:
-        """|STFT|^2 (B, F, frames) at resolution ``ms`` (Hann window, hop N/4, centred)."""
+        """|STFT|^2 (B, F, frames) at resolution ``ms`` (Hann window, hop N/2, centred)."""
 
         def make():
             n = frame_length(self.sr, ms)
-            return power_spectrogram(self.x, n, n // 4)
+            return power_spectrogram(self.x, n, n // HOP_DIVISOR)
 
         return self._get(("power", ms), make)
 
     def mag(self, ms: float) -> torch.Tensor:
         return self._get(("mag", ms), lambda: self.power(ms).sqrt())
 
-    def logmag(self, ms: float) -> torch.Tensor:
-        """ln max(|STFT|, MAG_FLOOR / k): the normalised log magnitude minus the constant ln k."""
+    def logpow(self, ms: float) -> torch.Tensor:
+        """ln max(|STFT|^2, (MAG_FLOOR / k)^2) = 2 (ln max(M, MAG_FLOOR) - ln k): twice the normalised
+        log magnitude plus a constant (differences are halved where they are reduced)."""
 
         def make():
             k = _norm(frame_length(self.sr, ms))
-            return self.power(ms).clamp_min((MAG_FLOOR / k) ** 2).log_().mul_(0.5)
+            return self.power(ms).clamp_min((MAG_FLOOR / k) ** 2).log_()
 
-        return self._get(("logmag", ms), make)
+        return self._get(("logpow", ms), make)
 
     def mfcc(self) -> torch.Tensor:
         def make():
             settings = _mfcc_settings(self.sr)
-            assert settings.n_fft == frame_length(self.sr, MFCC_RESOLUTION_MS)
+            assert (settings.n_fft, settings.hop) == (frame_length(self.sr, MFCC_RESOLUTION_MS),
+                                                      frame_length(self.sr, MFCC_RESOLUTION_MS) // HOP_DIVISOR)
             mel = logmel_from_power(self.power(MFCC_RESOLUTION_MS), self.sr, settings)
             return mfcc_from_logmel(mel, settings.n_mfcc)
 
@@ -249,7 +255,7 @@ class _Pair:
         if ms not in self._terms:
             mx, my = self.x.mag(ms), self.y.mag(ms)
             sc = torch.linalg.vector_norm(my - mx, dim=(1, 2)) / torch.linalg.vector_norm(my, dim=(1, 2)).clamp_min(1e-12)
-            lm = (self.x.logmag(ms) - self.y.logmag(ms)).abs_().mean(dim=(1, 2))
+            lm = (self.x.logpow(ms) - self.y.logpow(ms)).abs_().mean(dim=(1, 2)) * 0.5
             self._terms[ms] = (sc, lm)
         return self._terms[ms]
 
@@ -263,8 +269,8 @@ def _spectral_convergence(p: _Pair) -> torch.Tensor:
 
 
 def _log_spectral(p: _Pair) -> torch.Tensor:
-    d = p.x.logmag(LSD_RESOLUTION_MS) - p.y.logmag(LSD_RESOLUTION_MS)
-    return d.square_().mean(dim=1).sqrt_().mean(dim=1) * _DB
+    d = p.x.logpow(LSD_RESOLUTION_MS) - p.y.logpow(LSD_RESOLUTION_MS)  # 2 x ln amplitude ratio
+    return d.square_().mean(dim=1).sqrt_().mean(dim=1) * (0.5 * _DB)
 
 
 def _mfcc(p: _Pair) -> torch.Tensor:
@@ -314,7 +320,7 @@ METRICS: dict[str, Metric] = {
         Metric("mfcc", _mfcc, 1000.0, "", True,
                "mean over 64 ms frames of the Euclidean distance between 20 MFCCs (asm.audio.features)"),
         Metric("loudness-envelope", _loudness_envelope, 200.0, "dB", True,
-               "mean over 32 ms frames (8 ms hop) of |A-weighted loudness difference|"),
+               "mean over 32 ms frames (16 ms hop) of |A-weighted loudness difference|"),
         Metric("fft-magnitude", _fft_magnitude, 100.0, "", True,
                "AutoSoundMatch: Euclidean distance of whole-signal |rfft| / T"),
         Metric("stft-magnitude", _stft_magnitude, 100.0, "", True,
@@ -352,9 +358,8 @@ def usable_rows(audio: torch.Tensor) -> torch.Tensor:
     """Boolean (B,): rows that are finite and not silent (peak >= SILENCE_PEAK)."""
     if audio.shape[-1] == 0:
         return torch.zeros(audio.shape[0], dtype=torch.bool)
-    finite = torch.isfinite(audio).all(dim=-1)
-    peak = torch.where(torch.isfinite(audio), audio.abs(), torch.zeros_like(audio)).amax(dim=-1)
-    return finite & (peak >= SILENCE_PEAK)
+    peak = audio.abs().amax(dim=-1)  # NaN or inf anywhere in a row makes its peak non-finite
+    return torch.isfinite(peak) & (peak >= SILENCE_PEAK)
 
 
 def _pad_to(x: torch.Tensor, n: int) -> torch.Tensor:
@@ -363,7 +368,8 @@ def _pad_to(x: torch.Tensor, n: int) -> torch.Tensor:
 
 def _clean(a: torch.Tensor, ok: torch.Tensor, n: int) -> torch.Tensor:
     """Zero-pad to ``n`` samples; unusable rows become zeros so no NaN spreads through a batch."""
-    return torch.where(ok[:, None], _pad_to(a, n), torch.zeros(()))
+    a = _pad_to(a, n)
+    return a if bool(ok.all()) else torch.where(ok[:, None], a, torch.zeros(()))
 
 
 def _finish(raw: dict[str, np.ndarray], ok: np.ndarray) -> dict[str, np.ndarray]:
