@@ -67,7 +67,7 @@ def perf_metrics(
     keys = [f"{d:g}s" for d in secs]
     table = Table(title=f"metric speed: {batch} candidates vs one target at {sr} Hz, {result['threads']} torch "
                         f"thread(s), chunk {result['chunk']} (best of {repeats})")
-    table.add_column("metric / set")
+    table.add_column("metric / set", no_wrap=True)
     for k in keys:
         table.add_column(f"{k}: ms/pair", justify="right")
         table.add_column(f"{k}: s per {batch}", justify="right")
