@@ -94,5 +94,7 @@ def test_a_numpy_sine_is_found_and_noise_or_silence_is_not(rate):
         with pytest.raises(NoPitchFound, match="no pitch found") as info:
             detect_notes(audio, rate)
         assert isinstance(info.value, AsmError)  # the CLI prints it as one line; callers can catch it
+    with pytest.raises(AsmError, match="NaN"):
+        detect_notes(np.full(rate, np.nan), rate)
     track = pitch_track(0.3 * rng.standard_normal(rate), rate)
     assert not track.voiced.any() and np.isnan(track.f0).all()

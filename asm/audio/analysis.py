@@ -150,6 +150,8 @@ def pitch_track(audio: np.ndarray, sample_rate: int, fmin: float = FMIN, fmax: f
     audio = np.asarray(audio, dtype=np.float64)
     if audio.ndim != 1 or audio.size == 0:
         raise AsmError("pitch analysis needs non-empty mono audio")
+    if not np.isfinite(audio).all():
+        raise AsmError("pitch analysis got NaN or infinite samples")
     times, f0, aperiodicity = yin(_lowpass(audio, sample_rate, fmax), sample_rate, fmin, fmax)
     level = _level_db(audio, sample_rate, times, 0.02)
     active = level > level.max() - ACTIVE_DB
