@@ -6,7 +6,9 @@ target when pitch and timing are right; the search never has to discover pitch i
 Pitch is tracked with YIN (de Cheveigné & Kawahara 2002) written with numpy FFTs: librosa's
 ``yin``/``pyin`` cost ~30 s / ~12 s of numba JIT on their first call on this machine, and pyin
 ~0.7 s per second of audio after that; this one costs a few milliseconds and also returns YIN's
-aperiodicity, which decides voicing. For each 5 ms frame:
+aperiodicity, which decides voicing. YIN reads the audio low-passed (4th-order Butterworth, zero
+phase) at 1.1 x fmax, so a loud resonance far above the pitch cannot capture it. For each 5 ms
+frame:
 
 * frame: ``W + max_lag`` samples, with ``W = max_lag = ceil(sr / fmin)``;
 * difference ``d(tau) = sum_{j<W} (x_j - x_{j+tau})^2``, normalised as
@@ -16,11 +18,15 @@ aperiodicity, which decides voicing. For each 5 ms frame:
   ``aperiodicity = d'(period)``; a frame is voiced when it is audible (within ``ACTIVE_DB`` of the
   loudest frame) and its aperiodicity is below ``VOICED_APERIODICITY``.
 
-Notes: audible regions of the level envelope (RMS over max(20 ms, 3 periods), in dB) are split where
-the rounded MIDI pitch of voiced frames changes for at least ``MIN_NOTE`` seconds. A note starts
-where its region (or its pitch) starts; the last note of a region ends at its note-off, found by
-walking back from the end of the sound while the level still falls faster than ``RELEASE_SLOPE``
-dB/s (the release), so a short release gives the note-off within a few tens of ms. Velocity follows
+Notes: audible regions of the level envelope (RMS over max(20 ms, 3 periods), in dB; gaps under
+``MERGE_GAP`` joined) each give one note, or several where the voiced pitch moves more than
+``SPLIT_SEMITONES`` from the current note's median and stays for ``MIN_NOTE`` seconds (legato). The
+MIDI pitch is the rounded median over the note's voiced frames before its note-off (a release can
+sweep a resonant filter). A region's first note starts at its first sample within ``ACTIVE_DB`` of
+its peak; the last note ends at the note-off, found by walking back from the end of the sound while
+the level still falls faster than ``RELEASE_SLOPE`` dB/s (the release), so a short release gives
+the note-off within a few tens of ms. A sound whose level decays to nothing while the key is held
+has no observable note-off: the estimate is then where the sound ends. Velocity follows
 the General MIDI loudness curve ``dB = 40 log10(v / 127)`` from the note's peak RMS level re a
 full-scale sine: only an estimate, since the preset's own level is unknown (a search absorbs the
 rest in the synth's gain).
