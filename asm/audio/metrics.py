@@ -62,6 +62,11 @@ All three are in amplitude units (1 = full scale); worst 100.
 Objective sets (``OBJECTIVE_SETS``): ``asm`` = mr-stft, mfcc, loudness-envelope (asm's search
 default); ``autosoundmatch`` = fft-magnitude, stft-magnitude, amplitude-envelope.
 ``REPORT_METRICS`` are the four every evaluation table shows.
+
+Use: ``distances(candidates, target, sr, metrics)`` -> {name: (B,) float64};
+``objectives("asm", candidates, target, sr)`` -> (B, k) for pymoo; a search holds
+``Scorer(target, sr, "asm")`` (target analysed once, picklable) and calls ``.objectives(batch)``;
+``describe()`` gives name/unit/worst/definition rows for reports. Speed: ``asm perf metrics``.
 """
 
 from __future__ import annotations
