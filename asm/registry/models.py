@@ -114,3 +114,66 @@ class FixtureLog(Base):
     content_hash: Mapped[str] = mapped_column(String(64))
     applied_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     summary: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class Dataset(Base):
+    """A generated dataset: every setting that made it, its parameter order and its state.
+
+    Its examples live in fixed-size shard files under ``data/datasets/<name>/``; one ``DatasetShard``
+    row per shard is committed only after the shard file is complete on disk.
+    """
+
+    __tablename__ = "dataset"
+    __table_args__ = (
+        CheckConstraint("mode IN ('mono', 'poly')", name="dataset_mode"),
+        CheckConstraint("status IN ('generating', 'complete')", name="dataset_status"),
+        CheckConstraint("size > 0", name="dataset_size"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    synth_id: Mapped[int] = mapped_column(ForeignKey("synth.id"), index=True)
+    mode: Mapped[str] = mapped_column(String(10))
+    size: Mapped[int] = mapped_column(Integer)
+    shard_size: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(12), default="generating")
+    seed: Mapped[int] = mapped_column(Integer)
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON)  # every generation setting, features included
+    code_version: Mapped[str] = mapped_column(String(80))
+    free_signature: Mapped[str] = mapped_column(String(16))
+    lock_signature: Mapped[str] = mapped_column(String(16))
+    free_parameters: Mapped[list[Any]] = mapped_column(JSON)  # [{index, name, kind, n_values}] in free order
+    split_counts: Mapped[dict[str, Any]] = mapped_column(JSON)  # {"train": n, "val": n, "test": n}
+    rejections: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # totals once complete
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    synth: Mapped[Synth] = relationship()
+    shards: Mapped[list[DatasetShard]] = relationship(
+        back_populates="dataset", order_by="DatasetShard.index", cascade="all, delete-orphan"
+    )
+
+
+class DatasetShard(Base):
+    """One complete shard file of a dataset, with the checksum its contents must match."""
+
+    __tablename__ = "dataset_shard"
+    __table_args__ = (
+        UniqueConstraint("dataset_id", "index", name="dataset_shard_index"),
+        CheckConstraint("count > 0", name="dataset_shard_count"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("dataset.id", ondelete="CASCADE"), index=True)
+    index: Mapped[int] = mapped_column(Integer)
+    start: Mapped[int] = mapped_column(Integer)  # global index of its first example
+    count: Mapped[int] = mapped_column(Integer)
+    file: Mapped[str] = mapped_column(String(200))  # name inside the dataset directory
+    sha256: Mapped[str] = mapped_column(String(64))
+    bytes: Mapped[int] = mapped_column(Integer)
+    n_notes: Mapped[int] = mapped_column(Integer)
+    rejections: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # silent, nonfinite, crashed, duplicate
+    seconds: Mapped[float] = mapped_column(Float, default=0.0)  # worker time spent on it
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    dataset: Mapped[Dataset] = relationship(back_populates="shards")
