@@ -38,6 +38,13 @@ system-deps:
 synths:
 	$(SUDO) apt-get install -y -qq --no-install-recommends amsynth
 
+# Out-of-domain benchmark targets: 32 instrument notes and 16 chords rendered from the GM SoundFont
+# (needs `make system-deps`: fluid-soundfont-gm, libfluidsynth3). Installs the `ood` extra (pyfluidsynth).
+OOD_DIR ?=
+ood-targets: install
+	$(BIN)/python -c "import fluidsynth" 2>/dev/null || $(BIN)/python -m pip install --quiet 'pyfluidsynth>=1.3'
+	$(BIN)/asm ood-targets $(if $(OOD_DIR),--out $(OOD_DIR))
+
 lint: install
 	$(BIN)/ruff check asm tests fixtures
 
