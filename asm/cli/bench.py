@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -14,7 +13,7 @@ from asm.cli.app import app, console
 
 @app.command("ood-targets")
 def ood_targets_cmd(
-    out: Optional[Path] = typer.Option(None, "--out", "-o",
+    out: Path | None = typer.Option(None, "--out", "-o",
                                        help="Directory for the targets (default: <data dir>/targets/ood)."),
     soundfont: Path = typer.Option(Path("/usr/share/sounds/sf2/FluidR3_GM.sf2"), "--soundfont",
                                    help="A General MIDI SoundFont (Debian fluid-soundfont-gm)."),
@@ -47,3 +46,170 @@ def ood_targets_cmd(
     console.print(f"{verb}: {counts['mono']} mono notes and {counts['poly']} chords in [bold]{directory}[/bold] "
                   f"({manifest['sample_rate']} Hz, {manifest['duration']:g} s, note-off {manifest['note_off']:g} s; "
                   f"manifest.json lists programs and notes)")
+
+
+def _run_rows(kind: str | None, limit: int) -> list[dict]:
+    from sqlalchemy import func, select
+
+    from asm.bench.runs import run_info
+    from asm.registry.db import session_scope
+    from asm.registry.models import Result, Run
+
+    with session_scope() as session:
+        query = select(Run).order_by(Run.id.desc()).limit(limit)
+        if kind:
+            query = query.where(Run.kind == kind)
+        runs = session.scalars(query).all()
+        counts = dict(session.execute(
+            select(Result.run_id, func.count()).where(Result.run_id.in_([r.id for r in runs])).group_by(Result.run_id)
+        ).all())
+        methods = dict(session.execute(
+            select(Result.run_id, func.count(func.distinct(Result.method)))
+            .where(Result.run_id.in_([r.id for r in runs])).group_by(Result.run_id)
+        ).all())
+        return [{**run_info(r, session), "results": int(counts.get(r.id, 0)), "methods": int(methods.get(r.id, 0))}
+                for r in runs]
+
+
+def _compare_tables(a: dict, sa: list[dict], b: dict, sb: list[dict]) -> list:
+    """Per target set: each method's medians in run A and run B side by side, with the change."""
+    from rich import box
+    from rich.table import Table
+
+    from asm.audio.metrics import REPORT_METRICS
+    from asm.bench.summary import (
+        METRIC_SHORT,
+        TABLE_CAPTION,
+        TARGET_SET_TITLES,
+        fmt,
+        fmt_count,
+        fmt_seconds,
+        method_rank,
+        target_set_rank,
+    )
+
+    def cell(x, y, fmt_one=fmt, lower_better=True):
+        if x is None and y is None:
+            return "–"
+        if x is None or y is None:
+            return f"{fmt_one(x)} → {fmt_one(y)}"
+        change = ""
+        if x:
+            pct = 100.0 * (y - x) / abs(x)
+            better = (pct < 0) == lower_better
+            colour = "green" if better and abs(pct) >= 0.5 else ("red" if abs(pct) >= 0.5 else "dim")
+            change = f"\n[{colour}]{pct:+.0f}%[/{colour}]"
+        return f"{fmt_one(x)} → {fmt_one(y)}{change}"
+
+    index_a = {(e["target_set"], e["method"]): e for e in sa}
+    index_b = {(e["target_set"], e["method"]): e for e in sb}
+    sets = sorted({k[0] for k in index_a} | {k[0] for k in index_b}, key=target_set_rank)
+    tables = []
+    for ts in sets:
+        methods = sorted({k[1] for k in index_a if k[0] == ts} | {k[1] for k in index_b if k[0] == ts},
+                         key=method_rank)
+        table = Table(title=f"run {a['id']} → run {b['id']}: {TARGET_SET_TITLES.get(ts, ts)}",
+                      caption="medians (seconds: mean per target), run A → run B, change below. " + TABLE_CAPTION,
+                      caption_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+        table.add_column("method", no_wrap=True)
+        table.add_column("n", justify="right")
+        for m in REPORT_METRICS:
+            table.add_column(METRIC_SHORT.get(m, m), justify="right")
+        table.add_column("renders", justify="right")
+        table.add_column("s/tgt", justify="right")
+        for method in methods:
+            ea, eb = index_a.get((ts, method)), index_b.get((ts, method))
+
+            def med(e, m):
+                return e["metrics"][m]["median"] if e and e["metrics"].get(m) else None
+
+            row = [method, f"{ea['n'] if ea else 0}/{eb['n'] if eb else 0}"]
+            row += [cell(med(ea, m), med(eb, m)) for m in REPORT_METRICS]
+            row.append(cell(ea["renders"]["median"] if ea and ea["renders"] else None,
+                            eb["renders"]["median"] if eb and eb["renders"] else None, fmt_count))
+            row.append(cell(ea["seconds"]["mean"] if ea and ea["seconds"] else None,
+                            eb["seconds"]["mean"] if eb and eb["seconds"] else None, fmt_seconds))
+            table.add_row(*row)
+        tables.append(table)
+    return tables
+
+
+@app.command("results")
+def results_cmd(
+    run: int | None = typer.Option(None, "--run", "-r", help="Show this run's summary table per target set."),
+    compare: tuple[int, int] | None = typer.Option(None, "--compare", help="Two run ids side by side: A B."),
+    kind: str | None = typer.Option(None, "--kind", help="List only runs of this kind (benchmark, match, test-model)."),
+    limit: int = typer.Option(30, "--limit", min=1, help="Most recent runs listed."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """List runs, show one run's summary (median, mean ± 95% CI per method and target set), or compare two."""
+    from rich import box
+    from rich.table import Table
+
+    from asm.bench.runs import load_run
+    from asm.bench.summary import fmt_seconds, summarise, summary_tables
+    from asm.errors import AsmError
+    from asm.paths import data_dir
+
+    if run is not None and compare:
+        raise AsmError("give --run or --compare, not both")
+    if kind is not None and kind not in ("benchmark", "match", "test-model"):
+        raise AsmError(f"unknown run kind {kind!r}: benchmark, match or test-model")
+    if compare:
+        (a, ra), (b, rb) = load_run(compare[0]), load_run(compare[1])
+        sa, sb = summarise(ra), summarise(rb)
+        if as_json:
+            typer.echo(json.dumps({"runs": [a, b], "summaries": [sa, sb]}))
+            return
+        for table in _compare_tables(a, sa, b, sb):
+            console.print(table)
+        return
+    if run is not None:
+        info, records = load_run(run)
+        summary = summarise(records)
+        if as_json:
+            typer.echo(json.dumps({"run": info, "summary": summary}))
+            return
+        wall = fmt_seconds(info["wall_seconds"]) if info["wall_seconds"] is not None else "–"
+        console.print(f"[bold]run {info['id']}[/bold] {info['kind']} {info['name']!r}: {info['status']}, "
+                      f"synth {info['synth'] or '–'}, seed {info['seed']}, wall time {wall}, {len(records)} results")
+        if not records:
+            console.print("no results stored yet")
+        for table in summary_tables(summary, title=f"run {info['id']}", width=console.width):
+            console.print(table)
+        if info["report_path"]:
+            console.print(f"report: {data_dir() / info['report_path']}")
+        return
+    rows = _run_rows(kind, limit)
+    if as_json:
+        typer.echo(json.dumps(rows))
+        return
+    if not rows:
+        console.print("no runs yet: make mono-benchmark, asm match or asm test-model create them")
+        return
+    table = Table(title="runs, newest first (asm results --run ID shows one)", box=box.SIMPLE_HEAD, pad_edge=False)
+    for col, justify in (("id", "right"), ("kind", "left"), ("name", "left"), ("status", "left"),
+                         ("synth", "left"), ("rows", "right"), ("started", "left"), ("wall", "right")):
+        table.add_column(col, justify=justify, overflow="fold", no_wrap=col != "name")
+    for r in rows:
+        started = (r["started_at"] or "")[5:16].replace("T", " ")
+        table.add_row(str(r["id"]), r["kind"], r["name"], r["status"], r["synth"] or "–", str(r["results"]), started,
+                      fmt_seconds(r["wall_seconds"]) if r["wall_seconds"] is not None else "–")
+    console.print(table)
+
+
+@app.command("report")
+def report_cmd(
+    run: int = typer.Argument(..., help="Run id (asm results lists them)."),
+    media_limit: int = typer.Option(32, "--media-limit", min=0,
+                                    help="Targets per target set drawn with spectrograms."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Write (or rewrite) a run's HTML report from its registry rows and print its path."""
+    from asm.bench.report import write_report
+
+    path = write_report(run, media_limit=media_limit)
+    if as_json:
+        typer.echo(json.dumps({"run": run, "report": str(path)}))
+        return
+    console.print(f"report: [bold]{path}[/bold]")
