@@ -213,3 +213,77 @@ def report_cmd(
         typer.echo(json.dumps({"run": run, "report": str(path)}))
         return
     console.print(f"report: [bold]{path}[/bold]")
+
+
+@app.command("benchmark")
+def benchmark_cmd(
+    mode: str = typer.Option("mono", "--mode", help="mono (one note per target) or poly (chords, sequences)."),
+    synth: str = typer.Option("asm-sub", "--synth", "-s", help="asm-sub or amsynth."),
+    params: int = typer.Option(32, "--params", help="Free parameters of the set-up: 32 or 16 (asm-sub has 30)."),
+    models: str = typer.Option("", "--models", help="Model configs to train, e.g. 'cnn,flow' (default: the scale's)."),
+    scale: str = typer.Option("small", "--scale", help="small (20 min on 2 cores) or paper (AutoSoundMatch's set-up)."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the dataset, training and every search."),
+    budget: int | None = typer.Option(None, "--budget", min=1, help="Renders per target of each search "
+                                         "(default: the scale's)."),
+    targets: int | None = typer.Option(None, "--targets", min=1, help="Held-out test targets (default: the scale's)."),
+    ood: bool = typer.Option(True, "--ood/--no-ood", help="Also score the out-of-domain targets when present."),
+    ood_dir: Path | None = typer.Option(None, "--ood-dir", help="Out-of-domain targets (default: "
+                                           "<data dir>/targets/ood, made by make ood-targets)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan (set-up, dataset, models, methods, "
+                                 "targets) and stop."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Benchmark every method on the same targets: generate the dataset, train the models, match each
+    target with random, nn, every model, NSGA-II (AutoSoundMatch's recipe and asm's) and hybrid,
+    store the results, print the table and write the HTML report.
+
+    Finished datasets and models are reused (they are named by their settings), so a second run
+    only evaluates.
+    """
+    from pydantic import ValidationError
+
+    from asm.bench.config import SCALES, BenchmarkRequest, parse_models, plan
+    from asm.errors import AsmError
+
+    if mode not in ("mono", "poly"):
+        raise AsmError(f"--mode must be mono or poly, got {mode!r}")
+    if scale not in SCALES:
+        raise AsmError(f"--scale must be one of {', '.join(SCALES)}, got {scale!r}")
+    if params not in (32, 16):
+        raise AsmError(f"--params must be 32 or 16, got {params}")
+    try:
+        req = BenchmarkRequest(mode=mode, synth=synth, params=params, models=parse_models(models), scale=scale,
+                               seed=seed, budget=budget, test_targets=targets, ood=ood,
+                               ood_dir=str(ood_dir) if ood_dir else None)
+    except ValidationError as exc:
+        raise AsmError(f"invalid benchmark settings: {exc.errors()[0]['msg']}") from None
+    resolved = plan(req)
+    if as_json and dry_run:
+        typer.echo(json.dumps(resolved))
+        return
+    if not as_json:
+        _print_plan(resolved)
+    if dry_run:
+        return
+    raise AsmError("the benchmark's evaluation needs the estimators (issue 5) and the search (issue 6), "
+                   "which are not on this branch yet; --dry-run shows the plan")
+
+
+def _print_plan(p: dict) -> None:
+    from rich.table import Table
+
+    req, scale = p["request"], p["scale"]
+    table = Table(title=f"benchmark plan: {req['mode']}, {req['synth']} ({p['free_parameters']} free), "
+                        f"scale {scale['name']}, seed {req['seed']}", show_header=False)
+    table.add_column("what", style="bold")
+    table.add_column("value", overflow="fold")
+    table.add_row("set-up", p["fixture"])
+    table.add_row("dataset", f"{p['dataset']['name']} ({scale['dataset_size']:,} examples)")
+    table.add_row("models", ", ".join(f"{m['config']} ({m['train']['epochs']} epochs max)" for m in p["models"]) or "–")
+    table.add_row("methods", ", ".join(p["methods"]))
+    limit = f", {p['search']['time_limit']:g} s" if p["search"]["time_limit"] else ""
+    table.add_row("search", f"{p['search']['budget']:,} renders per target{limit}")
+    table.add_row("targets", ", ".join(f"{k} {v}" for k, v in p["target_sets"].items()))
+    console.print(table)
+    for note in p["notes"]:
+        console.print(f"[yellow]note:[/yellow] {note}")
