@@ -11,13 +11,13 @@ from asm.midi.notes import held
 
 
 def measure_render_speed(synth_name: str, sample_rate: int, duration: float, n: int, seed: int = 0) -> dict:
-    from asm.synth.host import FaustSynth, open_synth
-    from asm.synth.loader import load_spec
     from asm.registry.db import session_scope
+    from asm.synth.host import open_synth
+    from asm.synth.loader import load_spec
 
     with session_scope() as session:
         spec = load_spec(session, synth_name, sample_rate)
-    synth = open_synth(spec)
+    synth = open_synth(spec, isolate=False)  # render workers host plugins in-process: measure that
     rng = np.random.default_rng(seed)
     presets = spec.space.quantise(spec.space.full(spec.space.random_free(rng, n)))
     notes = held([60], 100, 0.75 * duration)
@@ -43,6 +43,16 @@ def measure_render_speed(synth_name: str, sample_rate: int, duration: float, n: 
             times[key] += time.perf_counter() - t0
     synth.close()
     asm_rps, bare_rps = n / times["asm"], n / times["bare"]
+    isolated_rps = None
+    if spec.kind in ("vst2", "vst3"):  # the child-process host commands use: one IPC round trip more
+        iso = open_synth(spec, isolate=True)
+        asm_once_iso = lambda values: iso.render(values, notes, duration)
+        asm_once_iso(presets[0])
+        t0 = time.perf_counter()
+        for values in presets:
+            asm_once_iso(values)
+        isolated_rps = n / (time.perf_counter() - t0)
+        iso.close()
     return {
         "synth": synth_name,
         "sample_rate": sample_rate,
@@ -51,6 +61,7 @@ def measure_render_speed(synth_name: str, sample_rate: int, duration: float, n: 
         "asm_rps": asm_rps,
         "bare_rps": bare_rps,
         "overhead_pct": 100.0 * (bare_rps / asm_rps - 1.0),
+        "isolated_rps": isolated_rps,
     }
 
 

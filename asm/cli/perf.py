@@ -36,5 +36,45 @@ def perf_render(
     table.add_column("ms/render", justify="right")
     table.add_row("bare DawDreamer", f"{result['bare_rps']:.1f}", f"{1000 / result['bare_rps']:.2f}")
     table.add_row("asm Synth.render", f"{result['asm_rps']:.1f}", f"{1000 / result['asm_rps']:.2f}")
+    if result.get("isolated_rps"):
+        iso = result["isolated_rps"]
+        table.add_row("asm, plugin in a child process", f"{iso:.1f}", f"{1000 / iso:.2f}")
     console.print(table)
     console.print(f"asm overhead over the bare call: {result['overhead_pct']:+.1f}%")
+
+
+@perf_app.command("metrics")
+def perf_metrics(
+    sr: int = typer.Option(16000, "--sr"),
+    durations: str = typer.Option("1,2", "--durations", help="comma-separated seconds of audio"),
+    batch: int = typer.Option(1500, "--batch", min=1, help="candidates scored against one target"),
+    threads: int = typer.Option(0, "--threads", min=0, help="torch threads (0: torch's default)"),
+    chunk: int = typer.Option(0, "--chunk", min=0, help="candidates analysed at once (0: the module default)"),
+    repeats: int = typer.Option(3, "--repeats", min=1),
+    seed: int = typer.Option(0, "--seed"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Milliseconds per candidate/target pair of every metric and objective set on asm-sub renders."""
+    from asm.bench.metric_speed import measure_metric_speed
+    from asm.errors import AsmError
+
+    try:
+        secs = tuple(float(d) for d in durations.split(","))
+    except ValueError:
+        raise AsmError(f"--durations must be comma-separated seconds, got {durations!r}") from None
+    result = measure_metric_speed(sr, secs, batch, repeats=repeats, threads=threads or None, chunk=chunk or None,
+                                  seed=seed)
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    keys = [f"{d:g}s" for d in secs]
+    table = Table(title=f"metric speed: {batch} candidates vs one target at {sr} Hz, {result['threads']} torch "
+                        f"thread(s), chunk {result['chunk']} (best of {repeats})")
+    table.add_column("metric / set", no_wrap=True)
+    for k in keys:
+        table.add_column(f"{k}: ms/pair", justify="right")
+        table.add_column(f"{k}: s per {batch}", justify="right")
+    for label, row in result["ms_per_pair"].items():
+        table.add_row(label, *[c for k in keys for c in (f"{row[k]:.3f}", f"{row[k] * batch / 1000:.2f}")])
+    console.print(table)
+    console.print("detect_notes per target: " + ", ".join(f"{k}: {v:.1f} ms" for k, v in result["detect_notes_ms"].items()))

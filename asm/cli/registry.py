@@ -18,7 +18,7 @@ def registry_summary(synth: Optional[str] = None) -> list[dict]:
 
     from asm.registry.db import session_scope
     from asm.registry.models import Preset, Synth
-    from asm.registry.synths import get_synth, parameter_spec
+    from asm.registry.synths import get_synth, parameter_spec, space_of
     from asm.synth.builtin import BUILTINS
 
     with session_scope() as session:
@@ -45,6 +45,7 @@ def registry_summary(synth: Optional[str] = None) -> list[dict]:
                         "locked": p.locked,
                         "locked_value": p.locked_value,
                         "locked_display": spec.display(p.locked_value) if p.locked else None,
+                        "free_position": p.free_position,
                     }
                 )
             out.append(
@@ -58,6 +59,8 @@ def registry_summary(synth: Optional[str] = None) -> list[dict]:
                     "parameter_count": len(params),
                     "free_count": sum(not p["locked"] for p in params),
                     "preset_count": counts.get(row.id, 0),
+                    "free_signature": space_of(row).free_signature(),
+                    "lock_signature": space_of(row).lock_signature(),
                     "parameters": params,
                 }
             )
@@ -95,7 +98,9 @@ def inspect_registry(
 @app.command()
 def lock(
     synth: str = typer.Argument(..., help="Synth name."),
-    assignments: list[str] = typer.Argument(None, help="name=value (or index=value); with --from-preset just names."),
+    assignments: list[str] = typer.Argument(
+        None, help="name=value or index=value (normalised value, choice name or 'default'); "
+                   "with --from-preset just names or indices."),
     from_preset: Optional[str] = typer.Option(None, "--from-preset", help="Lock to this preset's values."),
 ) -> None:
     """Lock parameters to fixed values: they are sent to the synth before every render."""
@@ -120,7 +125,7 @@ def lock(
                 raise AsmError(f"lock needs name=value, got {item!r} (or use --from-preset)")
             key, text = item.split("=", 1)
             spec = space.spec(key.strip())
-            locks[spec.index] = spec.parse(text)
+            locks[spec.index] = spec.default if text.strip().lower() == "default" else spec.parse(text)
         set_locks(session, row, locks)
         space = space_of(row)
         for index in locks:

@@ -76,6 +76,9 @@ class Parameter(Base):
     choices: Mapped[list[Any] | None] = mapped_column(JSON)
     locked: Mapped[bool] = mapped_column(Boolean, default=False)
     locked_value: Mapped[float | None] = mapped_column(Float)
+    # Position in the vector of free (unlocked) parameters that datasets and models use: ascending
+    # plugin index, NULL when locked. Stored so the order is explicit and checkable, not implied.
+    free_position: Mapped[int | None] = mapped_column(Integer)
 
     synth: Mapped[Synth] = relationship(back_populates="parameters")
 

@@ -36,29 +36,47 @@ def register_builtin(session: Session, builtin: BuiltinSynth) -> Synth:
 
 
 def sync_parameters(synth: Synth, specs: tuple[ParameterSpec, ...] | list[ParameterSpec]) -> list[str]:
-    """Make the synth's parameter rows match ``specs`` (by plugin index), keeping existing locks.
+    """Make the synth's parameter rows match ``specs``, keeping locks and presets meaningful.
 
-    Returns a list of human-readable changes (added, removed, renamed, kind changed).
+    A parameter is followed by its name when the name is unique (a plugin update that moves it to
+    another index keeps its lock, and presets move their value with it), otherwise by its index.
+    Preset values are re-ordered to the new indices (added parameters take their default); presets
+    that become identical are merged. Returns human-readable changes (empty: nothing changed).
     """
     changes: list[str] = []
-    existing = {p.index: p for p in synth.parameters}
-    wanted = {s.index: s for s in specs}
-    for index, row in list(existing.items()):
-        if index not in wanted:
-            changes.append(f"removed {index}:{row.name}")
+    old_rows = sorted(synth.parameters, key=lambda p: p.index)
+    old_order = [p.index for p in old_rows]
+    old_locks = {p.index: (p.locked, p.locked_value) for p in old_rows}
+    old_info = {p.index: (p.name, (p.kind, p.steps, tuple(p.choices or ()))) for p in old_rows}
+    wanted = sorted(specs, key=lambda s: s.index)
+    source = _match(old_rows, wanted)  # new index -> old index (or None: new parameter)
+    by_index = {p.index: p for p in old_rows}
+    wanted_indices = {s.index for s in wanted}
+    matched_old = {v for v in source.values() if v is not None}
+    for row in old_rows:
+        if row.index not in matched_old:
+            changes.append(f"removed {row.index}:{row.name}")
+        if row.index not in wanted_indices:
             synth.parameters.remove(row)
-    for index, spec in sorted(wanted.items()):
-        row = existing.get(index)
+    for spec in wanted:
+        src = source[spec.index]
+        row = by_index.get(spec.index)
         if row is None:
-            row = Parameter(index=index, locked=False)
+            row = Parameter(index=spec.index, locked=False)
             synth.parameters.append(row)
-            if existing:
-                changes.append(f"added {index}:{spec.name}")
-        else:
-            if row.name != spec.name:
-                changes.append(f"renamed {index}:{row.name} -> {spec.name}")
-            if row.kind != spec.kind.value:
-                changes.append(f"{spec.name}: kind {row.kind} -> {spec.kind.value}")
+        if old_rows:
+            if src is None:
+                changes.append(f"added {spec.index}:{spec.name}")
+            else:
+                prev_name, prev_kind = old_info[src]
+                if src != spec.index:
+                    changes.append(f"moved {prev_name}: index {src} -> {spec.index}")
+                elif prev_name != spec.name:
+                    changes.append(f"renamed {spec.index}:{prev_name} -> {spec.name}")
+                new_kind = (spec.kind.value, spec.steps, tuple(spec.choices or ()))
+                if prev_kind != new_kind:
+                    changes.append(f"{spec.name}: {_kind_text(*prev_kind)} -> {_kind_text(*new_kind)}")
+        locked, locked_value = old_locks.get(src, (False, None)) if src is not None else (False, None)
         row.name = spec.name
         row.kind = spec.kind.value
         row.minimum, row.maximum = spec.minimum, spec.maximum
@@ -66,10 +84,83 @@ def sync_parameters(synth: Synth, specs: tuple[ParameterSpec, ...] | list[Parame
         row.default = spec.default
         row.steps = spec.steps
         row.choices = list(spec.choices) if spec.choices else None
-        if row.locked and row.locked_value is not None:
-            row.locked_value = spec.quantise(row.locked_value)
+        row.locked = bool(locked and locked_value is not None)
+        row.locked_value = spec.quantise(locked_value) if row.locked else None
     synth.parameters.sort(key=lambda p: p.index)
+    reordered = old_order != [s.index for s in wanted] or any(source[s.index] != s.index for s in wanted)
+    if old_rows and reordered:
+        changes += _remap_presets(synth, old_order, wanted, source)
+    update_free_positions(synth)
     return changes
+
+
+def _kind_text(kind: str, steps: int | None, choices: tuple) -> str:
+    if choices:
+        return f"{kind} ({len(choices)} choices)"
+    return f"{kind} ({steps} steps)" if steps else kind
+
+
+def _match(old_rows: list[Parameter], wanted: list[ParameterSpec]) -> dict[int, int | None]:
+    """For each new index, the old index whose lock and preset values it inherits."""
+    old_names: dict[str, list[int]] = {}
+    for r in old_rows:
+        old_names.setdefault(r.name, []).append(r.index)
+    new_names: dict[str, int] = {}
+    for s in wanted:
+        new_names[s.name] = new_names.get(s.name, 0) + 1
+    old_indices = {r.index for r in old_rows}
+    out: dict[int, int | None] = {}
+    taken: set[int] = set()
+    for s in wanted:  # unique names follow the name
+        hits = old_names.get(s.name, [])
+        if len(hits) == 1 and new_names[s.name] == 1:
+            out[s.index] = hits[0]
+            taken.add(hits[0])
+    for s in wanted:  # the rest keep their index
+        if s.index not in out:
+            free = s.index in old_indices and s.index not in taken
+            out[s.index] = s.index if free else None
+            if free:
+                taken.add(s.index)
+    return out
+
+
+def _remap_presets(synth: Synth, old_order: list[int], wanted: list[ParameterSpec],
+                   source: dict[int, int | None]) -> list[str]:
+    from asm.synth.params import preset_hash
+
+    pos_old = {index: pos for pos, index in enumerate(old_order)}
+    seen: dict[str, Preset] = {}
+    merged = 0
+    for preset in sorted(synth.presets, key=lambda p: p.id or 0):
+        old_values = list(preset.values)
+        values = []
+        for spec in wanted:
+            src = source[spec.index]
+            ok = src is not None and src in pos_old and pos_old[src] < len(old_values)
+            values.append(spec.quantise(old_values[pos_old[src]]) if ok else spec.default)
+        digest = preset_hash(values)
+        if digest in seen:
+            synth.presets.remove(preset)
+            merged += 1
+            continue
+        preset.values, preset.content_hash = values, digest
+        seen[digest] = preset
+    notes = [f"re-ordered the values of {len(seen)} preset(s) to the new parameter list"] if seen else []
+    if merged:
+        notes.append(f"merged {merged} preset(s) that became identical")
+    return notes
+
+
+def update_free_positions(synth: Synth) -> None:
+    """Store each free parameter's position in the free vector (ascending plugin index)."""
+    pos = 0
+    for row in sorted(synth.parameters, key=lambda p: p.index):
+        if row.locked:
+            row.free_position = None
+        else:
+            row.free_position = pos
+            pos += 1
 
 
 def parameter_spec(row: Parameter) -> ParameterSpec:
@@ -102,6 +193,7 @@ def set_locks(session: Session, synth: Synth, locks: dict[int, float | None]) ->
             row.locked, row.locked_value = False, None
         else:
             row.locked, row.locked_value = True, parameter_spec(row).quantise(value)
+    update_free_positions(synth)
     session.flush()
 
 
@@ -119,3 +211,72 @@ def find_preset(session: Session, synth: Synth, name: str) -> Preset:
         ids = ", ".join(f"#{p.id}" for p in hits[:10])
         raise AsmError(f"preset name {name!r} is ambiguous for {synth.name}; use an id: {ids}")
     return hits[0]
+
+
+def with_choices(specs: list[ParameterSpec], choices: dict[str, list[str]]) -> list[ParameterSpec]:
+    """Name the values of discrete parameters (a plugin that only reports 0, 1, 2 ...)."""
+    from dataclasses import replace
+
+    by_name: dict[str, list[ParameterSpec]] = {}
+    for spec in specs:
+        by_name.setdefault(spec.name, []).append(spec)
+    out = {s.index: s for s in specs}
+    for name, names in choices.items():
+        hits = by_name.get(name, [])
+        if len(hits) != 1:
+            raise AsmError(f"choices for {name!r}: {'no such parameter' if not hits else 'ambiguous name'}")
+        spec = hits[0]
+        if not spec.discrete:
+            raise AsmError(f"choices for {name!r}: the plugin reports it as continuous")
+        if len(names) != spec.n_values or len(set(names)) != len(names):
+            raise AsmError(f"choices for {name!r}: the plugin has {spec.n_values} distinct values, "
+                           f"got {len(names)} {'names' if len(set(names)) == len(names) else 'names with repeats'}")
+        out[spec.index] = replace(spec, kind=Kind.categorical, choices=tuple(names), steps=None)
+    return [out[i] for i in sorted(out)]
+
+
+def known_choices(info) -> dict[str, list[str]]:
+    """Value names asm knows for plugins that report discrete values only as numbers (amsynth)."""
+    from asm.presets import amsynth_bank
+
+    if info.plugin_id != amsynth_bank.PLUGIN_ID:
+        return {}
+    counts = {p.name: p.n_values for p in info.params if p.discrete}
+    return {name: list(values) for name, values in amsynth_bank.CHOICES.items() if counts.get(name) == len(values)}
+
+
+def register_plugin(session: Session, name: str, info, choices: dict[str, list[str]] | None = None
+                    ) -> tuple[Synth, list[str], bool]:
+    """Insert or update the plugin synth ``name`` from ``info`` (a ``PluginInfo``).
+
+    Locks and presets are kept (``sync_parameters``); value names given once (``choices``) are kept in
+    ``synth.settings["choices"]`` and applied again on every later registration.
+    Returns (synth, changes, created).
+    """
+    if name in BUILTINS:
+        raise AsmError(f"{name!r} is a built-in synth; register the plugin under another name")
+    if not name or len(name) > 100 or name != name.strip():
+        raise AsmError(f"invalid synth name {name!r}")
+    synth = session.scalar(select(Synth).where(Synth.name == name))
+    created = synth is None
+    changes: list[str] = []
+    if synth is None:
+        synth = Synth(name=name, kind=info.kind, path=info.path, settings={}, version="")
+        session.add(synth)
+    else:
+        if synth.kind == "faust":
+            raise AsmError(f"{name!r} is a built-in synth")
+        for label, old, new in (("path", synth.path, info.path), ("kind", synth.kind, info.kind),
+                                ("plugin id", synth.plugin_id, info.plugin_id)):
+            if old != new:
+                changes.append(f"{label}: {old} -> {new}")
+    settings = dict(synth.settings or {})
+    merged = {**settings.get("choices", {}), **(choices or {})}
+    specs = with_choices(list(info.params), {**known_choices(info), **merged})
+    if merged:
+        settings["choices"] = merged
+    synth.settings = settings
+    synth.kind, synth.path, synth.plugin_id = info.kind, info.path, info.plugin_id
+    changes += sync_parameters(synth, specs)
+    session.flush()
+    return synth, changes, created

@@ -1,0 +1,494 @@
+"""Audio distances between renders and a target: the one metric module of asm.
+
+Every score in asm (``test-model``, search objectives, benchmark tables) comes from here, so the
+definitions below are what the tables cite. All distances are >= 0, 0 for identical audio, and
+lower is better. They are computed in batches with torch on the CPU: B candidates against one
+target (the search), or B candidates against B targets pairwise (evaluation).
+
+Conventions shared by every metric
+----------------------------------
+* Input: mono audio at one sample rate ``sr``, shape (T,) or (B, T), float (or int16 scaled by
+  1/32768). The target is the *reference* ``y``; the candidate is ``x``.
+* Lengths: the shorter signal is zero-padded at its end to the longer one (nothing is ever trimmed,
+  so sound a candidate has beyond the target's end counts against it).
+* Frames: a resolution of ``ms`` milliseconds uses a periodic Hann window of
+  ``N = frame_length(sr, ms)`` samples (``sr * ms / 1000`` rounded to a multiple of 16; at 16 kHz
+  exactly 2048, 1024, 512, 256 for 128, 64, 32, 16 ms), FFT size N, hop N/2 (Hann windows at
+  50 % overlap weight every sample equally; 75 % would double the cost for no new information in
+  a distance), frames centred with zero padding (``torch.stft(center=True, pad_mode="constant")``),
+  so a signal of T samples has ``T // (N/2) + 1`` frames.
+* Magnitudes are normalised so a sinusoid of amplitude A (at a bin centre) reads A in its bin:
+  ``M = 2 |STFT| / sum(window)``. Log magnitudes are ``ln(max(M, MAG_FLOOR))`` with
+  ``MAG_FLOOR = 1e-5`` (-100 dB re a full-scale sinusoid), so differences below -100 dB, inaudible,
+  do not count.
+* Unusable audio: a pair in which either signal is non-finite (NaN/inf) or silent (peak below
+  ``asm.audio.signal.SILENCE_PEAK`` = 1e-4, -80 dBFS) scores the metric's documented ``worst``
+  value (``METRICS[name].worst``), never NaN. Usable pairs are clipped to at most ``worst``, so an
+  unusable render never ranks above a usable one.
+
+Metrics (name: definition; unit)
+--------------------------------
+* ``mr-stft`` (multi-resolution STFT distance, as auraloss' MultiResolutionSTFTLoss and DDSP's
+  multi-scale spectral loss): over the resolutions R = 128, 64, 32, 16 ms,
+  ``mean_r [ SC_r + mean_{f,t} |ln max(M_x,floor) - ln max(M_y,floor)| ]``; unitless; worst 100.
+* ``spectral-convergence``: ``mean_r SC_r`` with ``SC_r = ||M_y - M_x||_F / ||M_y||_F`` (Frobenius
+  norms over frequency and time at resolution r); unitless, normalised by the target, so not
+  symmetric; worst 100.
+* ``log-spectral`` (log-spectral distance, LSD): at the 64 ms resolution,
+  ``mean_t sqrt( mean_f (20 log10 max(M_x,floor) - 20 log10 max(M_y,floor))^2 )``; dB; worst 200.
+* ``mfcc``: MFCCs from ``asm.audio.features`` (log-mel with natural log and power floor 1e-6,
+  64 mel bands 20 Hz..Nyquist, orthonormal DCT-II, 20 coefficients including c0) with n_fft = the
+  64 ms frame length and hop n_fft/2 (at 16 kHz: n_fft 1024, hop 512; the same STFT as the 64 ms
+  resolution above, so it is computed once);
+  ``mean_t ||c_x(t) - c_y(t)||_2``; unit: log-mel (nepers) after the orthonormal DCT; worst 1000.
+* ``loudness-envelope``: at the 32 ms resolution (hop 16 ms), the A-weighted mean-square power of
+  each frame ``P(t) = sum_f a(f) M(f,t)^2 / (2 ENBW)`` (``a`` = IEC 61672 A-weighting as power gain
+  from ``librosa.A_weighting``; ENBW = N sum(w^2) / sum(w)^2 bins), so a full-scale sine at 1 kHz
+  reads -3 dB; ``L(t) = 10 log10 max(P(t), 1e-10)`` (floor -100 dB); distance
+  ``mean_t |L_x(t) - L_y(t)|``; dB; worst 200.
+
+The AutoSoundMatch objectives (its NSGA-II trio), each a Euclidean distance as in its
+``_evaluate``, divided by a constant that depends only on the length (so values do not grow with
+duration; for a given target the ordering and Pareto ranking are those of the original):
+* ``fft-magnitude``: ``|| |rfft(x)| - |rfft(y)| ||_2 / T`` over the whole signal (T samples).
+* ``stft-magnitude``: ``|| |S_x| - |S_y| ||_F / (1024 sqrt(n_frames))`` with S the STFT with
+  n_fft 1024, hop 512, rectangular window (torch.stft's default) in samples whatever the rate;
+  centred frames with zero padding (AutoSoundMatch padded by reflection: only edge frames differ).
+* ``amplitude-envelope``: the magnitude of the analytic signal (FFT Hilbert transform, as
+  ``scipy.signal.hilbert``) low-passed by an RBJ biquad at 10 Hz, Q = 1/sqrt(2) (torchaudio's
+  ``lowpass_biquad``, here without its [-1, 1] output clamp), then ``||e_x - e_y||_2 / sqrt(T)``.
+All three are in amplitude units (1 = full scale); worst 100.
+
+Objective sets (``OBJECTIVE_SETS``): ``asm`` = mr-stft, mfcc, loudness-envelope (asm's search
+default); ``autosoundmatch`` = fft-magnitude, stft-magnitude, amplitude-envelope.
+``REPORT_METRICS`` are the four every evaluation table shows.
+
+Use: ``distances(candidates, target, sr, metrics)`` -> {name: (B,) float64};
+``objectives("asm", candidates, target, sr)`` -> (B, k) for pymoo; a search holds
+``Scorer(target, sr, "asm")`` (target analysed once, picklable) and calls ``.objectives(batch)``;
+``describe()`` gives name/unit/worst/definition rows for reports. Speed: ``asm perf metrics``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+from asm.audio.features import (
+    FeatureSettings,
+    as_batch,
+    logmel_from_power,
+    mfcc_from_logmel,
+    power_spectrogram,
+)
+from asm.audio.signal import SILENCE_PEAK
+from asm.errors import AsmError
+
+MAG_FLOOR = 1e-5  # -100 dB re a full-scale sinusoid
+POWER_FLOOR_DB = -100.0
+MR_RESOLUTIONS_MS = (128.0, 64.0, 32.0, 16.0)
+LSD_RESOLUTION_MS = 64.0
+MFCC_RESOLUTION_MS = 64.0
+LOUDNESS_RESOLUTION_MS = 32.0
+N_MFCC = 20
+N_MELS = 64
+ASM_STFT_N_FFT, ASM_STFT_HOP = 1024, 512  # AutoSoundMatch's STFT objective, in samples
+ASM_ENVELOPE_CUTOFF_HZ = 10.0
+HOP_DIVISOR = 2  # hop = window / 2: Hann windows at 50 % overlap weight every sample equally
+DEFAULT_CHUNK = 64  # candidates analysed at once: bounds memory (~50 MB for 2 s at 16 kHz)
+
+_DB = 20.0 / math.log(10.0)  # natural-log amplitude ratio -> dB
+
+
+def frame_length(sample_rate: int, ms: float) -> int:
+    """Window (and FFT) length in samples for ``ms`` milliseconds: a multiple of 16, at least 64."""
+    return max(64, 16 * round(sample_rate * ms / 16000.0))
+
+
+@lru_cache(maxsize=32)
+def _hann(n: int) -> torch.Tensor:
+    return torch.hann_window(n)
+
+
+@lru_cache(maxsize=4)
+def _ones(n: int) -> torch.Tensor:
+    return torch.ones(n)
+
+
+def _norm(n: int) -> float:
+    """k = 2 / sum(window): scales |STFT| so a sinusoid of amplitude A reads A."""
+    return 2.0 / float(_hann(n).sum())
+
+
+@lru_cache(maxsize=16)
+def _a_weighting(sample_rate: int, n_fft: int) -> torch.Tensor:
+    from librosa import A_weighting  # plain numpy, no numba JIT
+
+    freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
+    with np.errstate(divide="ignore"):  # 0 Hz: -inf dB, clipped to min_db
+        gain_db = A_weighting(freqs, min_db=-100.0)
+    return torch.from_numpy(10.0 ** (gain_db / 10.0)).float()
+
+
+def _mfcc_settings(sample_rate: int) -> FeatureSettings:
+    n = frame_length(sample_rate, MFCC_RESOLUTION_MS)
+    return FeatureSettings(n_fft=n, hop=n // HOP_DIVISOR, n_mels=N_MELS, n_mfcc=N_MFCC)
+
+
+def _biquad_lowpass(sample_rate: int, cutoff: float, q: float = 1 / math.sqrt(2)) -> tuple[np.ndarray, np.ndarray]:
+    """RBJ cookbook low-pass coefficients (b, a), a[0] = 1 (as torchaudio.functional.lowpass_biquad)."""
+    w0 = 2 * math.pi * cutoff / sample_rate
+    alpha = math.sin(w0) / 2 / q
+    cos = math.cos(w0)
+    b = np.array([(1 - cos) / 2, 1 - cos, (1 - cos) / 2])
+    a = np.array([1 + alpha, -2 * cos, 1 - alpha])
+    return b / a[0], a / a[0]
+
+
+class _Analysis:
+    """Lazily computed, cached representations of one batch of audio (B, T).
+
+    Spectra are kept unnormalised (|STFT|^2 as ``asm.audio.features.power_spectrogram`` returns
+    it): the normalisation ``k = 2 / sum(window)`` cancels in every difference of logs and in the
+    spectral convergence ratio, so it is applied only to the floors and to the loudness weights.
+    """
+
+    def __init__(self, audio: torch.Tensor, sample_rate: int):
+        self.x = audio
+        self.sr = sample_rate
+        self._cache: dict = {}
+
+    def _get(self, key, make: Callable[[], torch.Tensor]) -> torch.Tensor:
+        if key not in self._cache:
+            self._cache[key] = make()
+        return self._cache[key]
+
+    def power(self, ms: float) -> torch.Tensor:
+        """|STFT|^2 (B, F, frames) at resolution ``ms`` (Hann window, hop N/2, centred)."""
+
+        def make():
+            n = frame_length(self.sr, ms)
+            return power_spectrogram(self.x, n, n // HOP_DIVISOR)
+
+        return self._get(("power", ms), make)
+
+    def mag(self, ms: float) -> torch.Tensor:
+        return self._get(("mag", ms), lambda: self.power(ms).sqrt())
+
+    def logpow(self, ms: float) -> torch.Tensor:
+        """ln max(|STFT|^2, (MAG_FLOOR / k)^2) = 2 (ln max(M, MAG_FLOOR) - ln k): twice the normalised
+        log magnitude plus a constant (differences are halved where they are reduced)."""
+
+        def make():
+            k = _norm(frame_length(self.sr, ms))
+            return self.power(ms).clamp_min((MAG_FLOOR / k) ** 2).log_()
+
+        return self._get(("logpow", ms), make)
+
+    def mfcc(self) -> torch.Tensor:
+        def make():
+            settings = _mfcc_settings(self.sr)
+            assert (settings.n_fft, settings.hop) == (frame_length(self.sr, MFCC_RESOLUTION_MS),
+                                                      frame_length(self.sr, MFCC_RESOLUTION_MS) // HOP_DIVISOR)
+            mel = logmel_from_power(self.power(MFCC_RESOLUTION_MS), self.sr, settings)
+            return mfcc_from_logmel(mel, settings.n_mfcc)
+
+        return self._get("mfcc", make)
+
+    def loudness(self) -> torch.Tensor:
+        """A-weighted frame loudness in dB (B, frames)."""
+
+        def make():
+            n = frame_length(self.sr, LOUDNESS_RESOLUTION_MS)
+            w = _hann(n)
+            enbw = n * float((w * w).sum()) / float(w.sum()) ** 2
+            weights = _a_weighting(self.sr, n) * (_norm(n) ** 2 / (2.0 * enbw))
+            power = torch.einsum("f,bft->bt", weights, self.power(LOUDNESS_RESOLUTION_MS))
+            return power.clamp_min(10 ** (POWER_FLOOR_DB / 10)).log10_().mul_(10.0)
+
+        return self._get("loudness", make)
+
+    def rfft_mag(self) -> torch.Tensor:
+        def make():
+            spec = torch.fft.rfft(self.x)
+            return (spec * spec.conj()).real.sqrt_()
+
+        return self._get("rfft", make)
+
+    def asm_stft_mag(self) -> torch.Tensor:
+        def make():
+            spec = torch.stft(self.x, ASM_STFT_N_FFT, ASM_STFT_HOP, window=_ones(ASM_STFT_N_FFT), center=True,
+                              pad_mode="constant", return_complex=True)
+            return (spec * spec.conj()).real.sqrt_()
+
+        return self._get("asm_stft", make)
+
+    def envelope(self) -> torch.Tensor:
+        """|analytic signal| low-passed at 10 Hz (AutoSoundMatch's amplitude envelope), (B, T)."""
+
+        def make():
+            from scipy.signal import lfilter
+
+            t = self.x.shape[-1]
+            half = torch.fft.rfft(self.x)
+            h = torch.full((half.shape[-1],), 2.0)
+            h[0] = 1.0
+            if t % 2 == 0:
+                h[-1] = 1.0
+            analytic = torch.fft.ifft(half * h, n=t)  # negative frequencies zero: the analytic signal
+            magnitude = (analytic * analytic.conj()).real.sqrt_().double().numpy()
+            b, a = _biquad_lowpass(self.sr, ASM_ENVELOPE_CUTOFF_HZ)  # a 10 Hz biquad needs float64 state
+            return torch.from_numpy(lfilter(b, a, magnitude, axis=-1))
+
+        return self._get("envelope", make)
+
+
+class _Pair:
+    """Candidates ``x`` against references ``y`` (B or 1 rows), sharing per-resolution terms."""
+
+    def __init__(self, x: _Analysis, y: _Analysis):
+        self.x, self.y = x, y
+        self._terms: dict[float, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def stft_terms(self, ms: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """(spectral convergence, mean |log-magnitude difference|) at resolution ``ms``, each (B,)."""
+        if ms not in self._terms:
+            mx, my = self.x.mag(ms), self.y.mag(ms)
+            sc = torch.linalg.vector_norm(my - mx, dim=(1, 2)) / torch.linalg.vector_norm(my, dim=(1, 2)).clamp_min(1e-12)
+            lm = (self.x.logpow(ms) - self.y.logpow(ms)).abs_().mean(dim=(1, 2)) * 0.5
+            self._terms[ms] = (sc, lm)
+        return self._terms[ms]
+
+
+def _mr_stft(p: _Pair) -> torch.Tensor:
+    return torch.stack([sum(p.stft_terms(ms)) for ms in MR_RESOLUTIONS_MS]).mean(0)
+
+
+def _spectral_convergence(p: _Pair) -> torch.Tensor:
+    return torch.stack([p.stft_terms(ms)[0] for ms in MR_RESOLUTIONS_MS]).mean(0)
+
+
+def _log_spectral(p: _Pair) -> torch.Tensor:
+    d = p.x.logpow(LSD_RESOLUTION_MS) - p.y.logpow(LSD_RESOLUTION_MS)  # 2 x ln amplitude ratio
+    return d.square_().mean(dim=1).sqrt_().mean(dim=1) * (0.5 * _DB)
+
+
+def _mfcc(p: _Pair) -> torch.Tensor:
+    return torch.linalg.vector_norm(p.x.mfcc() - p.y.mfcc(), dim=1).mean(dim=1)
+
+
+def _loudness_envelope(p: _Pair) -> torch.Tensor:
+    return (p.x.loudness() - p.y.loudness()).abs().mean(dim=1)
+
+
+def _fft_magnitude(p: _Pair) -> torch.Tensor:
+    t = p.x.x.shape[-1]
+    return torch.linalg.vector_norm(p.x.rfft_mag() - p.y.rfft_mag(), dim=1) / t
+
+
+def _stft_magnitude(p: _Pair) -> torch.Tensor:
+    d = p.x.asm_stft_mag() - p.y.asm_stft_mag()
+    return torch.linalg.vector_norm(d, dim=(1, 2)) / (ASM_STFT_N_FFT * math.sqrt(d.shape[-1]))
+
+
+def _amplitude_envelope(p: _Pair) -> torch.Tensor:
+    t = p.x.x.shape[-1]
+    return torch.linalg.vector_norm(p.x.envelope() - p.y.envelope(), dim=1) / math.sqrt(t)
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A named distance: its batched function, worst-case score, unit and one-line definition."""
+
+    name: str
+    fn: Callable[[_Pair], torch.Tensor]
+    worst: float
+    unit: str
+    symmetric: bool
+    summary: str
+
+
+METRICS: dict[str, Metric] = {
+    m.name: m
+    for m in (
+        Metric("mr-stft", _mr_stft, 100.0, "", False,
+               "mean over 128/64/32/16 ms Hann STFTs of spectral convergence + mean |log-magnitude difference|"),
+        Metric("spectral-convergence", _spectral_convergence, 100.0, "", False,
+               "mean over 128/64/32/16 ms STFTs of ||M_target - M||_F / ||M_target||_F"),
+        Metric("log-spectral", _log_spectral, 200.0, "dB", True,
+               "mean over 64 ms frames of the RMS (over frequency) of the dB magnitude difference"),
+        Metric("mfcc", _mfcc, 1000.0, "", True,
+               "mean over 64 ms frames of the Euclidean distance between 20 MFCCs (asm.audio.features)"),
+        Metric("loudness-envelope", _loudness_envelope, 200.0, "dB", True,
+               "mean over 32 ms frames (16 ms hop) of |A-weighted loudness difference|"),
+        Metric("fft-magnitude", _fft_magnitude, 100.0, "", True,
+               "AutoSoundMatch: Euclidean distance of whole-signal |rfft| / T"),
+        Metric("stft-magnitude", _stft_magnitude, 100.0, "", True,
+               "AutoSoundMatch: Frobenius distance of |STFT| (1024/512, rectangular) / (1024 sqrt(frames))"),
+        Metric("amplitude-envelope", _amplitude_envelope, 100.0, "", True,
+               "AutoSoundMatch: Euclidean distance of 10 Hz low-passed Hilbert envelopes / sqrt(T)"),
+    )
+}
+
+OBJECTIVE_SETS: dict[str, tuple[str, ...]] = {
+    "asm": ("mr-stft", "mfcc", "loudness-envelope"),
+    "autosoundmatch": ("fft-magnitude", "stft-magnitude", "amplitude-envelope"),
+}
+
+REPORT_METRICS: tuple[str, ...] = ("mr-stft", "log-spectral", "mfcc", "spectral-convergence")
+
+
+def resolve(spec: str | Sequence[str]) -> tuple[str, ...]:
+    """Metric names from an objective-set name (``"asm"``), a metric name, a comma list or a sequence."""
+    if isinstance(spec, str):
+        if spec in OBJECTIVE_SETS:
+            return OBJECTIVE_SETS[spec]
+        spec = [s.strip() for s in spec.split(",")]
+    names = tuple(spec)
+    unknown = [n for n in names if n not in METRICS]
+    if unknown or not names:
+        raise AsmError(
+            f"unknown metric {', '.join(map(repr, unknown)) or '(none given)'}: choose from "
+            f"{', '.join(METRICS)} or an objective set ({', '.join(OBJECTIVE_SETS)})"
+        )
+    return names
+
+
+def usable_rows(audio: torch.Tensor) -> torch.Tensor:
+    """Boolean (B,): rows that are finite and not silent (peak >= SILENCE_PEAK)."""
+    if audio.shape[-1] == 0:
+        return torch.zeros(audio.shape[0], dtype=torch.bool)
+    peak = audio.abs().amax(dim=-1)  # NaN or inf anywhere in a row makes its peak non-finite
+    return torch.isfinite(peak) & (peak >= SILENCE_PEAK)
+
+
+def _pad_to(x: torch.Tensor, n: int) -> torch.Tensor:
+    return torch.nn.functional.pad(x, (0, n - x.shape[-1])) if x.shape[-1] < n else x
+
+
+def _clean(a: torch.Tensor, ok: torch.Tensor, n: int) -> torch.Tensor:
+    """Zero-pad to ``n`` samples; unusable rows become zeros so no NaN spreads through a batch."""
+    a = _pad_to(a, n)
+    return a if bool(ok.all()) else torch.where(ok[:, None], a, torch.zeros(()))
+
+
+def _finish(raw: dict[str, np.ndarray], ok: np.ndarray) -> dict[str, np.ndarray]:
+    out = {}
+    for name, values in raw.items():
+        worst = METRICS[name].worst
+        values = np.nan_to_num(values, nan=worst, posinf=worst, neginf=worst)
+        out[name] = np.where(ok, np.clip(values, 0.0, worst), worst)
+    return out
+
+
+class Scorer:
+    """Scores batches of candidates against one fixed target; the target is analysed only once.
+
+    This is what a search holds for the whole run (it pickles, so render workers can hold one too).
+    """
+
+    def __init__(self, target: np.ndarray | torch.Tensor, sample_rate: int,
+                 metrics: str | Sequence[str] = REPORT_METRICS, chunk: int = DEFAULT_CHUNK):
+        self.names = resolve(metrics)
+        self.sample_rate = int(sample_rate)
+        self.chunk = max(1, int(chunk))
+        self.target = as_batch(target)
+        if self.target.shape[0] != 1:
+            raise ValueError(f"a Scorer takes one target signal, got {self.target.shape[0]}")
+        self.target_ok = usable_rows(self.target)
+        self._analysis: tuple[int, _Analysis] | None = None
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_analysis": None}
+
+    def _target_analysis(self, n: int) -> _Analysis:
+        if self._analysis is None or self._analysis[0] != n:
+            self._analysis = (n, _Analysis(_clean(self.target, self.target_ok, n), self.sample_rate))
+        return self._analysis[1]
+
+    def distances(self, candidates: np.ndarray | torch.Tensor) -> dict[str, np.ndarray]:
+        """Each metric for every candidate (B, T') as float64 arrays (B,)."""
+        x_all = as_batch(candidates)
+        b = x_all.shape[0]
+        n = max(x_all.shape[-1], self.target.shape[-1], 1)
+        x_ok = usable_rows(x_all)
+        raw = {name: np.empty(b, dtype=np.float64) for name in self.names}
+        with torch.inference_mode():
+            y = self._target_analysis(n)
+            for lo in range(0, b, self.chunk):
+                hi = min(b, lo + self.chunk)
+                pair = _Pair(_Analysis(_clean(x_all[lo:hi], x_ok[lo:hi], n), self.sample_rate), y)
+                for name in self.names:
+                    raw[name][lo:hi] = METRICS[name].fn(pair).double().numpy()
+        return _finish(raw, (x_ok & self.target_ok).numpy())
+
+    def objectives(self, candidates: np.ndarray | torch.Tensor) -> np.ndarray:
+        """The objective matrix (B, k), columns in ``self.names`` order (pymoo's ``F``)."""
+        values = self.distances(candidates)
+        return np.stack([values[n] for n in self.names], axis=1)
+
+
+def distances(
+    candidates: np.ndarray | torch.Tensor,
+    target: np.ndarray | torch.Tensor,
+    sample_rate: int,
+    metrics: str | Sequence[str] = REPORT_METRICS,
+    chunk: int = DEFAULT_CHUNK,
+) -> dict[str, np.ndarray]:
+    """Each named metric for every candidate, as float64 arrays of shape (B,).
+
+    ``target`` is one signal (T,) / (1, T), scored against every candidate, or (B, T), scored
+    pairwise with ``candidates`` (B, T'). Lengths may differ (zero-padded to the longer).
+    """
+    y_all = as_batch(target)
+    if y_all.shape[0] == 1:
+        return Scorer(y_all, sample_rate, metrics, chunk).distances(candidates)
+    names = resolve(metrics)
+    x_all = as_batch(candidates)
+    b = x_all.shape[0]
+    if y_all.shape[0] != b:
+        raise ValueError(f"{b} candidates against {y_all.shape[0]} targets: give one target or one per candidate")
+    n = max(x_all.shape[-1], y_all.shape[-1], 1)
+    x_ok, y_ok = usable_rows(x_all), usable_rows(y_all)
+    raw = {name: np.empty(b, dtype=np.float64) for name in names}
+    step = max(1, int(chunk))
+    with torch.inference_mode():
+        for lo in range(0, b, step):
+            hi = min(b, lo + step)
+            x = _Analysis(_clean(x_all[lo:hi], x_ok[lo:hi], n), sample_rate)
+            y = _Analysis(_clean(y_all[lo:hi], y_ok[lo:hi], n), sample_rate)
+            pair = _Pair(x, y)
+            for name in names:
+                raw[name][lo:hi] = METRICS[name].fn(pair).double().numpy()
+    return _finish(raw, (x_ok & y_ok).numpy())
+
+
+def distance(name: str, candidates, target, sample_rate: int, chunk: int = DEFAULT_CHUNK) -> np.ndarray:
+    """One metric, shape (B,) (see ``distances``)."""
+    return distances(candidates, target, sample_rate, [name], chunk)[name]
+
+
+def objectives(spec: str | Sequence[str], candidates, target, sample_rate: int,
+               chunk: int = DEFAULT_CHUNK) -> np.ndarray:
+    """The objective matrix (B, k) a pymoo Problem returns as ``F``, columns in ``resolve(spec)`` order."""
+    names = resolve(spec)
+    values = distances(candidates, target, sample_rate, names, chunk)
+    return np.stack([values[n] for n in names], axis=1)
+
+
+def worst_scores(spec: str | Sequence[str]) -> np.ndarray:
+    """The worst-case score of each metric in ``spec`` (for candidates that could not be rendered)."""
+    return np.array([METRICS[n].worst for n in resolve(spec)], dtype=np.float64)
+
+
+def describe(names: Iterable[str] | None = None) -> list[dict]:
+    """Name, unit, worst value and definition of each metric (for reports and ``--help`` texts)."""
+    return [
+        {"name": m.name, "unit": m.unit, "worst": m.worst, "symmetric": m.symmetric, "definition": m.summary}
+        for m in (METRICS[n] for n in (names or METRICS))
+    ]

@@ -1,0 +1,208 @@
+"""The metric module: definitions hold numerically, worst cases are defined, batches agree."""
+
+import pickle
+
+import numpy as np
+import pytest
+
+from asm.audio import metrics as M
+from asm.errors import AsmError
+from asm.midi.notes import held
+from asm.synth.builtin import ASM_SUB
+from asm.synth.host import SynthSpec, open_synth
+from asm.synth.params import ParameterSpace
+
+SR = 16000
+ALL = tuple(M.METRICS)
+
+
+@pytest.fixture(scope="module")
+def synth():
+    """asm-sub opened without the registry (module scope: renders are shared by the tests here)."""
+    return open_synth(SynthSpec("asm-sub", "faust", "builtin:asm-sub", ParameterSpace(ASM_SUB.params), SR))
+
+
+def saw_preset(space, **named):
+    return space.from_named({"osc1_wave": 0.0, "cutoff": 0.75, "amp_sustain": 0.8, **named})
+
+
+@pytest.fixture(scope="module")
+def target(synth):
+    return synth.render(saw_preset(synth.space), held([57], 100, 0.7), 1.0)
+
+
+@pytest.fixture(scope="module")
+def randoms(synth):
+    rng = np.random.default_rng(3)
+    values = synth.space.random_free(rng, 12)
+    return np.stack([synth.render(synth.space.full(v), held([57], 100, 0.7), 1.0) for v in values])
+
+
+def test_identical_audio_scores_zero_for_every_metric(target, randoms):
+    for audio in (target, randoms[0]):
+        d = M.distances(audio, audio, SR, ALL)
+        for name in ALL:
+            assert d[name].shape == (1,) and abs(d[name][0]) < 1e-6, (name, d[name])
+    batch = np.stack([target, randoms[1], randoms[2]])
+    pairwise = M.distances(batch, batch, SR, ALL)
+    for name in ALL:
+        np.testing.assert_allclose(pairwise[name], 0.0, atol=1e-6)
+
+
+def test_symmetric_metrics_are_symmetric_and_spectral_convergence_is_normalised_by_the_target(target, randoms):
+    a, b = np.stack([target, randoms[0], randoms[3]]), np.stack([randoms[1], randoms[2], target])
+    ab, ba = M.distances(a, b, SR, ALL), M.distances(b, a, SR, ALL)
+    for name in ALL:
+        if M.METRICS[name].symmetric:
+            np.testing.assert_allclose(ab[name], ba[name], rtol=1e-5, err_msg=name)
+    # a candidate twice as loud: SC = ||2Y - Y|| / ||Y|| = 1; the reverse, ||Y/2 - Y|| / ||Y|| = 0.5
+    assert M.distance("spectral-convergence", 2 * target, target, SR)[0] == pytest.approx(1.0, abs=1e-4)
+    assert M.distance("spectral-convergence", 0.5 * target, target, SR)[0] == pytest.approx(0.5, abs=1e-4)
+
+
+def test_gain_change_gives_the_values_the_definitions_predict():
+    # white noise has every bin far above the -100 dB floor, so a gain g shifts every log by ln g
+    noise = (np.random.default_rng(0).standard_normal(SR) * 0.1).astype(np.float32)
+    g = 0.5
+    d = M.distances(g * noise, noise, SR, ALL)
+    db = 20 * np.log10(1 / g)
+    assert d["spectral-convergence"][0] == pytest.approx(1 - g, abs=1e-4)
+    assert d["mr-stft"][0] == pytest.approx((1 - g) + np.log(1 / g), abs=1e-3)
+    assert d["log-spectral"][0] == pytest.approx(db, abs=1e-3)
+    assert d["loudness-envelope"][0] == pytest.approx(db, abs=1e-3)
+    # MFCC: ln(g^2) on every mel band moves only c0, by sqrt(n_mels) * ln(g^2) (orthonormal DCT)
+    assert d["mfcc"][0] == pytest.approx(np.sqrt(M.N_MELS) * 2 * np.log(1 / g), rel=1e-3)
+    assert d["amplitude-envelope"][0] > 0 and d["fft-magnitude"][0] > 0 and d["stft-magnitude"][0] > 0
+
+
+def test_loudness_reads_minus_3_db_for_a_full_scale_1khz_sine():
+    t = np.arange(SR) / SR
+    sine = np.sin(2 * np.pi * 1000 * t).astype(np.float32)
+    loud = M._Analysis(M.as_batch(sine), SR).loudness()[0].numpy()
+    middle = loud[10:-10]  # frames away from the zero-padded edges
+    np.testing.assert_allclose(middle, 10 * np.log10(0.5), atol=0.05)
+    silent = M._Analysis(M.as_batch(np.zeros(SR, np.float32)), SR).loudness()[0].numpy()
+    assert (silent == M.POWER_FLOOR_DB).all()
+
+
+def test_distance_grows_with_detuning(synth, target):
+    space = synth.space
+    cents = [5, 15, 30, 50]  # osc2 alone, detuned from the target's pitch
+    audio = np.stack([
+        synth.render(saw_preset(space, osc1_level=0.0, osc2_level=0.8, osc2_wave=0.0, osc2_detune=0.5 + c / 100),
+                     held([57], 100, 0.7), 1.0)
+        for c in cents
+    ])
+    d = M.distances(audio, target, SR, ALL)
+    for name in ("mr-stft", "spectral-convergence", "log-spectral", "stft-magnitude"):
+        assert np.all(np.diff(d[name]) > 0), (name, d[name])
+    assert (d["mfcc"] > 1.0).all()  # MFCCs are made to ignore pitch, but still see a 5-cent beat
+
+
+def test_distance_grows_as_a_lowpass_closes(synth, target):
+    cutoffs = [0.7, 0.6, 0.5, 0.4]  # target: 0.75
+    audio = np.stack([synth.render(saw_preset(synth.space, cutoff=c), held([57], 100, 0.7), 1.0) for c in cutoffs])
+    d = M.distances(audio, target, SR, ALL)
+    for name in ALL:
+        assert d[name][0] > 0 and np.all(np.diff(d[name]) > 0), (name, d[name])
+
+
+def test_silent_or_non_finite_audio_scores_the_documented_worst_never_nan(target, randoms):
+    bad = [np.zeros_like(target), target * 1e-6, target.copy(), target.copy(), np.zeros(0, np.float32)]
+    bad[2][100] = np.nan
+    bad[3][5000] = np.inf
+    good = randoms[:2]
+    for audio in bad:
+        d = M.distances(audio, target, SR, ALL)
+        for name in ALL:
+            assert d[name][0] == M.METRICS[name].worst, (name, d[name])
+    batch = np.stack([good[0], bad[0], bad[2], good[1]])
+    f = M.objectives("asm", batch, target, SR)
+    assert np.isfinite(f).all()
+    np.testing.assert_array_equal(f[1], M.worst_scores("asm"))
+    np.testing.assert_array_equal(f[2], M.worst_scores("asm"))
+    assert (f[[0, 3]] < M.worst_scores("asm")).all()
+    # pairwise: an unusable reference makes its pair worst, and only that pair
+    pairs = M.distances(np.stack([good[0], good[1]]), np.stack([bad[0], target]), SR, ["mr-stft"])["mr-stft"]
+    assert pairs[0] == M.METRICS["mr-stft"].worst and pairs[1] < M.METRICS["mr-stft"].worst
+    # usable scores never exceed the worst, even for a wildly loud candidate
+    loud = M.distances(target * 1e4, target, SR, ALL)
+    for name in ALL:
+        assert loud[name][0] <= M.METRICS[name].worst
+
+
+def test_batch_equals_one_by_one_and_chunking_does_not_matter(target, randoms):
+    batch = randoms[:7]
+    whole = M.distances(batch, target, SR, ALL, chunk=64)
+    chunked = M.distances(batch, target, SR, ALL, chunk=3)
+    pairs = M.distances(batch, np.repeat(target[None], len(batch), 0), SR, ALL, chunk=2)
+    for i, audio in enumerate(batch):
+        one = M.distances(audio, target, SR, ALL)
+        for name in ALL:
+            for other in (whole, chunked, pairs):
+                assert other[name][i] == pytest.approx(one[name][0], rel=1e-5, abs=1e-6), name
+    reversed_pairs = M.distances(batch[::-1], batch, SR, ["log-spectral"])["log-spectral"]
+    for i in range(len(batch)):
+        assert reversed_pairs[i] == pytest.approx(M.distance("log-spectral", batch[::-1][i], batch[i], SR)[0], rel=1e-5)
+
+
+def test_deterministic_and_scorer_pickles(target, randoms):
+    first = M.objectives("asm", randoms, target, SR)
+    np.testing.assert_array_equal(first, M.objectives("asm", randoms, target, SR))
+    scorer = M.Scorer(target, SR, "autosoundmatch")
+    scorer.objectives(randoms[:2])
+    clone = pickle.loads(pickle.dumps(scorer))
+    np.testing.assert_allclose(clone.objectives(randoms), M.objectives("autosoundmatch", randoms, target, SR),
+                               rtol=1e-6)
+    assert scorer.names == ("fft-magnitude", "stft-magnitude", "amplitude-envelope")
+
+
+def test_lengths_are_zero_padded_to_the_longer_signal(target):
+    padded = np.concatenate([target, np.zeros(800, np.float32)])
+    assert M.distance("mr-stft", padded, target, SR)[0] < 1e-6  # trailing silence added: same sound
+    shorter = target[: SR // 2]
+    d = M.distances(shorter, target, SR, ALL)
+    d2 = M.distances(np.concatenate([shorter, np.zeros(SR // 2, np.float32)]), target, SR, ALL)
+    for name in ALL:
+        assert np.isfinite(d[name][0]) and d[name][0] > 0
+        assert d[name][0] == pytest.approx(d2[name][0], rel=1e-5)
+    with pytest.raises(ValueError):
+        M.distances(np.stack([target, target]), np.stack([target] * 3), SR)
+
+
+@pytest.mark.parametrize("sample_rate", [22050, 44100, 48000])
+def test_other_sample_rates_keep_the_resolutions_in_milliseconds(sample_rate):
+    n = M.frame_length(sample_rate, 64)
+    assert n % 16 == 0 and abs(n / sample_rate - 0.064) < 0.001
+    t = np.arange(sample_rate) / sample_rate
+    tone = (0.5 * np.sin(2 * np.pi * 440 * t) * np.exp(-2 * t)).astype(np.float32)
+    detuned = (0.5 * np.sin(2 * np.pi * 452 * t) * np.exp(-2 * t)).astype(np.float32)
+    same = M.distances(tone, tone, sample_rate, ALL)
+    diff = M.distances(detuned, tone, sample_rate, ALL)
+    for name in ALL:
+        assert same[name][0] < 1e-6 and diff[name][0] > same[name][0], name
+
+
+def test_registry_names_sets_and_rejects_unknown_metrics():
+    assert M.resolve("asm") == ("mr-stft", "mfcc", "loudness-envelope")
+    assert M.resolve("autosoundmatch") == ("fft-magnitude", "stft-magnitude", "amplitude-envelope")
+    assert M.resolve("mfcc, log-spectral") == ("mfcc", "log-spectral")
+    assert set(M.REPORT_METRICS) <= set(M.METRICS)
+    assert M.frame_length(SR, 128) == 2048 and M.frame_length(SR, 16) == 256
+    with pytest.raises(AsmError, match="unknown metric 'mel-stft'"):
+        M.resolve("mel-stft")
+    with pytest.raises(AsmError):
+        M.resolve([])
+    rows = M.describe()
+    assert {r["name"] for r in rows} == set(M.METRICS) and all(r["definition"] and r["worst"] > 0 for r in rows)
+
+
+def test_perf_metrics_command_prints_every_metric_and_set(cli):
+    result = cli("perf", "metrics", "--batch", "8", "--durations", "0.5", "--repeats", "1", "--threads", "1",
+                 "--json")
+    assert result.code == 0, result.err
+    data = result.json()
+    assert set(M.METRICS) | {"set: asm", "set: autosoundmatch"} <= set(data["ms_per_pair"])
+    assert all(row["0.5s"] > 0 for row in data["ms_per_pair"].values())
+    assert data["detect_notes_ms"]["0.5s"] > 0 and data["threads"] == 1
+    assert cli("perf", "metrics", "--durations", "one").code == 2
