@@ -105,3 +105,20 @@ def test_locked_value_reaches_the_synth_whatever_the_caller_sends():
     unlocked = open_synth(synth.spec.__class__(**{**synth.spec.__dict__, "space": space.with_locks({11: None})}))
     expected = unlocked.render(space.from_named({"cutoff": 0.2}), notes, 1.0)
     np.testing.assert_allclose(got, expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("octave", [-2, -1, 0, 1, 2])
+def test_every_oscillator_octave_sounds_at_its_pitch(synth, octave):
+    values = synth.space.from_named({"osc1_wave": 1.0, "osc1_octave": (octave + 2) / 4, "cutoff": 1.0})
+    audio = synth.render(values, held([60], 100, 0.9), 1.0)
+    expected = 261.63 * 2.0 ** octave
+    assert abs(fundamental(audio, 16000, lo=30, hi=4000) - expected) / expected < 0.01
+
+
+@pytest.mark.parametrize("semitone", [-12, -5, 0, 7, 12])
+def test_oscillator_two_semitones_sound_at_their_pitch(synth, semitone):
+    values = synth.space.from_named({"osc1_level": 0.0, "osc2_level": 1.0, "osc2_wave": 1.0,
+                                     "osc2_semitone": (semitone + 12) / 24, "cutoff": 1.0})
+    audio = synth.render(values, held([60], 100, 0.9), 1.0)
+    expected = 261.63 * 2.0 ** (semitone / 12)
+    assert abs(fundamental(audio, 16000, lo=30, hi=4000) - expected) / expected < 0.01

@@ -18,6 +18,8 @@ from asm.errors import AsmError
 from asm.cli import render as _render  # noqa: E402,F401
 from asm.cli import registry as _registry  # noqa: E402,F401
 from asm.cli import perf as _perf  # noqa: E402,F401
+from asm.cli import datasets as _datasets  # noqa: E402,F401
+from asm.cli import midi as _midi  # noqa: E402,F401
 from asm.cli import plugins as _plugins  # noqa: E402,F401
 from asm.cli import presets as _presets  # noqa: E402,F401
 from asm.cli import fixtures as _fixtures  # noqa: E402,F401

@@ -43,6 +43,72 @@ def perf_render(
     console.print(f"asm overhead over the bare call: {result['overhead_pct']:+.1f}%")
 
 
+@perf_app.command("generate")
+def perf_generate(
+    synth: str = typer.Option("asm-sub", "--synth", "-s"),
+    n: int = typer.Option(2000, "--n", min=1, help="Examples to generate (a temporary dataset, deleted afterwards)."),
+    workers: str = typer.Option("auto", "--workers", "-j", help="Worker processes (auto = number of cores)."),
+    mode: str = typer.Option("mono", "--mode", help="mono or poly."),
+    sr: int = typer.Option(16000, "--sr"),
+    duration: float = typer.Option(1.0, "--duration"),
+    shard_size: int = typer.Option(None, "--shard-size", min=1, help="Examples per shard (default: auto)."),
+    seed: int = typer.Option(0, "--seed"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Dataset generation end to end (render + features + write + commit) beside workers x the bare render rate."""
+    from asm.bench.generate_speed import measure_generate_speed
+    from asm.errors import AsmError
+
+    if mode not in ("mono", "poly"):
+        raise AsmError(f"--mode must be mono or poly, got {mode!r}")
+    r = measure_generate_speed(synth, n, workers, sr, duration, mode, seed, shard_size=shard_size)
+    if as_json:
+        typer.echo(json.dumps(r))
+        return
+    table = Table(title=f"dataset generation: {synth}, {n} {mode} examples of {duration:g} s at {sr} Hz, "
+                        f"{r['workers']} workers, shards of {r['shard_size']}")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_row("end to end (render + features + write + commit)", f"{r['examples_per_s']:.1f} examples/s")
+    table.add_row(f"bare render rate, 1 process ({r['bare_label']})",
+                  f"{r['bare_rps']:.1f} renders/s (before {r['bare_rps_before']:.0f}, after {r['bare_rps_after']:.0f})")
+    table.add_row(f"bare rate x {r['workers']} workers", f"{r['bare_x_workers']:.1f} renders/s")
+    table.add_row("ratio end to end / (workers x bare)", f"{100 * r['ratio']:.1f}%")
+    ms = r["worker_ms_per_example"]
+    table.add_row("worker time per example", ", ".join(f"{k} {v:.2f} ms" for k, v in ms.items()))
+    table.add_row("pool start (not in the rate)", f"{r['pool_start_s']:.2f} s")
+    table.add_row("rejected renders", str(sum(r["rejections"].values())))
+    console.print(table)
+
+
+@perf_app.command("batch")
+def perf_batch(
+    synth: str = typer.Option("asm-sub", "--synth", "-s"),
+    population: int = typer.Option(50, "--population", min=1, help="Candidates per batch (a search generation)."),
+    generations: int = typer.Option(20, "--generations", min=1),
+    workers: str = typer.Option("auto", "--workers", "-j"),
+    sr: int = typer.Option(16000, "--sr"),
+    duration: float = typer.Option(1.0, "--duration"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Batches of candidates rendered by the worker pool (as a search does) against serial rendering."""
+    from asm.bench.generate_speed import measure_batch_speed
+
+    r = measure_batch_speed(synth, population, generations, workers, sr, duration)
+    if as_json:
+        typer.echo(json.dumps(r))
+        return
+    table = Table(title=f"batch renders: {synth}, {population} candidates x {generations} generations, "
+                        f"{r['workers']} workers, {duration:g} s at {sr} Hz")
+    table.add_column("path")
+    table.add_column("ms per generation", justify="right")
+    table.add_row("one process, serial", f"{r['serial_ms']:.1f}")
+    table.add_row(f"ideal: serial / {r['workers']}", f"{r['ideal_ms']:.1f}")
+    table.add_row("worker pool", f"{r['pool_ms']:.1f}")
+    console.print(table)
+    console.print(f"pool efficiency (ideal / pool): {100 * r['efficiency']:.1f}%")
+
+
 @perf_app.command("metrics")
 def perf_metrics(
     sr: int = typer.Option(16000, "--sr"),

@@ -114,3 +114,211 @@ class FixtureLog(Base):
     content_hash: Mapped[str] = mapped_column(String(64))
     applied_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     summary: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class Dataset(Base):
+    """A generated dataset: every setting that made it, its parameter order and its state.
+
+    Its examples live in fixed-size shard files under ``data/datasets/<name>/``; one ``DatasetShard``
+    row per shard is committed only after the shard file is complete on disk.
+    """
+
+    __tablename__ = "dataset"
+    __table_args__ = (
+        CheckConstraint("mode IN ('mono', 'poly')", name="dataset_mode"),
+        CheckConstraint("status IN ('generating', 'complete')", name="dataset_status"),
+        CheckConstraint("size > 0", name="dataset_size"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    synth_id: Mapped[int] = mapped_column(ForeignKey("synth.id"), index=True)
+    mode: Mapped[str] = mapped_column(String(10))
+    size: Mapped[int] = mapped_column(Integer)
+    shard_size: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(12), default="generating")
+    seed: Mapped[int] = mapped_column(Integer)
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON)  # every generation setting, features included
+    code_version: Mapped[str] = mapped_column(String(80))
+    free_signature: Mapped[str] = mapped_column(String(16))
+    lock_signature: Mapped[str] = mapped_column(String(16))
+    free_parameters: Mapped[list[Any]] = mapped_column(JSON)  # [{index, name, kind, n_values}] in free order
+    split_counts: Mapped[dict[str, Any]] = mapped_column(JSON)  # {"train": n, "val": n, "test": n}
+    rejections: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # totals once complete
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    synth: Mapped[Synth] = relationship()
+    shards: Mapped[list[DatasetShard]] = relationship(
+        back_populates="dataset", order_by="DatasetShard.index", cascade="all, delete-orphan"
+    )
+
+
+class DatasetShard(Base):
+    """One complete shard file of a dataset, with the checksum its contents must match."""
+
+    __tablename__ = "dataset_shard"
+    __table_args__ = (
+        UniqueConstraint("dataset_id", "index", name="dataset_shard_index"),
+        CheckConstraint("count > 0", name="dataset_shard_count"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("dataset.id", ondelete="CASCADE"), index=True)
+    index: Mapped[int] = mapped_column(Integer)
+    start: Mapped[int] = mapped_column(Integer)  # global index of its first example
+    count: Mapped[int] = mapped_column(Integer)
+    file: Mapped[str] = mapped_column(String(200))  # name inside the dataset directory
+    sha256: Mapped[str] = mapped_column(String(64))
+    bytes: Mapped[int] = mapped_column(Integer)
+    n_notes: Mapped[int] = mapped_column(Integer)
+    rejections: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # silent, nonfinite, crashed, duplicate
+    seconds: Mapped[float] = mapped_column(Float, default=0.0)  # worker time spent on it
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    dataset: Mapped[Dataset] = relationship(back_populates="shards")
+
+
+class ModelConfigRow(Base):
+    """A named estimator recipe (architecture + hyperparameters), applied from fixtures/models/*.py."""
+
+    __tablename__ = "model_config"
+    __table_args__ = (
+        CheckConstraint("arch IN ('mlp', 'cnn', 'rescnn', 'lstm', 'transformer', 'flow', 'nn')",
+                        name="model_config_arch"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    arch: Mapped[str] = mapped_column(String(20))
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    description: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
+class Model(Base):
+    """A trained (or, for ``nn``, indexed) estimator: what it was built from and where its checkpoint is."""
+
+    __tablename__ = "model"
+    __table_args__ = (
+        CheckConstraint("status IN ('training', 'complete', 'failed')", name="model_status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    config_id: Mapped[int] = mapped_column(ForeignKey("model_config.id"), index=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("dataset.id"), index=True)
+    synth_id: Mapped[int] = mapped_column(ForeignKey("synth.id"), index=True)
+    arch: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(12), default="training")
+    seed: Mapped[int] = mapped_column(Integer)
+    device: Mapped[str] = mapped_column(String(20), default="cpu")
+    train_settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    config_settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # the config as trained
+    feature_settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    sample_rate: Mapped[int] = mapped_column(Integer)
+    free_signature: Mapped[str] = mapped_column(String(16))
+    lock_signature: Mapped[str] = mapped_column(String(16))
+    free_parameters: Mapped[list[Any]] = mapped_column(JSON)  # [{index, name, kind, n_values}] in free order
+    checkpoint: Mapped[str] = mapped_column(Text)  # directory under the data dir
+    epochs_done: Mapped[int] = mapped_column(Integer, default=0)
+    best_epoch: Mapped[int | None] = mapped_column(Integer)
+    best_val_loss: Mapped[float | None] = mapped_column(Float)
+    baseline_val_loss: Mapped[float | None] = mapped_column(Float)
+    seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    code_version: Mapped[str] = mapped_column(String(80), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    config: Mapped[ModelConfigRow] = relationship()
+    dataset: Mapped[Dataset] = relationship()
+    synth: Mapped[Synth] = relationship()
+    epochs: Mapped[list[ModelEpoch]] = relationship(
+        back_populates="model", order_by="ModelEpoch.epoch", cascade="all, delete-orphan"
+    )
+
+
+class ModelEpoch(Base):
+    """Per-epoch training metrics, committed as each epoch completes."""
+
+    __tablename__ = "model_epoch"
+    __table_args__ = (UniqueConstraint("model_id", "epoch", name="model_epoch_unique"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("model.id", ondelete="CASCADE"), index=True)
+    epoch: Mapped[int] = mapped_column(Integer)
+    train_loss: Mapped[float] = mapped_column(Float)
+    val_loss: Mapped[float] = mapped_column(Float)
+    lr: Mapped[float] = mapped_column(Float)
+    seconds: Mapped[float] = mapped_column(Float)
+    load_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    parts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    model: Mapped[Model] = relationship(back_populates="epochs")
+
+
+class SearchConfigRow(Base):
+    """A named search recipe (algorithm, objectives, termination, seeding), from fixtures/search/*.py."""
+
+    __tablename__ = "search_config"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    description: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
+class Run(Base):
+    """One execution that produces results: a ``test-model`` evaluation, an ``asm match``, a benchmark."""
+
+    __tablename__ = "run"
+    __table_args__ = (
+        CheckConstraint("kind IN ('test-model', 'match', 'benchmark')", name="run_kind"),
+        CheckConstraint("status IN ('running', 'complete', 'failed', 'interrupted')", name="run_status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    name: Mapped[str] = mapped_column(String(200), default="")
+    status: Mapped[str] = mapped_column(String(12), default="running")
+    synth_id: Mapped[int | None] = mapped_column(ForeignKey("synth.id"), index=True)
+    model_id: Mapped[int | None] = mapped_column(ForeignKey("model.id"), index=True)
+    dataset_id: Mapped[int | None] = mapped_column(ForeignKey("dataset.id"), index=True)
+    seed: Mapped[int] = mapped_column(Integer, default=0)
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    summary: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    report_path: Mapped[str | None] = mapped_column(Text)
+    code_version: Mapped[str] = mapped_column(String(80), default="")
+    started_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    results: Mapped[list[Result]] = relationship(back_populates="run", cascade="all, delete-orphan")
+
+
+class Result(Base):
+    """One method's answer for one target within a run, with its scores (see asm.audio.metrics)."""
+
+    __tablename__ = "result"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("run.id", ondelete="CASCADE"), index=True)
+    method: Mapped[str] = mapped_column(String(100))  # e.g. "model:cnn", "nn", "nsga2", "hybrid", "random"
+    target_set: Mapped[str] = mapped_column(String(40), default="")  # test | factory | ood | file
+    target: Mapped[str] = mapped_column(Text, default="")  # dataset example ref or file path
+    example_index: Mapped[int | None] = mapped_column(Integer)
+    model_id: Mapped[int | None] = mapped_column(ForeignKey("model.id"), index=True)
+    preset_id: Mapped[int | None] = mapped_column(ForeignKey("preset.id", ondelete="SET NULL"))
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # metric name -> value
+    param_mae: Mapped[float | None] = mapped_column(Float)  # continuous free parameters, truth known
+    param_accuracy: Mapped[float | None] = mapped_column(Float)  # discrete free parameters, truth known
+    renders: Mapped[int] = mapped_column(Integer, default=0)
+    seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    values: Mapped[list[Any] | None] = mapped_column(JSON)  # the answer: free values in free order
+    notes: Mapped[list[Any] | None] = mapped_column(JSON)  # [[pitch, velocity, start, duration], ...]
+    extra: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # curves, paths, per-method details
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    run: Mapped[Run] = relationship(back_populates="results")
