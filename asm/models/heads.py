@@ -69,7 +69,7 @@ class ParameterLayout:
         if self.continuous:
             t = target[:, self.continuous]
             per = (pred.continuous - t).abs() if weights.continuous_loss == "l1" else (pred.continuous - t) ** 2
-            parts["continuous"] = per.mean()
+            parts["continuous"] = per.mean().detach()
             total = total + weights.continuous * per.mean(dim=0).sum()
         if self.discrete:
             classes = self.classes(target)
@@ -77,7 +77,7 @@ class ParameterLayout:
             for j in range(len(self.discrete)):
                 block = pred.logits[:, self.offsets[j] : self.offsets[j + 1]]
                 ce = ce + F.cross_entropy(block.float(), classes[:, j])
-            parts["categorical"] = ce / len(self.discrete)
+            parts["categorical"] = (ce / len(self.discrete)).detach()
             total = total + weights.categorical * ce
         return total / self.n_free, parts
 
