@@ -39,6 +39,15 @@ def run(args: Sequence[str] | None = None) -> int:
             raise
         err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
         return 2
+    except Exception as exc:  # noqa: BLE001 - a database the user's disk or file broke: one line
+        from sqlalchemy.exc import DatabaseError
+
+        if debug or not isinstance(exc, DatabaseError):
+            raise
+        reason = str(getattr(exc, "orig", exc)).splitlines()[0]
+        err_console.print(f"[bold red]error:[/bold red] registry database error: {reason} "
+                          "(disk full or database file damaged?)", highlight=False, soft_wrap=True)
+        return 2
     except KeyboardInterrupt:
         err_console.print("[bold red]interrupted[/bold red] (finished work is kept; run again to resume)")
         return 130
