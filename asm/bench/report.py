@@ -35,6 +35,7 @@ from asm.audio.metrics import REPORT_METRICS
 from asm.bench.runs import data_relative, load_run, report_dir, resolve_data_path, slug
 from asm.bench.summary import (
     METRIC_LABELS,
+    METRIC_SHORT,
     TARGET_SET_TITLES,
     fmt,
     fmt_ci,
@@ -311,13 +312,14 @@ figcaption { color:var(--muted); font-size:12px; margin-top:4px; }
 table.targets { border-collapse:separate; border-spacing:0; }
 table.targets th { position:sticky; top:0; background:#f9fafb; font-size:12px; color:var(--muted);
                    text-align:left; padding:6px 8px; border-bottom:1px solid var(--line); white-space:nowrap; }
-table.targets td { vertical-align:top; padding:8px; border-bottom:1px solid var(--line); min-width:214px; }
+table.targets td { vertical-align:top; padding:4px; border-bottom:1px solid var(--line); min-width:224px; }
 table.targets td.target { background:#f8fafc; border-right:1px solid var(--line); }
 .cell .name { font-weight:600; font-size:13px; word-break:break-all; }
 .cell .score { font-size:13px; margin:2px 0 4px; }
 .cell .score b { font-size:15px; }
 .cell .small { color:var(--muted); font-size:11.5px; }
-.cell.best { outline:2px solid var(--best); outline-offset:-2px; border-radius:8px; background:var(--bestbg); }
+.cell { padding:6px 8px; border-radius:8px; border:2px solid transparent; }
+.cell.best { border-color:var(--best); background:var(--bestbg); }
 .cell img.spec { display:block; width:200px; height:86px; border-radius:4px; margin:4px 0; background:#000;
                  image-rendering:auto; }
 .cell audio { width:200px; height:32px; display:block; }
@@ -524,14 +526,14 @@ def _targets_table(records: list[dict], methods: list[str], colours: dict[str, s
                     img_path = tdir / f"{slug(m)}.png"
                     _save_thumbnail(_log_spectrogram(*loaded), img_path, vmin, vmax, sr_frames)
             metrics = r["metrics"]
-            others = " · ".join(f"{METRIC_LABELS.get(k, k).split(' ')[0]} {fmt(metrics[k])}"
+            others = " · ".join(f"{METRIC_SHORT.get(k, k).replace(' dB', '')} {fmt(metrics[k])}"
                                 for k in REPORT_METRICS[1:] if k in metrics)
             params = []
             if r.get("param_mae") is not None:
                 params.append(f"param MAE {fmt(r['param_mae'])}")
             if r.get("param_accuracy") is not None:
                 params.append(f"acc. {fmt(r['param_accuracy'])}")
-            cost = f"{r['renders']:,} renders · {fmt_seconds(r['seconds'])}"
+            cost = f"{r['renders']:,} render{'s' if r['renders'] != 1 else ''} · {fmt_seconds(r['seconds'])}"
             is_best = best is not None and scores.get(m) == best
             cells.append(
                 f'<td><div class="cell{" best" if is_best else ""}">'
