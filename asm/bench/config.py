@@ -154,17 +154,36 @@ def setup_of(synth: str, params: int) -> tuple[Path, int]:
     return path, free
 
 
-def dataset_settings(req: BenchmarkRequest, preset: ScalePreset):
-    """The ``DatasetSettings`` of the benchmark's training data (synth version filled in later)."""
-    from asm.data.settings import DatasetSettings
+def _registry_state(synth: str) -> tuple[str, dict]:
+    """(version, feature settings) of a registered synth, read only ("", {}) when it is not registered."""
+    from sqlalchemy import select
+
+    from asm.registry.db import session_scope
+    from asm.registry.models import Synth
+    from asm.synth.builtin import BUILTINS
+
+    with session_scope() as session:
+        row = session.scalar(select(Synth).where(Synth.name == synth))
+        if row is not None:
+            return row.version or "", dict((row.settings or {}).get("features", {}))
+    builtin = BUILTINS.get(synth)
+    return (builtin.version if builtin else ""), {}
+
+
+def dataset_settings(req: BenchmarkRequest, preset: ScalePreset, features: dict | None = None):
+    """The ``DatasetSettings`` of the benchmark's training data (``generate-dataset``'s choices: the
+    synth's feature settings, shards of ~16 MB; amsynth mixes in 30 % factory presets)."""
+    from asm.audio.features import FeatureSettings
+    from asm.data.settings import DatasetSettings, auto_shard_size
 
     m = preset.mode(req.mode)
     presets = "mix" if req.synth == "amsynth" else "random"
+    feats = FeatureSettings(**(features or {}))
     return DatasetSettings(
         synth=req.synth, mode=req.mode, size=preset.dataset_size, presets=presets,
         factory_fraction=0.3 if presets == "mix" else 0.0, sample_rate=preset.sample_rate,
         duration=m.duration, note_off=m.note_off, note_range=m.note_range, max_polyphony=m.max_polyphony,
-        seed=req.seed,
+        seed=req.seed, features=feats, shard_size=auto_shard_size(m.duration, preset.sample_rate, feats),
     )
 
 
@@ -172,19 +191,31 @@ def methods_for(models: tuple[str, ...]) -> list[str]:
     return ["random", "nn", *[f"model:{m}" for m in models], *SEARCH_METHODS]
 
 
-def plan(req: BenchmarkRequest) -> dict:
-    """Everything a run will do, resolved and named, before any work (``asm benchmark --dry-run``)."""
+def _file_hash(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.is_file() else ""
+
+
+def plan(req: BenchmarkRequest, preset: ScalePreset | None = None) -> dict:
+    """Everything a run will do, resolved and named, before any work (``asm benchmark --dry-run``).
+
+    Dataset and model names carry a hash of what determines them (settings, the set-up fixture's
+    text, the synth version, the model config fixture's text), so a changed set-up never reuses a
+    stale dataset or model. ``preset`` overrides the request's scale (tests use a tiny one).
+    """
     from asm.bench.ood import default_dir, read_manifest
 
-    preset = SCALES[req.scale]
+    preset = preset or SCALES[req.scale]
     fixture, free = setup_of(req.synth, req.params)
     models = req.models or preset.models
-    ds = dataset_settings(req, preset)
+    version, features = _registry_state(req.synth)
+    ds = dataset_settings(req, preset, features)
     identity = ds.identity()
-    dataset = f"bench-{req.synth}-{req.params}-{req.mode}-{preset.name}-s{req.seed}-{settings_key(identity)}"
+    key = settings_key({"dataset": identity, "fixture": _file_hash(fixture), "synth_version": version})
+    dataset = f"bench-{req.synth}-{req.params}-{req.mode}-{preset.name}-s{req.seed}-{key}"
     train = {"epochs": preset.epochs, "patience": preset.patience, "batch_size": preset.batch_size,
              "seed": req.seed}
-    model_names = {m: f"{dataset}-{m}-{settings_key({'config': m, **train})}" for m in models}
+    model_names = {m: f"{dataset}-{m}-{settings_key({'config': _file_hash(FIXTURES / 'models' / f'{m}.py'), **train})}"
+                   for m in models}
     budget = req.budget or preset.search_budget
     test_targets = min(req.test_targets or preset.test_targets, ds.split_counts()[2])
     sets = {"test": test_targets}

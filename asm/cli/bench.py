@@ -229,6 +229,8 @@ def benchmark_cmd(
     ood: bool = typer.Option(True, "--ood/--no-ood", help="Also score the out-of-domain targets when present."),
     ood_dir: Path | None = typer.Option(None, "--ood-dir", help="Out-of-domain targets (default: "
                                            "<data dir>/targets/ood, made by make ood-targets)."),
+    workers: str = typer.Option("auto", "--workers", "-j", help="Render worker processes (auto = number of cores)."),
+    device: str = typer.Option("auto", "--device", help="Training device: auto, cpu or cuda."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan (set-up, dataset, models, methods, "
                                  "targets) and stop."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
@@ -265,8 +267,62 @@ def benchmark_cmd(
         _print_plan(resolved)
     if dry_run:
         return
-    raise AsmError("the benchmark's evaluation needs the estimators (issue 5) and the search (issue 6), "
-                   "which are not on this branch yet; --dry-run shows the plan")
+    from asm.bench.runner import run_benchmark
+    from asm.bench.summary import fmt_seconds, summary_tables
+
+    with _Progress(quiet=as_json) as events:
+        result = run_benchmark(req, workers=workers, device=device, events=events)
+    if as_json:
+        typer.echo(json.dumps({k: result[k] for k in ("run_id", "summary", "report", "seconds", "notes")}))
+        return
+    for table in summary_tables(result["summary"], title=f"run {result['run_id']}", width=console.width):
+        console.print(table)
+    for note in result["notes"]:
+        console.print(f"[yellow]note:[/yellow] {note}")
+    console.print(f"benchmark run {result['run_id']} finished in {fmt_seconds(result['seconds'])}")
+    console.print(f"report: [bold]{result['report']}[/bold]")
+
+
+class _Progress:
+    """The benchmark's stages on one rich progress bar, messages printed above it."""
+
+    def __init__(self, quiet: bool):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.quiet = quiet
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TimeElapsedColumn(), console=console, transient=True, disable=quiet)
+        self.task = None
+
+    def __enter__(self):
+        from asm.bench.runner import Events
+
+        self.bar.__enter__()
+        return Events(say=self.say, start=self.start, update=self.update, step=self.step, done=self.done)
+
+    def __exit__(self, *exc) -> None:
+        self.bar.__exit__(*exc)
+
+    def say(self, text: str) -> None:
+        if not self.quiet:
+            self.bar.console.print(text, highlight=False)
+
+    def start(self, what: str, total: int) -> None:
+        self.done()
+        self.task = self.bar.add_task(what, total=total)
+
+    def update(self, done: int) -> None:
+        if self.task is not None:
+            self.bar.update(self.task, completed=done)
+
+    def step(self) -> None:
+        if self.task is not None:
+            self.bar.advance(self.task)
+
+    def done(self) -> None:
+        if self.task is not None:
+            self.bar.remove_task(self.task)
+            self.task = None
 
 
 def _print_plan(p: dict) -> None:
