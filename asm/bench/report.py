@@ -296,7 +296,7 @@ h3 { font-size:15px; margin:22px 0 8px; font-weight:600; }
         box-shadow:0 1px 2px #0000000a; }
 .scroll { overflow-x:auto; }
 table { border-collapse:collapse; font-variant-numeric:tabular-nums; }
-table.summary th, table.summary td { padding:6px 10px; border-bottom:1px solid var(--line); text-align:right;
+table.summary th, table.summary td { padding:5px 8px; border-bottom:1px solid var(--line); text-align:right;
                                       white-space:nowrap; }
 table.summary th { font-size:12px; color:var(--muted); font-weight:600; background:#f9fafb; }
 table.summary th.group { text-align:center; color:var(--ink); border-bottom:1px solid #d1d5db; }
@@ -344,7 +344,7 @@ def _summary_table(entries: list[dict], colours: dict[str, str]) -> str:
     head2 = []
     for m in REPORT_METRICS:
         head1.append(f'<th class="group" colspan="2">{_e(METRIC_LABELS.get(m, m))}</th>')
-        head2 += ["<th>median</th>", "<th>mean ± 95% CI</th>"]
+        head2 += ["<th>median</th>", "<th>mean ± CI</th>"]
     if has_mae:
         head1.append('<th rowspan="2">param MAE</th>')
     if has_acc:
@@ -419,7 +419,7 @@ def write_report(run_id: int, *, media_limit: int = DEFAULT_MEDIA_LIMIT, title: 
                      f'{len(set_methods)} methods</span></h2><div class="card">')
         parts.append(_summary_table(entries, colours))
         parts.append('<p class="note">Lower is better for every distance; the best median per column is '
-                     'highlighted. Mean ± half-width of the 95% confidence interval (Student t). Parameter scores '
+                     'highlighted. Mean ± half-width of its 95% confidence interval (Student t). Parameter scores '
                      'only where the true preset is known (MAE over continuous, accuracy over discrete free '
                      'parameters, normalised units).</p>')
         parts.append(f'<figure><img src="img/dist-{_e(key)}.png" alt="metric distributions, {_e(label)}">'

@@ -196,7 +196,7 @@ def summary_tables(summary: list[dict], title: str = "", metrics: Sequence[str] 
         what = "" if wide else f" ({METRIC_SHORT.get(metrics[0], metrics[0])})"
         table = Table(title=f"{title + ': ' if title else ''}{label}, {n_targets} targets",
                       caption=f"cells: median, below it mean ± 95% CI{what}. " + TABLE_CAPTION, caption_justify="left",
-                      box=box.SIMPLE_HEAD, pad_edge=False)
+                      box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
         table.add_column("method", no_wrap=True)
         for m in metrics:
             table.add_column(METRIC_SHORT.get(m, m), justify="right")
