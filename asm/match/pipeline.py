@@ -6,7 +6,8 @@ Methods (``METHODS``):
 * ``nn``: the nearest training example(s) of a dataset alone (or of an ``nn`` model).
 * ``nsga2``: NSGA-II from random presets with the recipe's objectives and budget.
 * ``hybrid``: NSGA-II seeded with everything available: estimator candidates (K samples from a
-  ``flow``), K dataset neighbours, factory presets; mutants of the best seeds and random fill.
+  ``flow``), K dataset neighbours, factory presets, the synth's default preset; mutants of the best
+  seeds and random fill.
 
 Every method renders through the same ``RenderPool`` and scores with the same metric code; the
 best preset is the best by multi-resolution STFT distance among everything rendered, re-rendered
@@ -131,7 +132,7 @@ def match_target(
 
         pool = RenderPool(spec, workers, stall_timeout=STALL_TIMEOUT)
     events_before = len(pool.events)
-    start = time.perf_counter()
+    start = time.perf_counter()  # after the pool is up: a shared pool's start is not this target's cost
     try:
         duration = len(target) / sr
         scorer = CandidateScorer(target, sr, settings.objective_names)
@@ -194,4 +195,6 @@ def hybrid_seeds(target: np.ndarray, sr: int, space, settings: SearchSettings, e
         rng = np.random.default_rng([int(seed), 0xFAC])
         pick = rng.choice(len(factory), size=min(s.factory, len(factory)), replace=False)
         seeds.add(np.asarray(factory)[np.sort(pick)], "factory")
+    if s.default:
+        seeds.add(space.free_part(space.defaults()), "default")
     return seeds

@@ -40,6 +40,7 @@ class SeedSettings(BaseModel):
                                                          "point estimators give one)")
     neighbours: int = Field(8, ge=0, le=1024, description="nearest neighbours from a dataset")
     factory: int = Field(8, ge=0, le=1024, description="factory presets drawn at random")
+    default: bool = Field(True, description="the synth's default preset (its init patch) as a seed")
     local: float = Field(0.5, ge=0.0, le=1.0, description="share of the population made of mutants of the best seeds")
     local_sigma: float = Field(0.05, gt=0.0, le=1.0)
     local_reset: float = Field(0.05, ge=0.0, le=1.0)
@@ -47,7 +48,7 @@ class SeedSettings(BaseModel):
 
     @property
     def any(self) -> bool:
-        return bool(self.estimator or self.neighbours or self.factory)
+        return bool(self.estimator or self.neighbours or self.factory or self.default)
 
 
 class SearchSettings(BaseModel):
@@ -69,6 +70,8 @@ class SearchSettings(BaseModel):
     crossover_eta: float = Field(15.0, gt=0.0)
     mutation_eta: float = Field(20.0, gt=0.0)
     mutation_prob_var: float | None = Field(None, gt=0.0, le=1.0, description="per variable; default 1/n_free")
+    mutation_bound_prob: float = Field(0.1, ge=0.0, le=1.0, description="a mutated continuous value jumps to "
+                                                                       "the nearer end of its range")
     seeds: SeedSettings = SeedSettings()
     estimate_candidates: int = Field(1, ge=1, le=1024, description="renders of the model / nn methods alone")
     top_k: int = Field(5, ge=1, le=100, description="presets of the Pareto front kept")
@@ -110,8 +113,8 @@ BUILTIN_RECIPES: dict[str, tuple[SearchSettings, str]] = {
     "asm": (SearchSettings(), "asm's default: NSGA-II, population 50, asm objectives (mr-stft, mfcc, "
                               "loudness envelope), 1500 renders; seeded from estimators, neighbours, factory presets"),
     "autosoundmatch": (
-        SearchSettings(population=25, objectives="autosoundmatch",
-                       seeds=SeedSettings(estimator=0, neighbours=0, factory=0, local=0.0)),
+        SearchSettings(population=25, objectives="autosoundmatch", mutation_bound_prob=0.0,
+                       seeds=SeedSettings(estimator=0, neighbours=0, factory=0, default=False, local=0.0)),
         "AutoSoundMatch's recipe: NSGA-II, population 25, its three objectives (whole-signal FFT, STFT "
         "magnitude, amplitude envelope), started from random",
     ),

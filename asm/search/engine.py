@@ -56,7 +56,7 @@ def run_search(problem: MatchProblem, settings: SearchSettings, seeds: SeedSet |
         head = problem.archive.all_headline()[-len(seeds):]
         best = np.argsort(head, kind="stable")[: settings.seeds.local_parents]
         mutants = local_mutants(seeds.values[best], n_local, kinds, rng, settings.seeds.local_sigma,
-                                settings.seeds.local_reset)
+                                settings.seeds.local_reset, settings.mutation_bound_prob)
         parts.append(_evaluated(problem, mutants, ["local"] * len(mutants)))
     n_random = max(0, size - len(seeds) - n_local)
     if n_random and not problem.exhausted:
@@ -69,7 +69,8 @@ def run_search(problem: MatchProblem, settings: SearchSettings, seeds: SeedSet |
         pop_size=size,
         sampling=Population.merge(*parts) if len(parts) > 1 else parts[0],
         crossover=KindCrossover(kinds, prob=settings.crossover_prob, eta=settings.crossover_eta),
-        mutation=KindMutation(kinds, eta=settings.mutation_eta, prob_var=settings.mutation_prob_var),
+        mutation=KindMutation(kinds, eta=settings.mutation_eta, prob_var=settings.mutation_prob_var,
+                              bound_prob=settings.mutation_bound_prob),
         repair=KindRepair(kinds),
         eliminate_duplicates=True,
     )

@@ -73,11 +73,19 @@ class KindCrossover(SBX):
 
 class KindMutation(Mutation):
     """Polynomial mutation on ordered columns, random reset on categorical/boolean ones; each column
-    mutates with probability ``prob_var`` (default 1 / n_free)."""
+    mutates with probability ``prob_var`` (default 1 / n_free).
 
-    def __init__(self, kinds: Kinds, eta: float = 20.0, prob_var: float | None = None, **kwargs):
+    ``bound_prob``: a mutated continuous value goes to the nearer end of its range with this
+    probability. Synth sounds often rest on an end (a level, depth or drive at exactly 0), where a
+    sliver of noise or modulation costs a lot in log-spectral distance, and neither polynomial
+    mutation nor SBX ever lands exactly there.
+    """
+
+    def __init__(self, kinds: Kinds, eta: float = 20.0, prob_var: float | None = None, bound_prob: float = 0.0,
+                 **kwargs):
         super().__init__(prob=1.0, prob_var=prob_var, **kwargs)
         self.kinds = kinds
+        self.bound_prob = float(bound_prob)
         self.pm = PM(eta=eta, prob=1.0, prob_var=prob_var)
 
     def _do(self, problem, X, *args, random_state=None, **kwargs):
@@ -89,11 +97,15 @@ class KindMutation(Mutation):
             p = self.prob_var.value if self.prob_var is not None else min(0.5, 1.0 / problem.n_var)
             mask = random_state.random(X.shape) < p
             Xp = self.kinds.reset(Xp, mask & cols[None, :], random_state)
+        if self.bound_prob > 0:
+            moved = (Xp != X) & ~self.kinds.discrete[None, :]
+            snap = moved & (random_state.random(X.shape) < self.bound_prob)
+            Xp[snap] = np.where(Xp[snap] < 0.5, 0.0, 1.0)
         return Xp
 
 
 def local_mutants(parents: np.ndarray, n: int, kinds: Kinds, rng: np.random.Generator, sigma: float,
-                  reset: float) -> np.ndarray:
+                  reset: float, bound_prob: float = 0.0) -> np.ndarray:
     """``n`` mutants spread round-robin over ``parents``: ordered values plus N(0, sigma) (clipped),
     unordered values redrawn with probability ``reset``; then quantised."""
     parents = np.atleast_2d(np.asarray(parents, dtype=np.float64))
@@ -104,4 +116,7 @@ def local_mutants(parents: np.ndarray, n: int, kinds: Kinds, rng: np.random.Gene
     # a stepped parameter moves by at least one step when its Gaussian step is large enough to round
     moved = np.where(kinds.unordered[None, :], base, np.clip(base + step, 0.0, 1.0))
     moved = kinds.reset(moved, rng.random(base.shape) < reset, rng)
+    if bound_prob > 0:
+        snap = (rng.random(base.shape) < bound_prob) & ~kinds.discrete[None, :]
+        moved[snap] = np.where(moved[snap] < 0.5, 0.0, 1.0)
     return kinds.quantise(moved)
