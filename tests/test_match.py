@@ -145,9 +145,10 @@ def test_bad_inputs_exit_2_with_one_line_and_store_nothing(cli, tmp_path):
 @needs_amsynth
 @pytest.mark.slow
 def test_amsynth_factory_target_gives_an_fxp_that_amsynth_loads(cli, amsynth_registry, tmp_path):
+    from plugin_paths import amsynth_spec
+
     from asm.presets import fxp
     from asm.synth.plugin import PluginSynth
-    from plugin_paths import amsynth_spec
 
     target = tmp_path / "strings.wav"
     r = cli("render", "--synth", "amsynth", "--preset", "Synth Strings 1", "--note", "C3", "--duration", "1.5",
@@ -166,5 +167,5 @@ def test_amsynth_factory_target_gives_an_fxp_that_amsynth_loads(cli, amsynth_reg
         (loaded,) = synth.load_presets([(best.read_bytes(), "fxp")])
     finally:
         synth.close()
-    assert loaded == pytest.approx(list(np.float32(doc["preset"][k]) for k in doc["preset"]), abs=1e-6)
+    assert loaded == pytest.approx([np.float32(doc["preset"][k]) for k in doc["preset"]], abs=1e-6)
     assert doc["metrics"]["mr-stft"] < 100  # a usable (non-silent) match

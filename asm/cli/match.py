@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -16,24 +15,24 @@ def match(
     target: Path = typer.Argument(..., help="Target sound: any file libsndfile reads (wav, flac, ogg, aiff), "
                                             "any rate, mono or stereo."),
     synth: str = typer.Option("asm-sub", "--synth", "-s", help="Registered synth to match with."),
-    method: Optional[str] = typer.Option(None, "--method", "-m", help="model | nn | nsga2 | hybrid. Default: the "
+    method: str | None = typer.Option(None, "--method", "-m", help="model | nn | nsga2 | hybrid. Default: the "
                                          "best available (hybrid: NSGA-II seeded by a trained model when one "
                                          "exists for this synth and lock set, by nearest neighbours otherwise)."),
-    model: Optional[str] = typer.Option(None, "--model", help="Trained model (name or #id); default: the best "
+    model: str | None = typer.Option(None, "--model", help="Trained model (name or #id); default: the best "
                                         "one for this synth and lock set."),
-    dataset: Optional[str] = typer.Option(None, "--dataset", help="Dataset to take nearest neighbours from; "
+    dataset: str | None = typer.Option(None, "--dataset", help="Dataset to take nearest neighbours from; "
                                           "default: the model's, else the newest of this synth and lock set."),
-    budget: Optional[int] = typer.Option(None, "--budget", min=1, help="Renders the search may use "
-                                         "[default: the recipe's, 1500]."),
-    time_limit: Optional[float] = typer.Option(None, "--time-limit", help="Stop the search after this many seconds."),
+    budget: int | None = typer.Option(None, "--budget", min=1, help="Renders the search may use "
+                                         "(default: the recipe's, 1500)."),
+    time_limit: float | None = typer.Option(None, "--time-limit", help="Stop the search after this many seconds."),
     note: str = typer.Option("auto", "--note", help="auto (detect pitch and timing) or a note (60, C4) held "
                              "over the detected span."),
-    midi: Optional[Path] = typer.Option(None, "--midi", help="Play these notes (a MIDI file; needed for "
+    midi: Path | None = typer.Option(None, "--midi", help="Play these notes (a MIDI file; needed for "
                                         "polyphonic targets)."),
     search: str = typer.Option("asm", "--search", help="Search recipe (fixtures/search): asm, autosoundmatch, ..."),
     seed: int = typer.Option(0, "--seed", help="Seed of every random choice."),
-    out_dir: Optional[Path] = typer.Option(None, "--out-dir", "-o", help="Output directory "
-                                           "[default: data/matches/<target>-<n>]."),
+    out_dir: Path | None = typer.Option(None, "--out-dir", "-o", help="Output directory "
+                                           "(default: data/matches/<target>-<n>)."),
     workers: str = typer.Option("auto", "--workers", "-j", help="Render processes (auto = number of cores)."),
     as_json: bool = typer.Option(False, "--json", help="Print match.json to stdout."),
 ) -> None:

@@ -8,9 +8,10 @@ was trained for this synth and lock set), the dataset, the output directory.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from sqlalchemy import select
@@ -115,7 +116,7 @@ def neighbours_for(row):
 
 
 def _polyphonic(notes) -> bool:
-    return any(b.start < a.end - 1e-6 for a, b in zip(notes, notes[1:]))
+    return any(b.start < a.end - 1e-6 for a, b in pairwise(notes))
 
 
 def run_match(opts: MatchOptions, on_start: Callable[[dict], None] | None = None,

@@ -88,7 +88,7 @@ class SearchSettings(BaseModel):
         return v
 
     @model_validator(mode="after")
-    def _stops(self) -> "SearchSettings":
+    def _stops(self) -> SearchSettings:
         if self.budget is None and self.generations is None and self.time_limit is None and self.patience is None:
             raise ValueError("a search needs at least one termination: budget, generations, time_limit or patience")
         return self
@@ -99,7 +99,7 @@ class SearchSettings(BaseModel):
 
         return resolve(self.objectives if isinstance(self.objectives, str) else list(self.objectives))
 
-    def with_limits(self, budget: int | None = None, time_limit: float | None = None) -> "SearchSettings":
+    def with_limits(self, budget: int | None = None, time_limit: float | None = None) -> SearchSettings:
         """A copy with the command line's budget / time limit in place of the recipe's."""
         changes = {}
         if budget is not None:
@@ -110,13 +110,13 @@ class SearchSettings(BaseModel):
 
 
 BUILTIN_RECIPES: dict[str, tuple[SearchSettings, str]] = {
-    "asm": (SearchSettings(), "asm's default: NSGA-II, population 50, asm objectives (mr-stft, mfcc, "
-                              "loudness envelope), 1500 renders; seeded from estimators, neighbours, factory presets"),
+    "asm": (SearchSettings(), ("asm's default: NSGA-II, population 50, asm objectives (mr-stft, mfcc, "
+                               "loudness envelope), 1500 renders; seeded from estimators, neighbours, factory presets")),
     "autosoundmatch": (
         SearchSettings(population=25, objectives="autosoundmatch", mutation_bound_prob=0.0,
                        seeds=SeedSettings(estimator=0, neighbours=0, factory=0, default=False, local=0.0)),
-        "AutoSoundMatch's recipe: NSGA-II, population 25, its three objectives (whole-signal FFT, STFT "
-        "magnitude, amplitude envelope), started from random",
+        ("AutoSoundMatch's recipe: NSGA-II, population 25, its three objectives (whole-signal FFT, STFT "
+         "magnitude, amplitude envelope), started from random"),
     ),
 }
 

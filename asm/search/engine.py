@@ -52,7 +52,7 @@ def run_search(problem: MatchProblem, settings: SearchSettings, seeds: SeedSet |
     parts = [_evaluated(problem, seeds.values, list(seeds.sources))] if len(seeds) else []
     n_local = 0
     if len(seeds) and settings.seeds.local > 0 and not problem.exhausted:
-        n_local = min(int(round(settings.seeds.local * size)), max(0, size - len(seeds)))
+        n_local = min(round(settings.seeds.local * size), max(0, size - len(seeds)))
         head = problem.archive.all_headline()[-len(seeds):]
         best = np.argsort(head, kind="stable")[: settings.seeds.local_parents]
         mutants = local_mutants(seeds.values[best], n_local, kinds, rng, settings.seeds.local_sigma,

@@ -15,8 +15,8 @@ are rendered; the rest get the worst scores (they never count as found, and the 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import numpy as np
 from pymoo.core.problem import Problem

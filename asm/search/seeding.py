@@ -9,8 +9,8 @@ feature settings). Build one per dataset and reuse it across targets.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 
@@ -24,7 +24,7 @@ class SeedSet:
     sources: list[str] = field(default_factory=list)
 
     @classmethod
-    def empty(cls, n_free: int) -> "SeedSet":
+    def empty(cls, n_free: int) -> SeedSet:
         return cls(np.empty((0, n_free)), [])
 
     def add(self, values: np.ndarray, source: str | Sequence[str]) -> None:
@@ -37,7 +37,7 @@ class SeedSet:
     def __len__(self) -> int:
         return len(self.values)
 
-    def unique(self, space: ParameterSpace) -> "SeedSet":
+    def unique(self, space: ParameterSpace) -> SeedSet:
         """Quantised, with repeated presets removed (first occurrence kept)."""
         if not len(self):
             return self

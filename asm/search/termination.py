@@ -7,7 +7,7 @@ fired, for ``match.json`` and the result row.
 
 from __future__ import annotations
 
-from pymoo.core.termination import Termination, TerminateIfAny
+from pymoo.core.termination import TerminateIfAny, Termination
 
 from asm.search.config import SearchSettings
 from asm.search.problem import Archive, MatchProblem
