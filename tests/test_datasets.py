@@ -248,12 +248,13 @@ def test_disk_full_leaves_nothing_that_verifies_then_resumes(cli, asm_home):
     """A file size limit makes shard writes fail like a full disk (EFBIG instead of ENOSPC)."""
     import resource
 
-    args = ("generate-dataset", "full", "--size", "64", "--workers", "2", "--duration", "0.5", "--note-off", "0.3",
-            "--shard-size", "32")
+    args = ("generate-dataset", "full", "--size", "128", "--workers", "2", "--duration", "0.5", "--note-off", "0.3",
+            "--shard-size", "64")
 
     def limit():
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (400_000, 400_000))  # a 32-example shard is ~0.65 MB
+        # a 64-example shard is ~1.3 MB; the registry and its write-ahead log stay well below 1 MB
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1_000_000, 1_000_000))
 
     r = subprocess_run(args, preexec_fn=limit)
     assert r.returncode == 2, r.stderr

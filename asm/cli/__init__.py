@@ -24,6 +24,7 @@ from asm.cli import plugins as _plugins  # noqa: E402,F401
 from asm.cli import presets as _presets  # noqa: E402,F401
 from asm.cli import fixtures as _fixtures  # noqa: E402,F401
 from asm.cli import match as _match  # noqa: E402,F401
+from asm.cli import models as _models  # noqa: E402,F401
 
 
 def run(args: Sequence[str] | None = None) -> int:
@@ -38,6 +39,15 @@ def run(args: Sequence[str] | None = None) -> int:
         if debug:
             raise
         err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - a database the user's disk or file broke: one line
+        from sqlalchemy.exc import DatabaseError
+
+        if debug or not isinstance(exc, DatabaseError):
+            raise
+        reason = str(getattr(exc, "orig", exc)).splitlines()[0]
+        err_console.print(f"[bold red]error:[/bold red] registry database error: {reason} "
+                          "(disk full or database file damaged?)", highlight=False, soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         err_console.print("[bold red]interrupted[/bold red] (finished work is kept; run again to resume)")

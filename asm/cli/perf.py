@@ -191,3 +191,31 @@ def perf_match(
                       f"targets" + (f", after a median {med:.0f} renders ({100 * med / budget:.1f}% of the budget)"
                                     if med is not None else ""))
     console.print(f"pool start {r['pool_start_s']:.1f} s and neighbour index {r['index_s']:.1f} s (once, not in s/target)")
+
+
+@perf_app.command("train")
+def perf_train(
+    models: str = typer.Option("mlp,cnn,rescnn,lstm,transformer,flow", "--models", help="Comma-separated configs."),
+    dataset: str = typer.Option(None, "--dataset", help="Dataset to read (default: a 1 s, 16 kHz asm-sub set)."),
+    synth: str = typer.Option("asm-sub", "--synth", "-s"),
+    size: int = typer.Option(2048, "--size", help="Examples of the default dataset when it is made."),
+    batch_size: int = typer.Option(64, "--batch-size", min=1),
+    steps: int = typer.Option(30, "--steps", min=1, help="Timed optimiser steps per model."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Training samples/s of each model and the data loader's share of the step time."""
+    from asm.bench.train_speed import ensure_perf_dataset, measure_train_speed
+
+    name = ensure_perf_dataset(dataset, synth, size, 0)
+    rows = measure_train_speed([m.strip() for m in models.split(",") if m.strip()], name, batch_size, steps, device)
+    if as_json:
+        typer.echo(json.dumps(rows))
+        return
+    table = Table(title=f"training speed on {name} (batch {batch_size}, {steps} steps, {rows[0]['device']})")
+    for col in ("model", "parameters", "samples/s", "ms/step", "loader share"):
+        table.add_column(col, justify="right")
+    for r in rows:
+        table.add_row(r["arch"], f"{r['parameters'] / 1e3:.0f}k", f"{r['samples_per_s']:.0f}",
+                      f"{r['ms_per_step']:.1f}", f"{100 * r['loader_share']:.1f}%")
+    console.print(table)

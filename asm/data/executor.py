@@ -171,12 +171,14 @@ def _worker_main(conn, alive, spec, state, forkserver_pid: int) -> None:
                 result = generate_shard(synth, installed[msg[2]], msg[3], progress)
                 reply = ("shard_done", job_id, result)
             elif kind == "render":
-                _, _, token, values, notes, duration, free, offset = msg
+                _, _, token, values, notes, duration, free, offset, per_row = msg
                 reduce = installed.get(token) if token is not None else None
                 out = []
                 for i, v in enumerate(values):
                     progress.mark(offset + i, 0)
-                    audio = synth.render_free(v, notes, duration) if free else synth.render(v, notes, duration)
+                    row_notes = notes[i] if per_row else notes
+                    audio = (synth.render_free(v, row_notes, duration) if free
+                             else synth.render(v, row_notes, duration))
                     out.append(reduce(audio) if reduce is not None else audio)
                 reply = ("rendered", job_id, out)
             else:
@@ -432,8 +434,8 @@ class RenderPool:
         if task.kind == "shard":
             msg = ("shard", job_id, task.token, task.payload)
         else:
-            values, notes, duration, free, offset = task.payload
-            msg = ("render", job_id, task.token, values, notes, duration, free, offset)
+            values, notes, duration, free, offset, per_row = task.payload
+            msg = ("render", job_id, task.token, values, notes, duration, free, offset, per_row)
         w.state[_POS], w.state[_ATTEMPT], w.state[_DONE] = -1, 0, 0  # nothing stale to blame on a crash
         try:
             w.conn.send(msg)
@@ -568,12 +570,13 @@ class RenderPool:
 
     # -- batches of candidates -----------------------------------------------------------------
     def render(self, values: np.ndarray, notes: Sequence, duration: float, *, reduce: Callable | None = None,
-               free: bool = False, chunks_per_worker: int = 2) -> list:
+               free: bool = False, chunks_per_worker: int = 2, per_row_notes: bool = False) -> list:
         """Render every row of ``values`` with the same ``notes``; results in row order.
 
         ``values`` are full normalised vectors (``free=True``: free values only). Each result is the
         mono float32 audio, or ``reduce(audio)`` computed in the worker. A candidate that crashes or
         hangs its worker yields ``None`` (and an event); the others are still rendered.
+        ``per_row_notes=True``: ``notes`` holds one note list per row (each example replays its own).
         """
         values = np.atleast_2d(np.asarray(values, dtype=np.float64))
         n = len(values)
@@ -587,11 +590,17 @@ class RenderPool:
             self._auto.append(token)
             while len(self._auto) > MAX_AUTO_INSTALLED:
                 self.uninstall(self._auto[0])
-        notes = list(notes)
+        notes = [list(x) for x in notes] if per_row_notes else list(notes)
+        if per_row_notes and len(notes) != n:
+            raise ValueError(f"per_row_notes needs {n} note lists, got {len(notes)}")
+
+        def notes_for(a: int, b: int):
+            return notes[a:b] if per_row_notes else notes
+
         parts = max(1, min(n, self.size * chunks_per_worker))
         bounds = np.linspace(0, n, parts + 1).round().astype(int)
         tasks = _Queue([
-            _Task("render", (values[a:b], notes, float(duration), free, int(a)), token)
+            _Task("render", (values[a:b], notes_for(a, b), float(duration), free, int(a), per_row_notes), token)
             for a, b in zip(bounds[:-1], bounds[1:]) if b > a
         ])
         results: list = [None] * n
@@ -601,7 +610,7 @@ class RenderPool:
             results[offset : offset + len(out)] = out
 
         def crash(task: _Task, pos: int, attempt: int, why: str) -> list[_Task]:
-            vals, nts, dur, fr, offset = task.payload
+            vals, nts, dur, fr, offset, per_row = task.payload
             end = offset + len(vals)
             if not (offset <= pos < end):  # died outside a render: retry the whole chunk
                 return [task]
@@ -609,7 +618,8 @@ class RenderPool:
             retry = []
             for a, b in ((offset, pos), (pos + 1, end)):
                 if b > a:
-                    retry.append(_Task("render", (values[a:b], nts, dur, fr, a), task.token, task.crashes))
+                    retry.append(_Task("render", (values[a:b], notes_for(a, b), dur, fr, a, per_row), task.token,
+                                       task.crashes))
             return retry
 
         self._dispatch(tasks, done, crash, tick=1.0)

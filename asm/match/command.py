@@ -38,16 +38,8 @@ class MatchOptions:
 
 
 def _load_estimator(session, ref):
-    try:
-        from asm.models.estimator import load_estimator
-    except ImportError:  # the estimator layer is not in this build: still name an unknown model
-        from asm.registry.models import Model
+    from asm.models.estimator import load_estimator
 
-        text = str(ref).strip()
-        row = session.get(Model, int(text.lstrip("#"))) if text.lstrip("#").isdigit() else None
-        if row is None and session.scalar(select(Model).where(Model.name == text)) is None:
-            raise AsmError(f"unknown model {text!r}; train one with asm train-model") from None
-        raise AsmError("trained models are not available in this version of asm") from None
     return load_estimator(session, ref)
 
 

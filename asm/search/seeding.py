@@ -1,10 +1,10 @@
 """Starting points for a seeded search: estimator candidates, dataset neighbours, factory presets.
 
 ``SeedSet`` is a list of free vectors with where each came from. ``DatasetNeighbours`` is the ``nn``
-candidate generator over a generated dataset's training split (no model needed): the stored
-log-mel of every example, standardised per mel band and pooled in time, searched by Euclidean
-distance; the target is featurised exactly as the dataset was (its sample rate, length and
-feature settings). Build one per dataset and reuse it across targets.
+candidate generator over a generated dataset's training split without a trained ``nn`` model: the
+``nn`` estimator's index built on the fly from the stored log-mel; the target is featurised exactly
+as the dataset was (its sample rate, length and feature settings). Build one per dataset and reuse
+it across targets.
 """
 
 from __future__ import annotations
@@ -54,7 +54,8 @@ class SeedSet:
 
 
 class DatasetNeighbours:
-    """K nearest training examples of a dataset to a target, by standardised pooled log-mel."""
+    """K nearest training examples of a dataset to a target (``asm.models.neighbours.NeighbourIndex``
+    built on the fly over the stored log-mel: standardised per mel band, pooled in time)."""
 
     TIME_POOL = 2
 
@@ -62,6 +63,7 @@ class DatasetNeighbours:
         import torch
 
         from asm.data.torch_dataset import ShardDataset
+        from asm.models.neighbours import NeighbourIndex
 
         ds = ShardDataset(name, split=split)
         n = len(ds) if limit is None else min(len(ds), int(limit))
@@ -72,23 +74,14 @@ class DatasetNeighbours:
         self.sample_rate = ds.sample_rate
         self.features = ds.settings.features
         self.n_samples = ds.settings.n_samples
-        self.frames = ds.settings.n_frames
         self.free_signature, self.lock_signature = ds.free_signature, ds.lock_signature
-        self.free_names = ds.free_names
-        mel = np.stack([ds.features(i) for i in range(n)])  # (N, n_mels, frames) float32
-        self.params = np.stack([ds.params(i) for i in range(n)]).astype(np.float64)
+        mel = torch.from_numpy(np.stack([ds.features(i) for i in range(n)]))  # (N, n_mels, frames)
+        params = np.stack([ds.params(i) for i in range(n)])
         ds.close()
-        mel_t = torch.from_numpy(mel)
-        self.mean = mel_t.mean(dim=(0, 2)).reshape(-1, 1)
-        self.std = mel_t.std(dim=(0, 2)).reshape(-1, 1).clamp_min(1e-3)
-        self.keys = self._embed(mel_t)
+        self.index = NeighbourIndex.build([mel], params, mel.mean(dim=(0, 2)), mel.std(dim=(0, 2)), self.TIME_POOL)
 
-    def _embed(self, mel):
-        import torch.nn.functional as F
-
-        x = (mel.float() - self.mean) / self.std
-        x = F.avg_pool1d(x, self.TIME_POOL, ceil_mode=True)
-        return x.flatten(1)
+    def __len__(self) -> int:
+        return int(self.index.keys.shape[0])
 
     def check_space(self, space: ParameterSpace, synth: str) -> None:
         if synth != self.synth:
@@ -109,17 +102,12 @@ class DatasetNeighbours:
 
     def query(self, audio: np.ndarray, sample_rate: int, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(indices, distances) of the ``k`` nearest training examples, nearest first."""
-        import torch
-
-        q = self._embed(self.mel(audio, sample_rate))
-        d = torch.cdist(q, self.keys)[0]
-        k = min(int(k), len(d))
-        dist, idx = torch.topk(d, k, largest=False, sorted=True)
-        return idx.numpy(), dist.numpy()
+        idx, dist = self.index.query(self.mel(audio, sample_rate), int(k))
+        return idx[0].numpy(), dist[0].numpy()
 
     def candidates(self, audio: np.ndarray, sample_rate: int, k: int) -> np.ndarray:
         idx, _ = self.query(audio, sample_rate, k)
-        return self.params[idx]
+        return self.index.params[idx].numpy().astype(np.float64)
 
 
 def factory_presets(session, synth_row, space: ParameterSpace) -> np.ndarray:

@@ -1,0 +1,94 @@
+"""Model configs: the fixture item that stores an architecture and its hyperparameters.
+
+    from asm.models.config import ModelConfig
+    FIXTURE = [ModelConfig(name="cnn", arch="cnn", encoder={"channels": [16, 32, 64, 96]},
+                           train={"epochs": 60, "lr": 2e-3})]
+
+Applied with ``asm update-registry fixtures/models/cnn.py``; ``asm train-model --config cnn`` reads it.
+Hyperparameters are checked against the architecture's constructor before anything is written.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from asm.registry.fixtures import FieldError, FixtureContext, FixtureItem
+
+ARCHS = ("mlp", "cnn", "rescnn", "lstm", "transformer", "flow", "nn")
+
+
+class LossSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    continuous: float = Field(1.0, ge=0)
+    categorical: float = Field(0.2, ge=0)
+    continuous_loss: Literal["l1", "mse"] = "l1"
+
+
+class TrainDefaults(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    epochs: int = Field(200, ge=1)
+    batch_size: int = Field(64, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    patience: int = Field(20, ge=1)
+
+
+class ModelConfig(FixtureItem):
+    """A named estimator recipe: architecture, encoder/flow hyperparameters, loss weights, training defaults."""
+
+    kind = "model"
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")
+    arch: Literal["mlp", "cnn", "rescnn", "lstm", "transformer", "flow", "nn"]
+    encoder: dict[str, Any] = Field(default_factory=dict)
+    flow: dict[str, Any] = Field(default_factory=dict, description="flow only: transforms, hidden, weight")
+    flow_encoder: Literal["mlp", "cnn", "rescnn", "lstm", "transformer"] = "cnn"
+    nn: dict[str, Any] = Field(default_factory=dict, description="nn only: time_pool")
+    loss: LossSettings = Field(default_factory=LossSettings)
+    train: TrainDefaults = Field(default_factory=TrainDefaults)
+    description: str = ""
+
+    def label(self) -> str:
+        return f"model config {self.name} ({self.arch})"
+
+    def check(self, ctx: FixtureContext) -> None:
+        from asm.models.encoders import ENCODERS
+
+        if self.arch == "nn":
+            unknown = set(self.nn) - {"time_pool"}
+            if unknown:
+                raise FieldError("nn", f"unknown setting(s) {', '.join(sorted(unknown))}; known: time_pool")
+            return
+        encoder = ENCODERS[self.flow_encoder if self.arch == "flow" else self.arch]
+        accepted = set(inspect.signature(encoder.__init__).parameters) - {"self", "n_mels", "frames"}
+        unknown = set(self.encoder) - accepted
+        if unknown:
+            raise FieldError("encoder", f"unknown hyperparameter(s) {', '.join(sorted(unknown))} for "
+                                        f"{encoder.__name__}; known: {', '.join(sorted(accepted))}")
+        unknown = set(self.flow) - {"transforms", "hidden", "weight"}
+        if unknown:
+            raise FieldError("flow", f"unknown setting(s) {', '.join(sorted(unknown))}; known: hidden, transforms, weight")
+        if self.flow and self.arch != "flow":
+            raise FieldError("flow", "flow settings only apply to arch 'flow'")
+
+    def apply(self, session: Session, ctx: FixtureContext) -> str:
+        from asm.registry.models import ModelConfigRow
+
+        row = session.scalar(select(ModelConfigRow).where(ModelConfigRow.name == self.name))
+        verb = "updated" if row is not None else "added"
+        if row is None:
+            row = ModelConfigRow(name=self.name)
+            session.add(row)
+        row.arch = self.arch
+        row.settings = self.model_dump(exclude={"name", "arch", "description"})
+        row.description = self.description
+        session.flush()
+        return f"model config {self.name}: {verb} ({self.arch})"
+
+    @classmethod
+    def from_row(cls, row) -> "ModelConfig":
+        return cls(name=row.name, arch=row.arch, description=row.description or "", **row.settings)

@@ -1,0 +1,253 @@
+"""``train-model``: train a registered model config on a generated dataset and record it.
+
+The model row is committed (status ``training``) before the first epoch, each completed epoch
+commits its metrics, and the row becomes ``complete`` with the best checkpoint at the end. After
+Ctrl-C or ``kill -9``, ``--resume NAME`` continues from the last completed epoch (``last.pt``);
+epochs whose metrics were not committed before the kill are filled in from the checkpoint.
+``nn`` needs no training: it indexes the training split.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from asm import paths
+from asm.errors import AsmError
+from asm.models.loop import EpochReport, Trainer, TrainSettings
+
+META_FORMAT = 1
+NORM_SAMPLE = 2048  # examples used for the per-band feature statistics
+
+
+@dataclass
+class TrainReporter:
+    """Callbacks for progress display (the CLI passes a rich progress bar)."""
+
+    start: Callable[[int, int], None] = lambda total_epochs, done: None
+    epoch: Callable[[EpochReport], None] = lambda report: None
+    step: Callable[[int, int, float], None] = lambda step, steps, loss: None
+    event: Callable[[str], None] = lambda text: None
+
+
+class SplitArrays:
+    """One split of a dataset as the training loop's ``ExampleArrays`` (memory-mapped reads)."""
+
+    def __init__(self, ds):
+        self.ds = ds
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def get(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        feats = np.stack([self.ds.features(int(i)) for i in indices])
+        params = np.stack([self.ds.params(int(i)) for i in indices])
+        return feats, params
+
+
+def resolve_device(device: str) -> str:
+    if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
+        raise AsmError(f"unknown device {device!r}: use auto, cpu or cuda")
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise AsmError("--device cuda was asked for, but no CUDA device is available")
+    return device
+
+
+def feature_statistics(ds, limit: int = NORM_SAMPLE, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-mel-band mean and standard deviation over (a seeded sample of) the training split."""
+    n = len(ds)
+    idx = np.sort(np.random.default_rng(seed).choice(n, size=min(n, limit), replace=False))
+    total = sq = None
+    count = 0
+    for start in range(0, len(idx), 256):
+        block = torch.from_numpy(np.stack([ds.features(int(i)) for i in idx[start : start + 256]])).double()
+        s, q = block.sum(dim=(0, 2)), (block**2).sum(dim=(0, 2))
+        total = s if total is None else total + s
+        sq = q if sq is None else sq + q
+        count += block.shape[0] * block.shape[2]
+    mean = total / count
+    std = (sq / count - mean**2).clamp_min(1e-6).sqrt()
+    return mean.float(), std.float()
+
+
+def baseline_loss(layout, weights, train: SplitArrays, val: SplitArrays) -> float:
+    """Validation loss of the best input-free predictor (training mean / class frequencies)."""
+    from asm.models.heads import constant_prediction
+
+    n = len(train)
+    sample = np.sort(np.random.default_rng(0).choice(n, size=min(n, 20000), replace=False))
+    train_targets = torch.from_numpy(np.stack([train.ds.params(int(i)) for i in sample]))
+    val_targets = torch.from_numpy(np.stack([val.ds.params(int(i)) for i in range(len(val))]))
+    pred = constant_prediction(layout, train_targets, len(val_targets))
+    loss, _ = layout.loss(pred, val_targets, weights)
+    return float(loss)
+
+
+def default_name(config: str, dataset: str, seed: int) -> str:
+    return f"{config}-{dataset}-s{seed}"
+
+
+def train_model(config: str, dataset: str, *, epochs: int | None = None, batch_size: int | None = None,
+                lr: float | None = None, patience: int | None = None, device: str = "auto", seed: int = 0,
+                name: str | None = None, resume: str | None = None,
+                reporter: TrainReporter | None = None) -> dict:
+    """Train (or resume) a model and return the summary ``--json`` prints."""
+    from asm.data.store import code_version, get_dataset
+    from asm.data.torch_dataset import ShardDataset
+    from asm.models.config import ModelConfig
+    from asm.registry.db import session_scope
+    from asm.registry.models import Model, ModelConfigRow
+    from asm.models.estimator import find_model
+    from sqlalchemy import select
+
+    reporter = reporter or TrainReporter()
+    device = resolve_device(device)
+    with session_scope() as session:
+        if resume:
+            row = find_model(session, resume)
+            if row.status == "complete":
+                raise AsmError(f"model {row.name} already finished training ({row.epochs_done} epochs)")
+            cfg_row = row.config
+            dataset_row = row.dataset
+            settings = TrainSettings(**{**row.train_settings, "device": device})
+            model_id = row.id
+        else:
+            cfg_row = session.scalar(select(ModelConfigRow).where(ModelConfigRow.name == config))
+            if cfg_row is None:
+                known = ", ".join(session.scalars(select(ModelConfigRow.name).order_by(ModelConfigRow.name)))
+                raise AsmError(f"unknown model config {config!r}; known: {known or 'none'} "
+                               "(apply fixtures/models/*.py with asm update-registry)")
+            dataset_row = get_dataset(session, dataset)
+            if dataset_row.status != "complete":
+                raise AsmError(f"dataset {dataset} is incomplete; finish it with its generate-dataset command")
+            cfg = ModelConfig.from_row(cfg_row)
+            settings = TrainSettings(
+                epochs=epochs or cfg.train.epochs, batch_size=batch_size or cfg.train.batch_size,
+                lr=lr or cfg.train.lr, weight_decay=cfg.train.weight_decay,
+                patience=patience or cfg.train.patience, seed=seed, device=device)
+            if settings.epochs < 1 or settings.batch_size < 1 or not settings.lr > 0:
+                raise AsmError("--epochs and --batch-size must be positive and --lr greater than 0")
+            model_name = name or default_name(cfg_row.name, dataset_row.name, seed)
+            existing = session.scalar(select(Model).where(Model.name == model_name))
+            if existing is not None:
+                hint = (f"resume it with --resume {model_name}" if existing.status == "training"
+                        else "pick another --name or --seed")
+                raise AsmError(f"model {model_name} exists ({existing.status}); {hint}")
+            ds_settings = dict(dataset_row.settings)
+            row = Model(
+                name=model_name, config_id=cfg_row.id, dataset_id=dataset_row.id, synth_id=dataset_row.synth_id,
+                arch=cfg_row.arch, status="training", seed=seed, device=device,
+                train_settings={k: v for k, v in asdict(settings).items() if k != "device"},
+                config_settings=dict(cfg_row.settings), feature_settings=dict(ds_settings["features"]),
+                sample_rate=int(ds_settings["sample_rate"]), free_signature=dataset_row.free_signature,
+                lock_signature=dataset_row.lock_signature, free_parameters=list(dataset_row.free_parameters),
+                checkpoint="", code_version=code_version())
+            session.add(row)
+            session.flush()
+            row.checkpoint = f"models/{row.id:05d}-{model_name}"
+            model_id = row.id
+        model_name, arch, dataset_name = row.name, row.arch, dataset_row.name
+        directory = paths.ensure_dir(paths.data_dir() / row.checkpoint)
+        meta = {"format": META_FORMAT, "arch": row.arch, "config_settings": dict(row.config_settings),
+                "free_parameters": list(row.free_parameters), "free_signature": row.free_signature,
+                "lock_signature": row.lock_signature, "feature_settings": dict(row.feature_settings),
+                "sample_rate": row.sample_rate, "dataset": dataset_name, "dataset_id": row.dataset_id,
+                "seed": row.seed, "code_version": row.code_version, "model_name": model_name}
+
+    train_ds, val_ds = ShardDataset(dataset_name, "train"), ShardDataset(dataset_name, "val")
+    if len(train_ds) == 0 or len(val_ds) == 0:
+        raise AsmError(f"dataset {dataset_name} needs examples in both its train and val splits")
+    train, val = SplitArrays(train_ds), SplitArrays(val_ds)
+    meta["input_shape"] = list(train_ds.feature_shape)
+    started = time.perf_counter()
+    mean, std = feature_statistics(train_ds, seed=settings.seed)
+
+    if arch == "nn":
+        result = _build_neighbours(train_ds, mean, std, meta, directory, reporter)
+    else:
+        result = _fit(meta, settings, mean, std, train, val, directory, model_id, bool(resume), reporter)
+    seconds = time.perf_counter() - started
+
+    from datetime import datetime, timezone
+
+    with session_scope() as session:
+        row = session.get(Model, model_id)
+        row.status = "complete"
+        row.epochs_done = result["epochs"]
+        row.best_epoch = result.get("best_epoch")
+        row.best_val_loss = result.get("best_val_loss")
+        row.baseline_val_loss = result.get("baseline_val_loss")
+        row.seconds = (row.seconds or 0.0) + seconds
+        row.completed_at = datetime.now(timezone.utc).replace(tzinfo=None)
+        total_seconds = row.seconds
+    return {"model_id": model_id, "name": model_name, "arch": arch, "dataset": dataset_name, "device": device,
+            "seconds": round(total_seconds, 3), **result}
+
+
+def _build_neighbours(train_ds, mean, std, meta, directory: Path, reporter: TrainReporter) -> dict:
+    from asm.models.loop import atomic_save
+    from asm.models.neighbours import NeighbourIndex
+
+    n = len(train_ds)
+    reporter.start(1, 0)
+    order = np.arange(n)
+    params = np.stack([train_ds.params(int(i)) for i in order])
+    blocks = (np.stack([train_ds.features(int(i)) for i in order[a : a + 512]]) for a in range(0, n, 512))
+    index = NeighbourIndex.build(blocks, params, mean, std, int(meta["config_settings"].get("nn", {})
+                                                                  .get("time_pool", 2)))
+    atomic_save({"index": index.state(), "meta": meta}, directory / "index.pt")
+    return {"epochs": 0, "best_epoch": None, "best_val_loss": None, "baseline_val_loss": None,
+            "indexed_examples": n}
+
+
+def _fit(meta, settings: TrainSettings, mean, std, train, val, directory: Path, model_id: int, resume: bool,
+         reporter: TrainReporter) -> dict:
+    from asm.models.checkpoint import build_network
+    from asm.registry.db import session_scope
+    from asm.registry.models import Model, ModelEpoch
+
+    torch.manual_seed(settings.seed)
+    network = build_network(meta)
+    network.set_normalisation(mean, std)
+    baseline = baseline_loss(network.layout, network.weights, train, val)
+    meta["baseline_val_loss"] = baseline
+    trainer = Trainer(network, train, val, settings, directory, extra={"meta": meta})
+    resumed = trainer.resume() if resume else False
+    if resume and not resumed:
+        reporter.event("no completed epoch was saved: starting from the first epoch")
+
+    def record(reports: list[dict]) -> None:
+        with session_scope() as session:
+            row = session.get(Model, model_id)
+            have = {e.epoch for e in row.epochs}
+            for r in reports:
+                if r["epoch"] in have:
+                    continue
+                row.epochs.append(ModelEpoch(epoch=r["epoch"], train_loss=r["train_loss"], val_loss=r["val_loss"],
+                                             lr=r["lr"], seconds=r["seconds"], load_seconds=r["load_seconds"],
+                                             parts=r["parts"]))
+            row.epochs_done = trainer.state.epoch
+            row.best_epoch = trainer.state.best_epoch
+            row.best_val_loss = trainer.state.best_val_head
+            row.baseline_val_loss = baseline
+
+    if resumed:
+        record(trainer.state.history)  # epochs finished before a kill but not yet committed
+        reporter.event(f"resumed after epoch {trainer.state.epoch}")
+    reporter.start(settings.epochs, trainer.state.epoch)
+
+    def on_epoch(report: EpochReport) -> None:
+        record([asdict(report)])
+        reporter.epoch(report)
+
+    state = trainer.run(on_epoch=on_epoch, on_step=reporter.step)
+    stopped_early = state.epoch < settings.epochs
+    return {"epochs": state.epoch, "best_epoch": state.best_epoch, "best_val_loss": state.best_val_head,
+            "baseline_val_loss": baseline, "stopped_early": stopped_early}
