@@ -88,6 +88,32 @@ def test_default_method_is_hybrid_seeded_from_a_dataset_and_notes_can_be_given(c
     assert r.json()["renders"] == 1 and r.json()["best_source"] == "nn:tiny"
 
 
+def test_models_drive_model_and_hybrid_and_a_model_for_other_locks_is_refused(cli, tmp_path):
+    r = cli("generate-dataset", "tiny", "--synth", "asm-sub", "--size", "60", "--duration", "1", "--note-off",
+            "0.75", "--workers", "1")
+    assert r.code == 0, r.err
+    assert cli("update-registry", "fixtures/models/nn.py").code == 0
+    r = cli("train-model", "--config", "nn", "--dataset", "tiny", "--json")
+    assert r.code == 0, r.err
+    name = r.json()["name"]
+    target = _render(cli, tmp_path / "t.wav")
+    r = cli("match", target, "--method", "model", "--model", name, "--out-dir", tmp_path / "a", "--json")
+    assert r.code == 0, r.err
+    doc = r.json()
+    assert doc["model"] == name and doc["renders"] == 1 and doc["best_source"] == f"model:{name}"
+    r = cli("match", target, "--method", "hybrid", "--model", name, "--budget", "40", "--out-dir", tmp_path / "b",
+            "--json", "--workers", "1")
+    assert r.code == 0, r.err
+    assert r.json()["initial_population"][f"model:{name}"] == 8  # an nn model gives K candidates
+    assert cli("lock", "asm-sub", "cutoff=0.5").code == 0
+    before = _count_runs()
+    r = cli("match", target, "--model", name, "--out-dir", tmp_path / "c")
+    assert r.code == 2 and "other free parameters" in r.err and len(r.err.strip().splitlines()) == 1
+    r = cli("match", target, "--dataset", "tiny", "--out-dir", tmp_path / "c")
+    assert r.code == 2 and "other locks" in r.err
+    assert _count_runs() == before and not any((tmp_path / "c").glob("*"))
+
+
 def _midi(path, pitch: int):
     import mido
 
