@@ -195,3 +195,27 @@ def test_amsynth_factory_target_gives_an_fxp_that_amsynth_loads(cli, amsynth_reg
         synth.close()
     assert loaded == pytest.approx([np.float32(doc["preset"][k]) for k in doc["preset"]], abs=1e-6)
     assert doc["metrics"]["mr-stft"] < 100  # a usable (non-silent) match
+
+
+def test_a_polyphonic_target_plays_the_midi_files_notes(cli, tmp_path):
+    import mido
+
+    mid = mido.MidiFile()
+    track = mido.MidiTrack()
+    mid.tracks.append(track)
+    for k, pitch in enumerate((48, 52, 55)):
+        track.append(mido.Message("note_on", note=pitch, velocity=90, time=0 if k else 240))  # first note at 0.25 s
+    track.append(mido.Message("note_off", note=48, velocity=0, time=720))
+    track.append(mido.Message("note_off", note=52, velocity=0, time=0))
+    track.append(mido.Message("note_off", note=55, velocity=0, time=0))
+    mid.save(tmp_path / "chord.mid")
+    target = tmp_path / "chord.wav"
+    r = cli("render", "--midi", tmp_path / "chord.mid", "--out", target)
+    assert r.code == 0, r.err
+    r = cli("match", target, "--midi", tmp_path / "chord.mid", "--method", "nsga2", "--budget", "16",
+            "--out-dir", tmp_path / "o", "--json", "--workers", "1")
+    assert r.code == 0, r.err
+    doc = r.json()
+    assert doc["notes_from"] == "midi" and sorted(n["pitch"] for n in doc["notes"]) == [48, 52, 55]
+    assert min(n["start"] for n in doc["notes"]) == 0.0  # shifted: the target's leading silence is trimmed
+    assert doc["renders"] == 16

@@ -43,11 +43,12 @@ def _load_estimator(session, ref):
     return load_estimator(session, ref)
 
 
-def best_model(session, synth_row, space):
+def best_model(session, synth_row, space, poly: bool = False):
     """The trained model to use by default for this synth and lock set, or None.
 
-    Models with ``test-model`` results rank by their mean multi-resolution STFT distance; the others
-    follow, newest first."""
+    Models trained on data of the target's mode (mono or poly) come first; among them, those with
+    ``test-model`` results rank by their mean multi-resolution STFT distance, the others follow,
+    newest first."""
     from asm.registry.models import Model, Result, Run
 
     rows = list(session.scalars(select(Model).where(
@@ -60,7 +61,8 @@ def best_model(session, synth_row, space):
         vals = [r.metrics.get("mr-stft") for r in session.scalars(
             select(Result).join(Run).where(Result.model_id == m.id, Run.kind == "test-model"))]
         vals = [v for v in vals if isinstance(v, (int, float))]
-        return (0, float(np.mean(vals)), 0) if vals else (1, 0.0, -m.id)
+        other_mode = m.dataset is None or m.dataset.mode != ("poly" if poly else "mono")
+        return (other_mode, 0, float(np.mean(vals)), 0) if vals else (other_mode, 1, 0.0, -m.id)
 
     return min(rows, key=score)
 
@@ -132,6 +134,11 @@ def run_match(opts: MatchOptions, on_start: Callable[[dict], None] | None = None
     if opts.time_limit is not None and not opts.time_limit > 0:
         raise AsmError(f"--time-limit must be positive, got {opts.time_limit}")
     target_path = Path(opts.target)
+    poly = False
+    if opts.midi is not None and Path(opts.midi).is_file():
+        from asm.midi.notes import load_midi
+
+        poly = _polyphonic(load_midi(opts.midi))
     with session_scope() as session:
         synth_row = get_synth(session, opts.synth)
         space = spec_of(synth_row).space
@@ -144,7 +151,7 @@ def run_match(opts: MatchOptions, on_start: Callable[[dict], None] | None = None
             estimator.check_space(space, synth_row.name)
             model_row = session.get(Model, estimator.model_id)
         elif opts.method in (None, "model", "hybrid"):
-            model_row = best_model(session, synth_row, space)
+            model_row = best_model(session, synth_row, space, poly)
             if model_row is not None:
                 estimator = _load_estimator(session, model_row.id)
                 estimator.check_space(space, synth_row.name)
@@ -158,7 +165,8 @@ def run_match(opts: MatchOptions, on_start: Callable[[dict], None] | None = None
         dataset_row = None
         nn_model = estimator is not None and estimator.arch == "nn"
         if method in ("nn", "hybrid") and not (method == "nn" and nn_model):
-            dataset_row = find_dataset(session, synth_row, space, opts.dataset, model_row, _polyphonic(target.notes))
+            dataset_row = find_dataset(session, synth_row, space, opts.dataset, model_row,
+                                       poly or _polyphonic(target.notes))
             if method == "nn" and dataset_row is None:
                 raise AsmError(f"method nn needs a dataset of {synth_row.name} with its current locks "
                                "(--dataset NAME; make one with asm generate-dataset)")
