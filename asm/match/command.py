@@ -8,6 +8,7 @@ was trained for this synth and lock set), the dataset, the output directory.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import pairwise
@@ -133,6 +134,7 @@ def run_match(opts: MatchOptions, on_start: Callable[[dict], None] | None = None
         raise AsmError(f"--budget must be at least 1 render, got {opts.budget}")
     if opts.time_limit is not None and not opts.time_limit > 0:
         raise AsmError(f"--time-limit must be positive, got {opts.time_limit}")
+    started = time.perf_counter()
     target_path = Path(opts.target)
     poly = False
     if opts.midi is not None and Path(opts.midi).is_file():
@@ -206,5 +208,6 @@ def run_match(opts: MatchOptions, on_start: Callable[[dict], None] | None = None
         outputs.finish(out_dir, doc)
         ids = outputs.store(session, result, target, synth_row, context, files)
     doc.update(ids)
+    doc["wall_seconds"] = round(time.perf_counter() - started, 3)  # everything, render pool start included
     outputs.finish(out_dir, doc)
     return doc
