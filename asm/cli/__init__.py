@@ -23,6 +23,7 @@ from asm.cli import midi as _midi  # noqa: E402,F401
 from asm.cli import plugins as _plugins  # noqa: E402,F401
 from asm.cli import presets as _presets  # noqa: E402,F401
 from asm.cli import fixtures as _fixtures  # noqa: E402,F401
+from asm.cli import match as _match  # noqa: E402,F401
 from asm.cli import models as _models  # noqa: E402,F401
 from asm.cli import bench as _bench  # noqa: E402,F401
 

@@ -146,6 +146,53 @@ def perf_metrics(
     console.print("detect_notes per target: " + ", ".join(f"{k}: {v:.1f} ms" for k, v in result["detect_notes_ms"].items()))
 
 
+@perf_app.command("match")
+def perf_match(
+    dataset: str = typer.Option(..., "--dataset", "-d", help="Mono dataset: targets from its test split, "
+                                "neighbours from its training split."),
+    model: str = typer.Option(None, "--model", help="Trained model for model and hybrid (omit: those "
+                              "methods run without it: hybrid seeded by neighbours)."),
+    targets: int = typer.Option(32, "--targets", "-n", min=1),
+    budget: int = typer.Option(1500, "--budget", min=1, help="Renders per search."),
+    methods: str = typer.Option(None, "--methods", help="Comma-separated subset of: hybrid, model, nn, "
+                                "'nsga2 (autosoundmatch)', 'nsga2 (asm)'."),
+    workers: str = typer.Option("auto", "--workers", "-j"),
+    seed: int = typer.Option(0, "--seed"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Matching methods on held-out targets with one render budget: median distance and seconds per target."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from asm.bench.match_perf import measure_match
+    from asm.cli.app import err_console
+    from asm.data.executor import resolve_workers
+
+    chosen = [m.strip() for m in methods.split(",")] if methods else None
+    with Progress(TextColumn("matching targets"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err_console, transient=True, disable=as_json) as progress:
+        task = progress.add_task("", total=targets)
+        r = measure_match(dataset, model, targets, budget, chosen, resolve_workers(workers), seed,
+                          on_target=lambda done, total, _: progress.update(task, completed=done, total=total))
+    if as_json:
+        typer.echo(json.dumps(r))
+        return
+    table = Table(title=f"match: {len(r['targets'])} test targets of {dataset} ({r['synth']}, "
+                        f"{r['duration']:g} s at {r['sample_rate']} Hz), budget {budget} renders, {r['workers']} workers")
+    for col in ("method", "median mr-stft", "mean mr-stft", "median renders", "s/target", "max s"):
+        table.add_column(col, justify="left" if col == "method" else "right")
+    for row in r["methods"]:
+        table.add_row(row["method"], f"{row['median_mr_stft']:.4f}", f"{row['mean_mr_stft']:.4f}",
+                      f"{row['median_renders']:.0f}", f"{row['seconds_per_target']:.2f}", f"{row['max_seconds']:.2f}")
+    console.print(table)
+    reach = r["hybrid_reach"]
+    if reach["targets"]:
+        med = reach["median_renders"]
+        console.print(f"hybrid reached NSGA-II-from-random's final score on {reach['reached']}/{reach['targets']} "
+                      f"targets" + (f", after a median {med:.0f} renders ({100 * med / budget:.1f}% of the budget)"
+                                    if med is not None else ""))
+    console.print(f"pool start {r['pool_start_s']:.1f} s and neighbour index {r['index_s']:.1f} s (once, not in s/target)")
+
+
 @perf_app.command("train")
 def perf_train(
     models: str = typer.Option("mlp,cnn,rescnn,lstm,transformer,flow", "--models", help="Comma-separated configs."),

@@ -9,7 +9,8 @@ once) that each call ``open_synth(spec, isolate=False)`` once and then serve two
   notes (the search's population), split into contiguous chunks, one message per chunk. Returns, in
   order, the audio of each candidate or ``reduce(audio)`` computed in the worker. ``reduce`` (any
   picklable callable, e.g. an objective holding the target's features) is sent to each worker
-  once and reused while the same object is passed again.
+  once and reused while the same object is passed again; one with a ``reduce_batch(audios)``
+  method gets a worker's whole chunk at once instead (batched scoring).
 
 Each worker publishes what it is doing in shared memory (job, position, attempt, heartbeat), so
 progress costs no messages and a worker that dies (a plugin segfault) or stops making progress for
@@ -173,13 +174,16 @@ def _worker_main(conn, alive, spec, state, forkserver_pid: int) -> None:
             elif kind == "render":
                 _, _, token, values, notes, duration, free, offset, per_row = msg
                 reduce = installed.get(token) if token is not None else None
+                batch = getattr(reduce, "reduce_batch", None)  # scores a whole chunk at once
                 out = []
                 for i, v in enumerate(values):
                     progress.mark(offset + i, 0)
                     row_notes = notes[i] if per_row else notes
                     audio = (synth.render_free(v, row_notes, duration) if free
                              else synth.render(v, row_notes, duration))
-                    out.append(reduce(audio) if reduce is not None else audio)
+                    out.append(reduce(audio) if reduce is not None and batch is None else audio)
+                if batch is not None:
+                    out = list(batch(out))
                 reply = ("rendered", job_id, out)
             else:
                 reply = ("error", job_id, False, f"unknown message {kind!r}")

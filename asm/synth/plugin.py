@@ -33,6 +33,17 @@ from asm.synth.params import Kind, ParameterSpace, ParameterSpec
 PREROLL = 0.04  # seconds of reset before every render (a whole number of samples at 16/22.05/44.1/48 kHz)
 PRIME_OFF = 0.005  # the priming note lasts this long
 RESET_AGAIN = 0.015  # second "all sound off", leaving PREROLL - RESET_AGAIN of silence before the notes
+
+
+def _reset_dir() -> str:
+    """One directory of pre-roll MIDI files per user and timing, shared by every process.
+
+    The files are tiny and their content depends only on the pitch and the timings above, so
+    they are kept rather than made per process: a render worker that is killed leaks nothing.
+    """
+    path = os.path.join(tempfile.gettempdir(), f"asm-midi-{os.getuid()}-{round(PRIME_OFF * 1e4)}-{round(RESET_AGAIN * 1e4)}")
+    os.makedirs(path, exist_ok=True)
+    return path
 PROBE_POINTS = 129  # values tried per parameter to find discrete ones
 MAX_STEPS = PROBE_POINTS // 3  # more distinct texts than this: continuous
 
@@ -263,7 +274,6 @@ class PluginSynth(Synth):
         if self._indices and max(self._indices) >= count:
             raise AsmError(f"{spec.path} has {count} parameters but synth {spec.name} is registered with "
                            f"index {max(self._indices)}: register it again (asm register-synth)")
-        self._midi_dir = tempfile.TemporaryDirectory(prefix="asm-midi-")
         self._reset_files: dict[int, str] = {}
 
     def _reset_file(self, pitch: int) -> str:
@@ -287,8 +297,11 @@ class PluginSynth(Synth):
             track.append(mido.Message("note_off", note=pitch, velocity=0, time=ticks(PRIME_OFF)))
             track.append(mido.Message("control_change", control=123, value=0, time=ticks(RESET_AGAIN - PRIME_OFF)))
             track.append(mido.Message("control_change", control=120, value=0, time=0))
-            path = os.path.join(self._midi_dir.name, f"reset-{pitch}.mid")
-            mf.save(path)
+            path = os.path.join(_reset_dir(), f"reset-{pitch}.mid")
+            fd, tmp = tempfile.mkstemp(suffix=".mid", dir=os.path.dirname(path))
+            with os.fdopen(fd, "wb") as fh:
+                mf.save(file=fh)
+            os.replace(tmp, path)  # atomic: workers of other processes may read the same file
             self._reset_files[pitch] = path
         return path
 
@@ -345,7 +358,7 @@ class PluginSynth(Synth):
         out: list[Any] = []
         for data, loader in items:
             suffix = ".vstpreset" if loader == "vstpreset" else ".fxp"
-            fd, tmp = tempfile.mkstemp(suffix=suffix, dir=self._midi_dir.name)
+            fd, tmp = tempfile.mkstemp(suffix=suffix)
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
             try:
@@ -361,17 +374,13 @@ class PluginSynth(Synth):
     def state(self, full: Sequence[float]) -> bytes:
         """The plugin's saved state with ``full`` values set (what JUCE's ``save_state`` writes)."""
         self.set_values(full)
-        fd, tmp = tempfile.mkstemp(dir=self._midi_dir.name)
+        fd, tmp = tempfile.mkstemp()
         os.close(fd)
         try:
             self.proc.save_state(tmp)
             return Path(tmp).read_bytes()
         finally:
             Path(tmp).unlink(missing_ok=True)
-
-    def close(self) -> None:
-        self._midi_dir.cleanup()
-
 
 class IsolatedPlugin(Synth):
     """The same ``Synth`` API with the plugin in a child process (see ``asm.synth.isolation``)."""

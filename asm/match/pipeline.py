@@ -1,0 +1,200 @@
+"""One method on one target: ``match_target`` -> ``MatchResult``.
+
+Methods (``METHODS``):
+
+* ``model``: the estimator's answer alone (its point estimate; ``estimate_candidates`` renders).
+* ``nn``: the nearest training example(s) of a dataset alone (or of an ``nn`` model).
+* ``nsga2``: NSGA-II from random presets with the recipe's objectives and budget.
+* ``hybrid``: NSGA-II seeded with everything available: estimator candidates (K samples from a
+  ``flow``), K dataset neighbours, factory presets, the synth's default preset; mutants of the best
+  seeds and random fill.
+
+Every method renders through the same ``RenderPool`` and scores with the same metric code; the
+best preset is the best by multi-resolution STFT distance among everything rendered, re-rendered
+once at the end for its audio and full metrics (so the reported match is exactly what the
+exported preset plays).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from asm.audio.metrics import REPORT_METRICS, distances
+from asm.errors import AsmError
+from asm.midi.notes import Note
+from asm.search.config import HEADLINE, SearchSettings
+from asm.search.problem import Archive, CandidateScorer, MatchProblem
+from asm.search.seeding import SeedSet, estimator_seeds
+
+METHODS = ("model", "nn", "nsga2", "hybrid")
+STALL_TIMEOUT = 30.0  # seconds without progress on one candidate before its worker is replaced
+
+
+@dataclass
+class MatchResult:
+    method: str
+    values: np.ndarray  # best preset: free values, normalised, in free order
+    full: np.ndarray  # best preset: every parameter (locks applied)
+    audio: np.ndarray  # its render with the target's notes
+    metrics: dict[str, float]  # REPORT_METRICS and the objectives, of that render
+    objectives: tuple[str, ...]
+    renders: int
+    seconds: float
+    generations: int
+    stopped: str
+    curve: list[tuple[int, float, float]]  # (renders, seconds, best mr-stft so far), at each improvement
+    front: list[dict]  # top-K of the Pareto front: values, full, scores, mr-stft, source
+    initial: dict[str, int]  # origin -> candidates in the first population (seeded searches)
+    best_source: str
+    notes: list[Note]
+    sample_rate: int
+    events: list[str] = field(default_factory=list)
+
+    def renders_to_reach(self, score: float) -> int | None:
+        """Renders after which the best-so-far was at most ``score`` (None: never)."""
+        for renders, _, best in self.curve:
+            if best <= score:
+                return renders
+        return None
+
+    def summary(self) -> dict:
+        """JSON-ready summary (match.json, result rows, benchmark tables)."""
+        return {
+            "method": self.method,
+            "metrics": {k: float(v) for k, v in self.metrics.items()},
+            "objectives": list(self.objectives),
+            "renders": int(self.renders),
+            "seconds": round(float(self.seconds), 4),
+            "generations": int(self.generations),
+            "stopped": self.stopped,
+            "best_source": self.best_source,
+            "initial_population": dict(self.initial),
+            "values": [float(v) for v in self.values],
+            "curve": [[int(r), round(float(s), 4), float(b)] for r, s, b in self.curve],
+            "front": [{"values": [float(v) for v in f["values"]], "scores": f["scores"], HEADLINE: f[HEADLINE],
+                       "source": f["source"]} for f in self.front],
+        }
+
+
+def _estimator_space_check(estimator, spec) -> None:
+    check = getattr(estimator, "check_space", None)
+    if check is not None:
+        check(spec.space, spec.name)
+
+
+def match_target(
+    target: np.ndarray,
+    notes: Sequence[Note],
+    spec,
+    method: str,
+    settings: SearchSettings,
+    *,
+    pool=None,
+    estimator=None,
+    neighbours=None,
+    factory: np.ndarray | None = None,
+    seed: int = 0,
+    workers: int | str = "auto",
+    on_batch: Callable[[Archive], None] | None = None,
+) -> MatchResult:
+    """Match ``target`` (mono float32 at ``spec.sample_rate``) with ``method``; candidates play ``notes``.
+
+    ``pool``: a ``RenderPool`` for ``spec`` shared across targets (one is started and closed here if
+    None). ``estimator``: an ``asm.models.estimator.Estimator`` (``model``, ``hybrid``).
+    ``neighbours``: an ``asm.search.seeding.DatasetNeighbours`` (``nn``, ``hybrid``). ``factory``:
+    free vectors of factory presets (``hybrid`` draws ``settings.seeds.factory`` of them).
+    The budget, time limit and other terminations come from ``settings``.
+    """
+    if method not in METHODS:
+        raise AsmError(f"unknown method {method!r}: choose from {', '.join(METHODS)}")
+    target = np.ascontiguousarray(target, dtype=np.float32)
+    sr = int(spec.sample_rate)
+    space = spec.space
+    notes = list(notes)
+    if not notes:
+        raise AsmError("no notes to play: give --note or --midi")
+    if estimator is not None:
+        _estimator_space_check(estimator, spec)
+    if neighbours is not None:
+        neighbours.check_space(space, spec.name)
+    if method == "model" and estimator is None:
+        raise AsmError("method model needs a trained model (--model)")
+    if method == "nn" and neighbours is None and getattr(estimator, "arch", None) != "nn":
+        raise AsmError("method nn needs a dataset (--dataset) or an nn model (--model)")
+
+    own_pool = pool is None
+    if own_pool:
+        from asm.data.executor import RenderPool
+
+        pool = RenderPool(spec, workers, stall_timeout=STALL_TIMEOUT)
+    events_before = len(pool.events)
+    start = time.perf_counter()  # after the pool is up: a shared pool's start is not this target's cost
+    try:
+        duration = len(target) / sr
+        scorer = CandidateScorer(target, sr, settings.objective_names)
+        archive = Archive(space.n_free, len(scorer.objectives), start=start)
+        problem = MatchProblem(pool, space, notes, duration, scorer, archive, budget=settings.budget,
+                               on_batch=on_batch)
+        generations, stopped, initial = 0, "done", {}
+        if method in ("model", "nn"):
+            k = settings.estimate_candidates
+            if method == "nn" and neighbours is not None:
+                cands, label = neighbours.candidates(target, sr, k), f"nn:{neighbours.name}"
+            else:
+                cands, label = estimator_seeds(estimator, target, sr, k, seed), f"model:{estimator.name}"
+            problem.score(space.quantise_free(cands[:k]), label)
+            initial = {label: len(cands[:k])}
+        else:
+            from asm.search.engine import run_search
+
+            seeds = None
+            if method == "hybrid":
+                seeds = hybrid_seeds(target, sr, space, settings, estimator, neighbours, factory, seed)
+            outcome = run_search(problem, settings, seeds, seed)
+            generations, stopped, initial = outcome.generations, outcome.stopped, outcome.initial
+        if archive.renders == 0:
+            raise AsmError("the search rendered nothing (budget 0?)")
+        best_free = archive.best_values()
+        best_full = space.full(best_free)
+        audio = pool.render(best_free[None], notes, duration, free=True)[0]
+        seconds = time.perf_counter() - start
+        if audio is None:
+            raise AsmError("the synth crashed re-rendering the best preset")
+        names = tuple(dict.fromkeys(REPORT_METRICS + scorer.objectives))
+        metrics = {k: float(v[0]) for k, v in distances(audio, target, sr, names).items()}
+        values, scores, head = archive.all_values(), archive.all_scores(), archive.all_headline()
+        front = [{"values": values[i], "full": space.full(values[i]),
+                  "scores": {n: float(s) for n, s in zip(scorer.objectives, scores[i])},
+                  HEADLINE: float(head[i]), "source": archive.sources[i]} for i in archive.front(settings.top_k)]
+        return MatchResult(
+            method=method, values=best_free, full=best_full, audio=audio, metrics=metrics,
+            objectives=scorer.objectives, renders=archive.renders, seconds=seconds, generations=generations,
+            stopped=stopped, curve=list(archive.curve), front=front, initial=initial,
+            best_source=archive.sources[archive.best_index], notes=notes, sample_rate=sr,
+            events=list(pool.events[events_before:]),
+        )
+    finally:
+        if own_pool:
+            pool.close()
+
+
+def hybrid_seeds(target: np.ndarray, sr: int, space, settings: SearchSettings, estimator, neighbours,
+                 factory: np.ndarray | None, seed: int) -> SeedSet:
+    """The seeds of a hybrid search, in order of trust: estimator, neighbours, factory presets."""
+    s = settings.seeds
+    seeds = SeedSet.empty(space.n_free)
+    if estimator is not None and s.estimator:
+        seeds.add(estimator_seeds(estimator, target, sr, s.estimator, seed), f"model:{estimator.name}")
+    if neighbours is not None and s.neighbours:
+        seeds.add(neighbours.candidates(target, sr, s.neighbours), f"nn:{neighbours.name}")
+    if factory is not None and len(factory) and s.factory:
+        rng = np.random.default_rng([int(seed), 0xFAC])
+        pick = rng.choice(len(factory), size=min(s.factory, len(factory)), replace=False)
+        seeds.add(np.asarray(factory)[np.sort(pick)], "factory")
+    if s.default:
+        seeds.add(space.free_part(space.defaults()), "default")
+    return seeds

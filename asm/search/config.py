@@ -1,0 +1,176 @@
+"""Search recipes: algorithm, objectives, termination and seeding, as data.
+
+A recipe is a ``SearchSettings`` (pydantic) stored by name in the registry's ``search_config``
+table, applied from ``fixtures/search/*.py`` with ``SearchConfig`` items::
+
+    from asm.search.config import SearchConfig, SeedSettings
+    FIXTURE = [SearchConfig(name="asm", population=50, objectives="asm", budget=1500,
+                            seeds=SeedSettings(estimator=8, neighbours=8, factory=8, local=0.5))]
+
+The two shipped recipes also exist in code (``BUILTIN_RECIPES``), so ``asm match`` works on a fresh
+registry before any fixture was applied; a registry row of the same name wins.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from asm.errors import AsmError
+from asm.registry.fixtures import FieldError, FixtureContext, FixtureItem
+
+DEFAULT_RECIPE = "asm"
+HEADLINE = "mr-stft"  # the metric the best preset is chosen by, and what curves track
+
+
+class SeedSettings(BaseModel):
+    """Where a seeded search (``hybrid``) takes its first population from.
+
+    Seeds are rendered first; then ``local`` of the population is filled with mutants of the best
+    seeds (continuous and stepped values moved by a Gaussian of ``local_sigma`` in normalised units,
+    categorical/boolean values redrawn with probability ``local_reset``), the rest with random presets.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    estimator: int = Field(8, ge=0, le=1024, description="candidates from the estimator (flow: samples; "
+                                                         "point estimators give one)")
+    neighbours: int = Field(8, ge=0, le=1024, description="nearest neighbours from a dataset")
+    factory: int = Field(8, ge=0, le=1024, description="factory presets drawn at random")
+    default: bool = Field(True, description="the synth's default preset (its init patch) as a seed")
+    local: float = Field(0.5, ge=0.0, le=1.0, description="share of the population made of mutants of the best seeds")
+    local_sigma: float = Field(0.05, gt=0.0, le=1.0)
+    local_reset: float = Field(0.05, ge=0.0, le=1.0)
+    local_parents: int = Field(4, ge=1, le=1024, description="best seeds the mutants are drawn around")
+
+    @property
+    def any(self) -> bool:
+        return bool(self.estimator or self.neighbours or self.factory or self.default)
+
+
+class SearchSettings(BaseModel):
+    """One search recipe. A search is a pymoo Problem (render + objectives), this algorithm and a termination."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    algorithm: Literal["nsga2"] = "nsga2"
+    population: int = Field(50, ge=4, le=10000)
+    objectives: str | tuple[str, ...] = Field("asm", description="an objective set (asm, autosoundmatch) or metric names")
+    # terminations (any that is set stops the search)
+    budget: int | None = Field(1500, ge=1, description="renders")
+    generations: int | None = Field(None, ge=1)
+    time_limit: float | None = Field(None, gt=0, description="seconds")
+    patience: int | None = Field(None, ge=1, description="generations without a better best")
+    min_improvement: float = Field(1e-3, ge=0.0, description="relative gain of the best that counts for patience")
+    # variation operators (pymoo: SBX, polynomial mutation; categorical: uniform crossover, random reset)
+    crossover_prob: float = Field(0.9, ge=0.0, le=1.0)
+    crossover_eta: float = Field(15.0, gt=0.0)
+    mutation_eta: float = Field(20.0, gt=0.0)
+    mutation_prob_var: float | None = Field(None, gt=0.0, le=1.0, description="per variable; default 1/n_free")
+    mutation_bound_prob: float = Field(0.1, ge=0.0, le=1.0, description="a mutated continuous value jumps to "
+                                                                       "the nearer end of its range")
+    seeds: SeedSettings = SeedSettings()
+    estimate_candidates: int = Field(1, ge=1, le=1024, description="renders of the model / nn methods alone")
+    top_k: int = Field(5, ge=1, le=100, description="presets of the Pareto front kept")
+
+    @field_validator("objectives")
+    @classmethod
+    def _objectives(cls, v):
+        from asm.audio.metrics import resolve
+
+        try:
+            resolve(v if isinstance(v, str) else list(v))
+        except AsmError as exc:
+            raise ValueError(str(exc)) from None
+        return v
+
+    @model_validator(mode="after")
+    def _stops(self) -> SearchSettings:
+        if self.budget is None and self.generations is None and self.time_limit is None and self.patience is None:
+            raise ValueError("a search needs at least one termination: budget, generations, time_limit or patience")
+        return self
+
+    @property
+    def objective_names(self) -> tuple[str, ...]:
+        from asm.audio.metrics import resolve
+
+        return resolve(self.objectives if isinstance(self.objectives, str) else list(self.objectives))
+
+    def with_limits(self, budget: int | None = None, time_limit: float | None = None) -> SearchSettings:
+        """A copy with the command line's budget / time limit in place of the recipe's."""
+        changes = {}
+        if budget is not None:
+            changes["budget"] = int(budget)
+        if time_limit is not None:
+            changes["time_limit"] = float(time_limit)
+        return self.model_copy(update=changes) if changes else self
+
+
+BUILTIN_RECIPES: dict[str, tuple[SearchSettings, str]] = {
+    "asm": (SearchSettings(), ("asm's default: NSGA-II, population 50, asm objectives (mr-stft, mfcc, "
+                               "loudness envelope), 1500 renders; seeded from estimators, neighbours, factory presets")),
+    "autosoundmatch": (
+        SearchSettings(population=25, objectives="autosoundmatch", mutation_bound_prob=0.0,
+                       seeds=SeedSettings(estimator=0, neighbours=0, factory=0, default=False, local=0.0)),
+        ("AutoSoundMatch's recipe: NSGA-II, population 25, its three objectives (whole-signal FFT, STFT "
+         "magnitude, amplitude envelope), started from random"),
+    ),
+}
+
+
+class SearchConfig(SearchSettings, FixtureItem):
+    """A named search recipe in a fixture (``fixtures/search/*.py``)."""
+
+    kind = "search"
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    description: str = ""
+
+    def label(self) -> str:
+        return f"search {self.name}"
+
+    def settings(self) -> SearchSettings:
+        return SearchSettings(**self.model_dump(exclude={"name", "description"}))
+
+    def check(self, ctx: FixtureContext) -> None:
+        seen = ctx.slot("check:search-names", set)
+        if self.name in seen:
+            raise FieldError("name", f"search {self.name!r} is defined twice in these fixtures")
+        seen.add(self.name)
+
+    def apply(self, session: Session, ctx: FixtureContext) -> str:
+        from asm.registry.models import SearchConfigRow
+
+        row = session.scalar(select(SearchConfigRow).where(SearchConfigRow.name == self.name))
+        settings = self.settings().model_dump(mode="json")
+        if row is None:
+            session.add(SearchConfigRow(name=self.name, settings=settings, description=self.description))
+            what = "added"
+        else:
+            what = "unchanged" if (row.settings == settings and row.description == self.description) else "updated"
+            row.settings, row.description = settings, self.description
+        session.flush()
+        return f"search {self.name}: {what} (population {self.population}, objectives " \
+               f"{','.join(self.settings().objective_names)})"
+
+
+def load_search_settings(session: Session | None, name: str = DEFAULT_RECIPE) -> SearchSettings:
+    """The recipe ``name`` from the registry, else a built-in one; unknown names are refused."""
+    from asm.registry.models import SearchConfigRow
+
+    row = None
+    if session is not None:
+        row = session.scalar(select(SearchConfigRow).where(SearchConfigRow.name == name))
+    if row is not None:
+        try:
+            return SearchSettings(**row.settings)
+        except ValueError as exc:
+            raise AsmError(f"search config {name!r} in the registry is invalid ({exc}); apply its fixture again") from None
+    if name in BUILTIN_RECIPES:
+        return BUILTIN_RECIPES[name][0]
+    known = set(BUILTIN_RECIPES)
+    if session is not None:
+        known |= set(session.scalars(select(SearchConfigRow.name)))
+    raise AsmError(f"unknown search config {name!r}; known: {', '.join(sorted(known))}")

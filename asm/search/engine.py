@@ -1,0 +1,86 @@
+"""Run one search: seeds (if any) are rendered first, then NSGA-II takes over.
+
+The initial population of a seeded search is: the seeds (estimator candidates, dataset neighbours,
+factory presets), mutants of the best of them (``SeedSettings.local``), and random presets up to the
+population size; everything is rendered once with its origin recorded. From there pymoo's NSGA-II
+runs with kind-aware operators until the termination fires. An unseeded search starts from random
+presets only (AutoSoundMatch's way).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from pymoo.core.evaluator import Evaluator
+from pymoo.core.population import Population
+
+from asm.search.config import SearchSettings
+from asm.search.operators import KindCrossover, KindMutation, KindRepair, Kinds, local_mutants
+from asm.search.problem import MatchProblem
+from asm.search.seeding import SeedSet
+from asm.search.termination import make_termination
+
+
+@dataclass
+class SearchOutcome:
+    generations: int
+    stopped: str
+    initial: dict[str, int]  # origin -> candidates in the first population
+
+
+def _evaluated(problem: MatchProblem, values: np.ndarray, sources: list[str]) -> Population:
+    pop = Population.new(X=values)
+    if len(values):
+        problem.source = sources
+        try:
+            Evaluator().eval(problem, pop)
+        finally:
+            problem.source = "search"
+    return pop
+
+
+def run_search(problem: MatchProblem, settings: SearchSettings, seeds: SeedSet | None, seed: int) -> SearchOutcome:
+    from pymoo.algorithms.moo.nsga2 import NSGA2
+
+    space = problem.space
+    kinds = Kinds(space)
+    rng = np.random.default_rng([int(seed), 0x5EED])
+    size = settings.population
+    seeds = seeds.unique(space) if seeds is not None and len(seeds) else SeedSet.empty(space.n_free)
+
+    parts = [_evaluated(problem, seeds.values, list(seeds.sources))] if len(seeds) else []
+    n_local = 0
+    if len(seeds) and settings.seeds.local > 0 and not problem.exhausted:
+        n_local = min(round(settings.seeds.local * size), max(0, size - len(seeds)))
+        head = problem.archive.all_headline()[-len(seeds):]
+        best = np.argsort(head, kind="stable")[: settings.seeds.local_parents]
+        mutants = local_mutants(seeds.values[best], n_local, kinds, rng, settings.seeds.local_sigma,
+                                settings.seeds.local_reset, settings.mutation_bound_prob)
+        parts.append(_evaluated(problem, mutants, ["local"] * len(mutants)))
+    n_random = max(0, size - len(seeds) - n_local)
+    if n_random and not problem.exhausted:
+        parts.append(_evaluated(problem, space.random_free(rng, n_random), ["random"] * n_random))
+    initial = {**seeds.counts(), **({"local": n_local} if n_local else {}), **({"random": n_random} if n_random else {})}
+    if problem.exhausted or (settings.budget is not None and problem.archive.renders >= settings.budget):
+        return SearchOutcome(0, "budget", initial)
+
+    algorithm = NSGA2(
+        pop_size=size,
+        sampling=Population.merge(*parts) if len(parts) > 1 else parts[0],
+        crossover=KindCrossover(kinds, prob=settings.crossover_prob, eta=settings.crossover_eta),
+        mutation=KindMutation(kinds, eta=settings.mutation_eta, prob_var=settings.mutation_prob_var,
+                              bound_prob=settings.mutation_bound_prob),
+        repair=KindRepair(kinds),
+        eliminate_duplicates=True,
+    )
+    termination = make_termination(settings, problem)
+    algorithm.setup(problem, termination=termination, seed=int(rng.integers(2**31)), verbose=False)
+    while algorithm.has_next():
+        infills = algorithm.ask()
+        if infills is None or len(infills) == 0:
+            termination.force_termination = True
+            break
+        algorithm.evaluator.eval(problem, infills)
+        algorithm.tell(infills=infills)
+    return SearchOutcome(max(0, algorithm.n_gen - 2), termination.reason(), initial)  # n_gen: next iteration

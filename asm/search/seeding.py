@@ -1,0 +1,136 @@
+"""Starting points for a seeded search: estimator candidates, dataset neighbours, factory presets.
+
+``SeedSet`` is a list of free vectors with where each came from. ``DatasetNeighbours`` is the ``nn``
+candidate generator over a generated dataset's training split without a trained ``nn`` model: the
+``nn`` estimator's index built on the fly from the stored log-mel; the target is featurised exactly
+as the dataset was (its sample rate, length and feature settings). Build one per dataset and reuse
+it across targets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from asm.errors import AsmError
+from asm.synth.params import ParameterSpace
+
+
+@dataclass
+class SeedSet:
+    values: np.ndarray  # (n, n_free)
+    sources: list[str] = field(default_factory=list)
+
+    @classmethod
+    def empty(cls, n_free: int) -> SeedSet:
+        return cls(np.empty((0, n_free)), [])
+
+    def add(self, values: np.ndarray, source: str | Sequence[str]) -> None:
+        values = np.atleast_2d(np.asarray(values, dtype=np.float64))
+        if values.size == 0:
+            return
+        self.values = np.concatenate([self.values, values]) if len(self.values) else values
+        self.sources.extend([source] * len(values) if isinstance(source, str) else list(source))
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def unique(self, space: ParameterSpace) -> SeedSet:
+        """Quantised, with repeated presets removed (first occurrence kept)."""
+        if not len(self):
+            return self
+        q = space.quantise_free(self.values)
+        _, first = np.unique(np.round(q, 6), axis=0, return_index=True)
+        keep = np.sort(first)
+        return SeedSet(q[keep], [self.sources[i] for i in keep])
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for s in self.sources:
+            out[s] = out.get(s, 0) + 1
+        return out
+
+
+class DatasetNeighbours:
+    """K nearest training examples of a dataset to a target (``asm.models.neighbours.NeighbourIndex``
+    built on the fly over the stored log-mel: standardised per mel band, pooled in time)."""
+
+    TIME_POOL = 2
+
+    def __init__(self, name: str, split: str = "train", limit: int | None = None):
+        import torch
+
+        from asm.data.torch_dataset import ShardDataset
+        from asm.models.neighbours import NeighbourIndex
+
+        ds = ShardDataset(name, split=split)
+        n = len(ds) if limit is None else min(len(ds), int(limit))
+        if n == 0:
+            raise AsmError(f"dataset {name} has no {split} examples to take neighbours from")
+        self.name = name
+        self.synth = ds.synth
+        self.sample_rate = ds.sample_rate
+        self.features = ds.settings.features
+        self.n_samples = ds.settings.n_samples
+        self.free_signature, self.lock_signature = ds.free_signature, ds.lock_signature
+        mel = torch.from_numpy(np.stack([ds.features(i) for i in range(n)]))  # (N, n_mels, frames)
+        params = np.stack([ds.params(i) for i in range(n)])
+        ds.close()
+        self.index = NeighbourIndex.build([mel], params, mel.mean(dim=(0, 2)), mel.std(dim=(0, 2)), self.TIME_POOL)
+
+    def __len__(self) -> int:
+        return int(self.index.keys.shape[0])
+
+    def check_space(self, space: ParameterSpace, synth: str) -> None:
+        if synth != self.synth:
+            raise AsmError(f"dataset {self.name} was rendered by {self.synth}, not {synth}")
+        if space.free_signature() != self.free_signature or space.lock_signature() != self.lock_signature:
+            raise AsmError(f"dataset {self.name} was made with other locks on {synth}; "
+                           "its presets cannot seed this search")
+
+    def mel(self, audio: np.ndarray, sample_rate: int):
+        """The target's log-mel as the dataset stored its examples' (rate, length, settings)."""
+        from asm.audio.features import logmel
+        from asm.audio.io import resample
+
+        x = resample(np.asarray(audio, dtype=np.float32), sample_rate, self.sample_rate)
+        fixed = np.zeros(self.n_samples, dtype=np.float32)
+        fixed[: min(len(x), self.n_samples)] = x[: self.n_samples]
+        return logmel(fixed[None], self.sample_rate, self.features)
+
+    def query(self, audio: np.ndarray, sample_rate: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(indices, distances) of the ``k`` nearest training examples, nearest first."""
+        idx, dist = self.index.query(self.mel(audio, sample_rate), int(k))
+        return idx[0].numpy(), dist[0].numpy()
+
+    def candidates(self, audio: np.ndarray, sample_rate: int, k: int) -> np.ndarray:
+        idx, _ = self.query(audio, sample_rate, k)
+        return self.index.params[idx].numpy().astype(np.float64)
+
+
+def factory_presets(session, synth_row, space: ParameterSpace) -> np.ndarray:
+    """Free vectors (locks applied, duplicates removed) of the synth's factory presets."""
+    from sqlalchemy import select
+
+    from asm.registry.models import Preset
+
+    rows = [r for r in session.scalars(select(Preset.values).where(
+        Preset.synth_id == synth_row.id, Preset.origin == "factory").order_by(Preset.id)) if len(r) == space.size]
+    if not rows:
+        return np.empty((0, space.n_free))
+    free = space.free_part(space.apply_locks(space.quantise(np.array(rows, dtype=np.float64))))
+    _, first = np.unique(np.round(free, 6), axis=0, return_index=True)
+    return free[np.sort(first)]
+
+
+def estimator_seeds(estimator, audio: np.ndarray, sample_rate: int, k: int, seed: int) -> np.ndarray:
+    """``k`` candidates of an estimator for the target (point estimators give one)."""
+    from asm.audio.io import resample
+
+    if k <= 0 or estimator is None:
+        return np.empty((0, 0))
+    want = k if getattr(estimator, "arch", "") in ("flow", "nn") else 1
+    x = resample(np.asarray(audio, dtype=np.float32), sample_rate, estimator.sample_rate)
+    return np.asarray(estimator.candidates(x, want, seed))[0]
