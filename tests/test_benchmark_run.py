@@ -9,7 +9,7 @@ import pytest
 
 from asm.bench.config import BenchmarkRequest, ModeSettings, ScalePreset
 from asm.bench.ood import FORMAT
-from asm.bench.runner import Events, _search_available, run_benchmark
+from asm.bench.runner import Events, run_benchmark
 
 TINY = ScalePreset(name="tiny", description="tests", dataset_size=120, test_targets=3, factory_targets=3,
                    ood_targets=1, models=("mlp",), epochs=2, patience=2, batch_size=16, search_budget=40,
@@ -47,7 +47,7 @@ def test_tiny_mono_benchmark_end_to_end_and_reuse(tmp_path, asm_home):
     first = run_benchmark(req, preset=TINY, workers=2, device="cpu", events=Events(say=said.append))
     run, records = load_run(first["run_id"])
     assert run["status"] == "complete" and run["kind"] == "benchmark"
-    methods = ["random", "nn", "model:mlp"] + (["nsga2-autosoundmatch", "nsga2", "hybrid"] if _search_available() else [])
+    methods = ["random", "nn", "model:mlp", "nsga2-autosoundmatch", "nsga2", "hybrid"]
     assert sorted({r["method"] for r in records}) == sorted(methods)
     assert len(records) == (3 + 1) * len(methods)  # every method on every target
     by_set = {s: [r for r in records if r["target_set"] == s] for s in ("test", "ood")}
@@ -56,8 +56,8 @@ def test_tiny_mono_benchmark_end_to_end_and_reuse(tmp_path, asm_home):
         assert r["param_mae"] is not None and r["param_accuracy"] is not None  # truth known
         assert r["metrics"]["mr-stft"] < 100 and len(r["values"]) == 30
     assert all(r["param_mae"] is None for r in by_set["ood"])  # no true preset out of domain
-    if not _search_available():
-        assert any("search methods" in n for n in first["notes"])
+    searched = [r for r in by_set["test"] if r["method"] in ("nsga2-autosoundmatch", "nsga2", "hybrid")]
+    assert all(0 < r["renders"] <= TINY.search_budget + 64 for r in searched)  # one budget for every search
     assert (asm_home / "reports" / f"run-{first['run_id']}" / "index.html").is_file()
 
     # the stored answer re-rendered with the stored notes gives the stored score: same notes, same length
@@ -86,7 +86,8 @@ def test_tiny_mono_benchmark_end_to_end_and_reuse(tmp_path, asm_home):
         assert session.scalar(select(func.count()).select_from(Dataset)) == 1
         assert session.scalar(select(func.count()).select_from(Model)) == 2  # mlp and the nn index
     _, again_records = load_run(second["run_id"])
-    key = lambda r: (r["target_set"], r["target"], r["method"])
+    def key(r):
+        return (r["target_set"], r["target"], r["method"])
     before = {key(r): r["metrics"]["mr-stft"] for r in records if not r["method"].startswith(("nsga2", "hybrid"))}
     after = {key(r): r["metrics"]["mr-stft"] for r in again_records if key(r) in before}
     assert after == pytest.approx(before)

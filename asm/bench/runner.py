@@ -15,7 +15,7 @@ Stages (each reuses what a previous run finished, keyed by its settings):
    notes (all of them, for polyphonic targets) for the target's length and scored with
    ``asm.audio.metrics``. ``random`` is one seeded random preset; ``nn`` and ``model:<config>`` are
    the estimators' point estimates; the search methods run ``asm.match.pipeline.match_target``
-   with the recipe and the same render budget (skipped with a note while ``asm.search`` is absent).
+   with the recipe and the same render budget.
 
 Results go to one ``run`` (kind ``benchmark``) through ``asm.bench.runs.RunWriter``; the summary
 table is printed and the HTML report written at the end.
@@ -210,15 +210,6 @@ def collect_targets(p: dict, dataset: str) -> list[Target]:
 
 # ---- 5: methods ---------------------------------------------------------------------------------------
 
-def _search_available() -> bool:
-    try:
-        import asm.match.pipeline
-        import asm.search.config  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 class Evaluator:
     """Answers targets with every method and stores the results of one run."""
 
@@ -228,7 +219,6 @@ class Evaluator:
         self.sr = int(spec.sample_rate)
         self.seed = int(p["request"]["seed"])
         self._estimators: dict[str, object] = {}
-        self.search = _search_available()
 
     def estimator(self, name: str):
         if name not in self._estimators:
@@ -242,8 +232,7 @@ class Evaluator:
         return self._estimators[name]
 
     def methods(self) -> list[str]:
-        methods = [m for m in self.p["methods"] if m not in SEARCH_METHODS or self.search]
-        return methods
+        return list(self.p["methods"])
 
     def _param_scores(self, values: np.ndarray, truth: np.ndarray | None) -> tuple[float | None, float | None]:
         if truth is None:
@@ -298,8 +287,6 @@ class Evaluator:
 
     def search_methods(self, targets: list[Target]) -> None:
         """The searches, target by target, each with its recipe and the same render budget."""
-        if not self.search:
-            return
         from asm.bench.config import METHOD_RECIPES
         from asm.match.pipeline import match_target
         from asm.registry.db import session_scope
@@ -387,8 +374,6 @@ def run_benchmark(req: BenchmarkRequest, *, preset: ScalePreset | None = None, w
             "benchmark", name, synth_id=synth_id, dataset_id=dataset_id, seed=req.seed,
             settings={"plan": p, "models": models, "nn_model": nn}) as writer:
         ev = Evaluator(p, prepared, writer, pool, spec, events)
-        if not ev.search:
-            notes.append("search methods (nsga2-autosoundmatch, nsga2, hybrid) skipped: asm.search is not installed")
         methods = ev.methods()
         events.start(f"matching {len(targets)} targets x {len(methods)} methods", len(targets) * len(methods))
         ev.point_methods(targets)
