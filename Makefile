@@ -38,6 +38,23 @@ system-deps:
 synths:
 	$(SUDO) apt-get install -y -qq --no-install-recommends amsynth
 
+# Out-of-domain benchmark targets: 32 instrument notes and 16 chords rendered from the GM SoundFont
+# (needs `make system-deps`: fluid-soundfont-gm, libfluidsynth3). Installs the `ood` extra (pyfluidsynth).
+OOD_DIR ?=
+ood-targets: install
+	$(BIN)/python -c "import fluidsynth" 2>/dev/null || $(BIN)/python -m pip install --quiet 'pyfluidsynth>=1.3'
+	$(BIN)/asm ood-targets $(if $(OOD_DIR),--out $(OOD_DIR))
+
+# The benchmarks (issue 7): dataset -> models -> every method on the same targets -> table + HTML report.
+# SYNTH=asm-sub|amsynth PARAMS=32|16 MODELS="cnn,flow" (default: the scale's) SCALE=small|paper SEED=0.
+# Finished datasets and models are reused; out-of-domain targets are used when `make ood-targets` made them.
+BENCH_ARGS = --synth $(SYNTH) --params $(PARAMS) --models "$(MODELS)" --scale $(SCALE) --seed $(SEED)
+mono-benchmark: install
+	$(BIN)/asm benchmark --mode mono $(BENCH_ARGS)
+
+poly-benchmark: install
+	$(BIN)/asm benchmark --mode poly $(BENCH_ARGS)
+
 lint: install
 	$(BIN)/ruff check asm tests fixtures
 

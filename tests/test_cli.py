@@ -1,12 +1,9 @@
 """The render command and the CLI's handling of bad input (one red line, exit 2, registry untouched)."""
 
-import hashlib
 import json
 
-import numpy as np
 import pytest
 import soundfile as sf
-
 from conftest import ROOT, fundamental, run_cli_process
 
 

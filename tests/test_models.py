@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from conftest import ROOT, run_cli_process
 
 FREE = ("cutoff", "osc1_wave", "amp_decay")  # everything else locked: a small, learnable space
@@ -59,9 +58,9 @@ def _train(cli, config, name, epochs=8, seed=0, extra=()):
 def test_cnn_beats_the_mean_predictor_on_parameters_and_audio(home, cli):
     from asm.data.executor import RenderPool
     from asm.data.torch_dataset import ShardDataset
+    from asm.models.checkpoint import free_specs
     from asm.models.evaluate import score_predictions
     from asm.models.heads import ParameterLayout, constant_prediction
-    from asm.models.checkpoint import free_specs
     from asm.registry.db import session_scope
     from asm.synth.loader import load_spec
 
@@ -153,9 +152,10 @@ def test_every_architecture_trains_from_the_cli_and_gives_candidates(home, cli, 
 
 
 def test_kill_9_then_resume_continues_from_the_last_completed_epoch(home):
+    from sqlalchemy import select
+
     from asm.registry.db import session_scope
     from asm.registry.models import Model
-    from sqlalchemy import select
 
     env = {**os.environ}
     cmd = [sys.executable, str(ROOT / "asm-cli.py"), "train-model", "--config", "cnn", "--dataset", "tiny",

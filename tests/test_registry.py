@@ -4,11 +4,11 @@ import sqlite3
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from conftest import run_cli_process
 
 from asm.registry.db import engine, head_revision, session_scope
 from asm.registry.models import Base
 from asm.registry.synths import get_synth
-from conftest import run_cli_process
 
 
 def test_database_is_created_on_first_use_in_wal_mode(asm_home):

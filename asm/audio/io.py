@@ -25,8 +25,9 @@ def check_writable(path: Path) -> None:
         raise AsmError(f"cannot write {path}: directory {parent} is not writable")
 
 
-def write_audio(path: str | Path, audio: np.ndarray, sample_rate: int) -> Path:
-    """Write float audio (32-bit float WAV/FLAC/... by extension) via a temp file and rename."""
+def write_audio(path: str | Path, audio: np.ndarray, sample_rate: int, subtype: str | None = None) -> Path:
+    """Write audio (32-bit float WAV/AIFF, the format's default elsewhere; ``subtype`` such as
+    ``"PCM_16"`` overrides) via a temp file and rename."""
     import soundfile as sf
 
     path = Path(path)
@@ -34,7 +35,8 @@ def write_audio(path: str | Path, audio: np.ndarray, sample_rate: int) -> Path:
     fmt = path.suffix.lstrip(".").upper() or "WAV"
     if fmt not in sf.available_formats():
         raise AsmError(f"unsupported audio format {path.suffix!r} for {path}")
-    subtype = "FLOAT" if fmt in ("WAV", "AIFF") else None
+    if subtype is None:
+        subtype = "FLOAT" if fmt in ("WAV", "AIFF") else None
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         sf.write(tmp, np.asarray(audio, dtype=np.float32), int(sample_rate), subtype=subtype, format=fmt)

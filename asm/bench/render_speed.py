@@ -46,7 +46,8 @@ def measure_render_speed(synth_name: str, sample_rate: int, duration: float, n: 
     isolated_rps = None
     if spec.kind in ("vst2", "vst3"):  # the child-process host commands use: one IPC round trip more
         iso = open_synth(spec, isolate=True)
-        asm_once_iso = lambda values: iso.render(values, notes, duration)
+        def asm_once_iso(values):
+            return iso.render(values, notes, duration)
         asm_once_iso(presets[0])
         t0 = time.perf_counter()
         for values in presets:

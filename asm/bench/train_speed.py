@@ -37,6 +37,8 @@ def ensure_perf_dataset(name: str | None, synth: str, size: int, seed: int) -> s
 
 def measure_train_speed(archs: list[str], dataset: str, batch_size: int, steps: int, device: str,
                         warmup: int = 3) -> list[dict]:
+    from sqlalchemy import select
+
     from asm.data.torch_dataset import ShardDataset
     from asm.models.checkpoint import build_network
     from asm.models.config import ModelConfig
@@ -44,7 +46,6 @@ def measure_train_speed(archs: list[str], dataset: str, batch_size: int, steps: 
     from asm.models.training import SplitArrays, feature_statistics, resolve_device
     from asm.registry.db import session_scope
     from asm.registry.models import ModelConfigRow
-    from sqlalchemy import select
 
     device = resolve_device(device)
     ds = ShardDataset(dataset, "train")

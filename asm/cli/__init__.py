@@ -11,20 +11,21 @@ from typing import Sequence
 
 import typer
 
-from asm.cli.app import app, err_console
-from asm.errors import AsmError
+from asm.cli import bench as _bench  # noqa: E402,F401
+from asm.cli import datasets as _datasets  # noqa: E402,F401
+from asm.cli import fixtures as _fixtures  # noqa: E402,F401
+from asm.cli import match as _match  # noqa: E402,F401
+from asm.cli import midi as _midi  # noqa: E402,F401
+from asm.cli import models as _models  # noqa: E402,F401
+from asm.cli import perf as _perf  # noqa: E402,F401
+from asm.cli import plugins as _plugins  # noqa: E402,F401
+from asm.cli import presets as _presets  # noqa: E402,F401
+from asm.cli import registry as _registry  # noqa: E402,F401
 
 # Command modules register themselves on ``app`` when imported.
 from asm.cli import render as _render  # noqa: E402,F401
-from asm.cli import registry as _registry  # noqa: E402,F401
-from asm.cli import perf as _perf  # noqa: E402,F401
-from asm.cli import datasets as _datasets  # noqa: E402,F401
-from asm.cli import midi as _midi  # noqa: E402,F401
-from asm.cli import plugins as _plugins  # noqa: E402,F401
-from asm.cli import presets as _presets  # noqa: E402,F401
-from asm.cli import fixtures as _fixtures  # noqa: E402,F401
-from asm.cli import match as _match  # noqa: E402,F401
-from asm.cli import models as _models  # noqa: E402,F401
+from asm.cli.app import app, err_console
+from asm.errors import AsmError
 
 
 def run(args: Sequence[str] | None = None) -> int:

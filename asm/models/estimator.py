@@ -10,7 +10,6 @@ their conditional flow; ``nn`` returns the k nearest training examples' presets.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np

@@ -99,13 +99,14 @@ def train_model(config: str, dataset: str, *, epochs: int | None = None, batch_s
                 name: str | None = None, resume: str | None = None,
                 reporter: TrainReporter | None = None) -> dict:
     """Train (or resume) a model and return the summary ``--json`` prints."""
+    from sqlalchemy import select
+
     from asm.data.store import code_version, get_dataset
     from asm.data.torch_dataset import ShardDataset
     from asm.models.config import ModelConfig
+    from asm.models.estimator import find_model
     from asm.registry.db import session_scope
     from asm.registry.models import Model, ModelConfigRow
-    from asm.models.estimator import find_model
-    from sqlalchemy import select
 
     reporter = reporter or TrainReporter()
     device = resolve_device(device)

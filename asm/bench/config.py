@@ -1,0 +1,245 @@
+"""What a benchmark run does: scale presets, the synth set-ups (fixtures) and the resolved plan.
+
+``make mono-benchmark`` / ``make poly-benchmark`` run ``asm benchmark --mode mono|poly --synth S
+--params 32|16 --models "..." --scale small|paper --seed N``. The plan fixes, before anything runs:
+
+* the **set-up**: the fixture applied for ``(synth, params)`` (``SETUPS``): asm-sub with all 30
+  parameters free (``--params 32``) or 16 free (``fixtures/asm_sub16.py``); amsynth with 32 or
+  16 free (``fixtures/amsynth32.py``, ``fixtures/amsynth16.py``);
+* the **dataset** (``asm.data.settings.DatasetSettings``) and its name, which is keyed by a hash
+  of the settings, so a second run with the same settings finds it finished and reuses it (and
+  resumes it if it was interrupted), while other settings get another dataset;
+* the **models** trained on it (``--models``, else the scale's default list), also keyed by their
+  settings;
+* the **methods**, all run on the same targets with the same render budget per search:
+  ``random`` (one random preset), ``nn`` (nearest training example), ``model:<config>`` (each
+  trained model alone), ``nsga2-autosoundmatch`` (NSGA-II from random with AutoSoundMatch's recipe:
+  population 25, its three objectives), ``nsga2`` (NSGA-II from random with asm's objectives) and
+  ``hybrid`` (NSGA-II seeded by the estimators and neighbours);
+* the **target sets**: the dataset's held-out test split (``test``), with ``--synth amsynth`` the
+  factory presets held out from training (``factory``), and the out-of-domain SoundFont notes
+  (``ood``, mono or poly set) when ``make ood-targets`` has made them.
+
+Scales (``SCALES``): ``small`` finishes within 20 minutes on 2 CPU cores without a GPU; ``paper``
+is AutoSoundMatch's set-up (11,000 examples, 128 test targets, full training) for a GPU machine or
+a Ray cluster.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from asm.errors import AsmError
+
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = ROOT / "fixtures"
+
+# (synth, --params) -> fixture file (relative to fixtures/) and the number of free parameters it leaves
+SETUPS: dict[tuple[str, int], tuple[str, int]] = {
+    ("asm-sub", 32): ("asm_sub.py", 30),  # asm-sub has 30 parameters: all free
+    ("asm-sub", 16): ("asm_sub16.py", 16),
+    ("amsynth", 32): ("amsynth32.py", 32),
+    ("amsynth", 16): ("amsynth16.py", 16),
+}
+
+SEARCH_METHODS = ("nsga2-autosoundmatch", "nsga2", "hybrid")
+# method -> (asm.match method, search recipe name in asm.search.config)
+METHOD_RECIPES = {"nsga2-autosoundmatch": ("nsga2", "autosoundmatch"), "nsga2": ("nsga2", "asm"),
+                  "hybrid": ("hybrid", "asm")}
+
+
+class ModeSettings(BaseModel):
+    """Notes and length of the examples and targets of one mode."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    duration: float = Field(gt=0, le=60)
+    note_off: float = Field(gt=0, le=60)
+    note_range: tuple[int, int] | None = None  # mono: uniform pitch; poly: the chord generator's range
+    max_polyphony: int = Field(6, ge=1, le=64)
+
+
+class ScalePreset(BaseModel):
+    """How big a benchmark run is. Every field is recorded with the run."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    description: str
+    dataset_size: int = Field(gt=0, description="examples generated (split 80/10/10 train/val/test)")
+    test_targets: int = Field(gt=0, description="held-out test examples used as targets")
+    factory_targets: int = Field(ge=0, description="held-out factory presets used as targets (amsynth)")
+    ood_targets: int = Field(ge=0, description="out-of-domain targets used, at most the set's size")
+    models: tuple[str, ...] = Field(description="model configs trained when --models is not given")
+    epochs: int = Field(gt=0)
+    patience: int = Field(gt=0)
+    batch_size: int = Field(gt=0)
+    search_budget: int = Field(gt=0, description="renders per target of every search method")
+    search_time_limit: float | None = Field(None, gt=0, description="seconds per target and search")
+    sample_rate: int = 16000
+    mono: ModeSettings
+    poly: ModeSettings
+
+    def mode(self, mode: str) -> ModeSettings:
+        return self.mono if mode == "mono" else self.poly
+
+
+SCALES: dict[str, ScalePreset] = {
+    "small": ScalePreset(
+        name="small",
+        description="at most 20 minutes on 2 CPU cores, no GPU: 5,000 examples, 32 test targets, "
+                    "2 models, 600 renders per search",
+        dataset_size=5000, test_targets=32, factory_targets=32, ood_targets=32,
+        models=("cnn", "flow"), epochs=30, patience=5, batch_size=64,
+        search_budget=600, search_time_limit=10.0,
+        mono=ModeSettings(duration=1.0, note_off=0.75, note_range=(40, 76)),
+        poly=ModeSettings(duration=2.0, note_off=1.5, note_range=(40, 76), max_polyphony=4),
+    ),
+    "paper": ScalePreset(
+        name="paper",
+        description="AutoSoundMatch's set-up for a GPU machine or a Ray cluster: 11,000 examples, "
+                    "128 test targets, every model trained fully, 5,000 renders per search",
+        dataset_size=11000, test_targets=128, factory_targets=128, ood_targets=48,
+        models=("mlp", "cnn", "rescnn", "lstm", "transformer", "flow"), epochs=200, patience=20, batch_size=64,
+        search_budget=5000, search_time_limit=None,
+        mono=ModeSettings(duration=1.0, note_off=0.75, note_range=(36, 84)),
+        poly=ModeSettings(duration=2.0, note_off=1.5, note_range=(36, 84), max_polyphony=6),
+    ),
+}
+
+
+class BenchmarkRequest(BaseModel):
+    """What the user asked for (the command line / Make variables)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mode: Literal["mono", "poly"] = "mono"
+    synth: str = "asm-sub"
+    params: Literal[32, 16] = 32
+    models: tuple[str, ...] = ()  # empty: the scale's default list
+    scale: Literal["small", "paper"] = "small"
+    seed: int = Field(0, ge=0)
+    budget: int | None = Field(None, gt=0, description="override the scale's renders per search")
+    test_targets: int | None = Field(None, gt=0, description="override the scale's number of test targets")
+    ood: bool = True
+    ood_dir: str | None = None
+
+
+def parse_models(text: str | None) -> tuple[str, ...]:
+    """``"cnn, flow"`` or ``"cnn flow"`` -> ("cnn", "flow"); duplicates dropped, order kept."""
+    names = [n for n in (text or "").replace(",", " ").split() if n]
+    return tuple(dict.fromkeys(names))
+
+
+def settings_key(obj: dict) -> str:
+    """8 hex digits identifying a settings dict (names of reusable datasets and models)."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+
+def setup_of(synth: str, params: int) -> tuple[Path, int]:
+    """The fixture file for ``(synth, params)`` and the free parameters it promises."""
+    if (synth, params) not in SETUPS:
+        known = ", ".join(sorted({s for s, _ in SETUPS}))
+        raise AsmError(f"no benchmark set-up for synth {synth!r} with {params} parameters; "
+                       f"set-ups exist for {known} with --params 32 or 16")
+    name, free = SETUPS[(synth, params)]
+    path = FIXTURES / name
+    if not path.is_file():
+        raise AsmError(f"fixture {path} is missing")
+    return path, free
+
+
+def _registry_state(synth: str) -> tuple[str, dict]:
+    """(version, feature settings) of a registered synth, read only ("", {}) when it is not registered."""
+    from sqlalchemy import select
+
+    from asm.registry.db import session_scope
+    from asm.registry.models import Synth
+    from asm.synth.builtin import BUILTINS
+
+    with session_scope() as session:
+        row = session.scalar(select(Synth).where(Synth.name == synth))
+        if row is not None:
+            return row.version or "", dict((row.settings or {}).get("features", {}))
+    builtin = BUILTINS.get(synth)
+    return (builtin.version if builtin else ""), {}
+
+
+def dataset_settings(req: BenchmarkRequest, preset: ScalePreset, features: dict | None = None):
+    """The ``DatasetSettings`` of the benchmark's training data (``generate-dataset``'s choices: the
+    synth's feature settings, shards of ~16 MB; amsynth mixes in 30 % factory presets)."""
+    from asm.audio.features import FeatureSettings
+    from asm.data.settings import DatasetSettings, auto_shard_size
+
+    m = preset.mode(req.mode)
+    presets = "mix" if req.synth == "amsynth" else "random"
+    feats = FeatureSettings(**(features or {}))
+    return DatasetSettings(
+        synth=req.synth, mode=req.mode, size=preset.dataset_size, presets=presets,
+        factory_fraction=0.3 if presets == "mix" else 0.0, sample_rate=preset.sample_rate,
+        duration=m.duration, note_off=m.note_off, note_range=m.note_range, max_polyphony=m.max_polyphony,
+        seed=req.seed, features=feats, shard_size=auto_shard_size(m.duration, preset.sample_rate, feats),
+    )
+
+
+def methods_for(models: tuple[str, ...]) -> list[str]:
+    return ["random", "nn", *[f"model:{m}" for m in models], *SEARCH_METHODS]
+
+
+def _file_hash(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.is_file() else ""
+
+
+def plan(req: BenchmarkRequest, preset: ScalePreset | None = None) -> dict:
+    """Everything a run will do, resolved and named, before any work (``asm benchmark --dry-run``).
+
+    Dataset and model names carry a hash of what determines them (settings, the set-up fixture's
+    text, the synth version, the model config fixture's text), so a changed set-up never reuses a
+    stale dataset or model. ``preset`` overrides the request's scale (tests use a tiny one).
+    """
+    from asm.bench.ood import default_dir, read_manifest
+
+    preset = preset or SCALES[req.scale]
+    fixture, free = setup_of(req.synth, req.params)
+    models = req.models or preset.models
+    version, features = _registry_state(req.synth)
+    ds = dataset_settings(req, preset, features)
+    identity = ds.identity()
+    key = settings_key({"dataset": identity, "fixture": _file_hash(fixture), "synth_version": version})
+    dataset = f"bench-{req.synth}-{req.params}-{req.mode}-{preset.name}-s{req.seed}-{key}"
+    train = {"epochs": preset.epochs, "patience": preset.patience, "batch_size": preset.batch_size,
+             "seed": req.seed}
+    model_names = {m: f"{dataset}-{m}-{settings_key({'config': _file_hash(FIXTURES / 'models' / f'{m}.py'), **train})}"
+                   for m in models}
+    budget = req.budget or preset.search_budget
+    test_targets = min(req.test_targets or preset.test_targets, ds.split_counts()[2])
+    sets = {"test": test_targets}
+    if req.synth == "amsynth":
+        sets["factory"] = preset.factory_targets
+    ood_note = None
+    if req.ood:
+        directory = Path(req.ood_dir) if req.ood_dir else default_dir()
+        manifest = read_manifest(directory)
+        if manifest is None:
+            ood_note = f"no out-of-domain targets in {directory}: make ood-targets adds them"
+        else:
+            available = sum(t["set"] == req.mode for t in manifest["targets"])
+            sets["ood"] = min(preset.ood_targets, available)
+    return {
+        "request": req.model_dump(mode="json"),
+        "scale": preset.model_dump(mode="json"),
+        "fixture": str(fixture.relative_to(ROOT)) if fixture.is_relative_to(ROOT) else str(fixture),
+        "free_parameters": free,
+        "dataset": {"name": dataset, "settings": identity},
+        "models": [{"config": m, "name": model_names[m], "train": train} for m in models],
+        "methods": methods_for(tuple(models)),
+        "search": {"budget": budget, "time_limit": preset.search_time_limit,
+                   "recipes": {m: {"method": a, "recipe": r} for m, (a, r) in METHOD_RECIPES.items()}},
+        "target_sets": sets,
+        "notes": [n for n in (ood_note,) if n],
+    }

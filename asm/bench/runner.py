@@ -1,0 +1,389 @@
+"""Running a benchmark: set-up -> dataset -> models -> every method on the same targets -> run, table, report.
+
+Stages (each reuses what a previous run finished, keyed by its settings):
+
+1. **set-up**: apply the synth fixture of ``(synth, params)`` and the model-config fixtures
+   (``fixtures/models/<config>.py``, plus ``nn``); with amsynth, import its factory banks once.
+2. **dataset**: ``asm.data.generate.generate_dataset`` under the plan's name; a finished dataset
+   with the same settings is reused, an interrupted one resumed.
+3. **models**: ``asm.models.training.train_model`` for each config (and the ``nn`` index); a
+   finished model of the same name is reused, an unfinished one resumed.
+4. **targets**: the test split's first N examples (``test``), with amsynth the test-split
+   examples made from factory presets (``factory``: held out from training by the dataset's
+   de-duplicated split), and the out-of-domain set when present (``ood``).
+5. **methods**: every method answers every target; its answer is rendered with the target's own
+   notes (all of them, for polyphonic targets) for the target's length and scored with
+   ``asm.audio.metrics``. ``random`` is one seeded random preset; ``nn`` and ``model:<config>`` are
+   the estimators' point estimates; the search methods run ``asm.match.pipeline.match_target``
+   with the recipe and the same render budget.
+
+Results go to one ``run`` (kind ``benchmark``) through ``asm.bench.runs.RunWriter``; the summary
+table is printed and the HTML report written at the end.
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from asm.bench.config import FIXTURES, SEARCH_METHODS, BenchmarkRequest, ScalePreset, plan
+from asm.errors import AsmError
+from asm.midi.notes import Note
+
+AMSYNTH_BANKS = "/usr/share/amsynth/banks/*.bank"
+
+
+@dataclass
+class Target:
+    """One benchmark target: audio at the benchmark's rate, the notes it plays, the truth if known."""
+
+    set: str
+    key: str
+    label: str
+    audio: np.ndarray
+    notes: list[Note]
+    truth: np.ndarray | None = None  # free values, when a preset made it
+    example_index: int | None = None
+
+
+@dataclass
+class Events:
+    """How the runner talks to its caller (the CLI passes rich output)."""
+
+    say: Callable[[str], None] = lambda text: None
+    start: Callable[[str, int], None] = lambda what, total: None  # a new stage of ``total`` steps
+    update: Callable[[int], None] = lambda done: None  # steps done so far in the stage
+    step: Callable[[], None] = lambda: None  # one more step done
+    done: Callable[[], None] = lambda: None  # the stage is over
+
+
+@dataclass
+class Prepared:
+    dataset: str
+    models: dict[str, str]  # config -> model name
+    nn_model: str
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def _seed_for(*parts) -> np.random.Generator:
+    return np.random.default_rng([zlib.crc32(str(p).encode()) for p in parts])
+
+
+# ---- 1-3: set-up, dataset, models ------------------------------------------------------------------
+
+def apply_setup(p: dict, configs: list[str], events: Events) -> None:
+    from asm.registry.db import session_scope
+    from asm.registry.fixtures import apply_fixtures
+
+    paths = [FIXTURES.parent / p["fixture"]]
+    for config in [*configs, "nn"]:
+        path = FIXTURES / "models" / f"{config}.py"
+        if not path.is_file():
+            known = ", ".join(sorted(f.stem for f in (FIXTURES / "models").glob("*.py")))
+            raise AsmError(f"unknown model config {config!r}: fixtures/models has {known}")
+        paths.append(path)
+    with session_scope() as session:
+        apply_fixtures(session, paths)
+    events.say(f"set-up: {p['fixture']} ({p['free_parameters']} free parameters), model configs "
+               f"{', '.join([*configs, 'nn'])}")
+    if p["request"]["synth"] == "amsynth":
+        _import_factory_presets(events)
+
+
+def _import_factory_presets(events: Events) -> None:
+    from glob import glob
+
+    from sqlalchemy import func, select
+
+    from asm.presets.importer import import_presets
+    from asm.registry.db import session_scope
+    from asm.registry.models import Preset
+    from asm.registry.synths import get_synth
+
+    with session_scope() as session:
+        synth = get_synth(session, "amsynth")
+        have = session.scalar(select(func.count()).where(Preset.synth_id == synth.id, Preset.origin == "factory"))
+        if have:
+            return
+        files = [Path(f) for f in sorted(glob(AMSYNTH_BANKS))]
+        if not files:
+            raise AsmError(f"no amsynth factory banks at {AMSYNTH_BANKS}: make synths installs amsynth")
+        import_presets(session, synth, files, origin="factory")
+    events.say(f"imported amsynth's factory presets from {len(files)} banks")
+
+
+def build_dataset(p: dict, workers, events: Events) -> str:
+    from asm.data.generate import Reporter, generate_dataset
+    from asm.data.settings import DatasetSettings
+
+    name = p["dataset"]["name"]
+    settings = DatasetSettings(**{k: v for k, v in p["dataset"]["settings"].items() if k != "synth_version"})
+
+    class _Rep(Reporter):
+        def start(self, total: int, done: int) -> None:
+            events.start(f"dataset {name}", total)
+            events.update(done)
+
+        def advance(self, done: int) -> None:
+            events.update(done)
+
+        def event(self, text: str) -> None:
+            events.say(text)
+
+    result = generate_dataset(name, settings, workers=workers, reporter=_Rep())
+    events.done()
+    outcome = result["run"]["outcome"]
+    events.say(f"dataset {name}: {result['size']:,} examples ({outcome})")
+    return name
+
+
+def build_models(p: dict, dataset: str, device: str, events: Events) -> tuple[dict[str, str], str]:
+    from sqlalchemy import select
+
+    from asm.models.training import TrainReporter, train_model
+    from asm.registry.db import session_scope
+    from asm.registry.models import Model
+
+    out: dict[str, str] = {}
+    todo = [*p["models"], {"config": "nn", "name": f"{dataset}-nn", "train": p["models"][0]["train"]
+                            if p["models"] else {"seed": p["request"]["seed"]}}]
+    for m in todo:
+        name = m["name"]
+        with session_scope() as session:
+            row = session.scalar(select(Model).where(Model.name == name))
+            status = row.status if row is not None else None
+        if status == "complete":
+            events.say(f"model {name}: reused")
+        else:
+            train = m["train"]
+            reporter = TrainReporter(
+                start=lambda total, done, n=m["config"]: (events.start(f"training {n}", total), events.update(done)),
+                epoch=lambda report: events.update(report.epoch),
+                event=events.say,
+            )
+            if status is None:
+                result = train_model(m["config"], dataset, epochs=train.get("epochs"),
+                                     batch_size=train.get("batch_size"), patience=train.get("patience"),
+                                     device=device, seed=train.get("seed", 0), name=name, reporter=reporter)
+            else:
+                result = train_model(m["config"], dataset, device=device, resume=name, reporter=reporter)
+            events.done()
+            events.say(f"model {name}: {result.get('epochs', 0)} epochs in {result['seconds']:.0f} s")
+        out[m["config"]] = name
+    nn = out.pop("nn")
+    return out, nn
+
+
+# ---- 4: targets -------------------------------------------------------------------------------------
+
+def collect_targets(p: dict, dataset: str) -> list[Target]:
+    from asm.bench.ood import load_ood_targets
+    from asm.data.torch_dataset import ShardDataset
+
+    sets = p["target_sets"]
+    ds = ShardDataset(dataset, "test")
+    sr = ds.sample_rate
+    out: list[Target] = []
+    factory: list[int] = []
+    for i in range(len(ds)):
+        if len([t for t in out if t.set == "test"]) < sets.get("test", 0):
+            out.append(Target("test", f"{dataset}#{ds.position(i)}", f"test #{ds.position(i)}", ds.audio(i),
+                              ds.notes(i), ds.params(i).astype(np.float64), ds.position(i)))
+        if "factory" in sets and ds.source(i) >= 0 and len(factory) < sets["factory"]:
+            factory.append(i)
+    for i in factory:
+        out.append(Target("factory", f"{dataset}#{ds.position(i)}", f"factory preset #{ds.source(i)}",
+                          ds.audio(i), ds.notes(i), ds.params(i).astype(np.float64), ds.position(i)))
+    ds.close()
+    if "ood" in sets:
+        req = p["request"]
+        directory = Path(req["ood_dir"]) if req.get("ood_dir") else None
+        for t in load_ood_targets(req["mode"], directory)[: sets["ood"]]:
+            out.append(Target("ood", f"ood/{t.name}", f"{t.instrument} ({t.family})", t.audio(sr), list(t.notes)))
+    return out
+
+
+# ---- 5: methods ---------------------------------------------------------------------------------------
+
+class Evaluator:
+    """Answers targets with every method and stores the results of one run."""
+
+    def __init__(self, p: dict, prepared: Prepared, writer, pool, spec, events: Events):
+        self.p, self.prepared, self.writer, self.pool, self.spec, self.events = p, prepared, writer, pool, spec, events
+        self.space = spec.space
+        self.sr = int(spec.sample_rate)
+        self.seed = int(p["request"]["seed"])
+        self._estimators: dict[str, object] = {}
+
+    def estimator(self, name: str):
+        if name not in self._estimators:
+            from asm.models.estimator import load_estimator
+            from asm.registry.db import session_scope
+
+            with session_scope() as session:
+                est = load_estimator(session, name)
+            est.check_space(self.space, self.spec.name)
+            self._estimators[name] = est
+        return self._estimators[name]
+
+    def methods(self) -> list[str]:
+        return list(self.p["methods"])
+
+    def _param_scores(self, values: np.ndarray, truth: np.ndarray | None) -> tuple[float | None, float | None]:
+        if truth is None:
+            return None, None
+        from asm.models.scoring import parameter_scores
+
+        free = [{"n_values": p.n_values} for p in self.space.free]
+        mae, acc = parameter_scores(values[None], truth[None], free)
+        return (None if np.isnan(mae[0]) else float(mae[0])), (None if np.isnan(acc[0]) else float(acc[0]))
+
+    def _store(self, target: Target, method: str, values: np.ndarray | None, audio, renders: int, seconds: float,
+               curve=None, model_id=None, extra=None) -> None:
+        mae, acc = self._param_scores(values, target.truth) if values is not None else (None, None)
+        self.writer.add(method=method, target_set=target.set, target=target.key, audio=audio, sample_rate=self.sr,
+                        target_audio=target.audio, notes=target.notes,
+                        values=None if values is None else values.tolist(), param_mae=mae, param_accuracy=acc,
+                        renders=renders, seconds=seconds, curve=curve, model_id=model_id,
+                        example_index=target.example_index, extra={"target_label": target.label, **(extra or {})})
+
+    def _render(self, values: np.ndarray, targets: list[Target]) -> list:
+        durations = {len(t.audio) for t in targets}
+        if len(durations) == 1:
+            return self.pool.render(values, [t.notes for t in targets], durations.pop() / self.sr, free=True,
+                                    per_row_notes=True)
+        return [self.pool.render(values[i : i + 1], t.notes, len(t.audio) / self.sr, free=True)[0]
+                for i, t in enumerate(targets)]
+
+    def point_methods(self, targets: list[Target]) -> None:
+        """random, nn and each model: one answer per target, rendered in batches."""
+        batches = [("random", None)] + [("nn", self.prepared.nn_model)] + [
+            (f"model:{c}", n) for c, n in self.prepared.models.items()]
+        for method, model in batches:
+            if method not in self.methods():
+                continue
+            for lo in range(0, len(targets), 32):
+                chunk = targets[lo : lo + 32]
+                t0 = time.perf_counter()
+                if model is None:
+                    values = np.stack([self.space.random_free(_seed_for(self.seed, "random", t.set, t.key), 1)[0]
+                                       for t in chunk])
+                    model_id = None
+                else:
+                    est = self.estimator(model)
+                    values = est.candidates([t.audio for t in chunk], k=1, seed=self.seed)[:, 0]
+                    values = self.space.quantise_free(values)
+                    model_id = est.model_id
+                audio = self._render(values, chunk)
+                each = (time.perf_counter() - t0) / len(chunk)
+                for t, v, a in zip(chunk, values, audio):
+                    self._store(t, method, v, a, 1, each, model_id=model_id)
+                    self.events.step()
+
+    def search_methods(self, targets: list[Target]) -> None:
+        """The searches, target by target, each with its recipe and the same render budget."""
+        from asm.bench.config import METHOD_RECIPES
+        from asm.match.pipeline import match_target
+        from asm.registry.db import session_scope
+        from asm.search.config import load_search_settings
+        from asm.search.seeding import DatasetNeighbours
+
+        budget = self.p["search"]["budget"]
+        limit = self.p["search"]["time_limit"]
+        with session_scope() as session:
+            recipes = {m: load_search_settings(session, r).with_limits(budget, limit)
+                       for m, (_, r) in METHOD_RECIPES.items()}
+        estimator = self._hybrid_estimator()
+        neighbours = DatasetNeighbours(self.prepared.dataset, "train")
+        factory = self._training_factory_presets()
+        for t in targets:
+            for method in SEARCH_METHODS:
+                if method not in self.methods():
+                    continue
+                how, _ = METHOD_RECIPES[method]
+                seeded = how == "hybrid"
+                result = match_target(t.audio, t.notes, self.spec, how, recipes[method], pool=self.pool,
+                                      estimator=estimator if seeded else None,
+                                      neighbours=neighbours if seeded else None,
+                                      factory=factory if seeded else None, seed=self.seed)
+                self._store(t, method, np.asarray(result.values), result.audio, result.renders, result.seconds,
+                            curve=result.curve, extra={"best_source": result.best_source,
+                                                        "stopped": result.stopped})
+                self.events.step()
+
+    def _hybrid_estimator(self):
+        """The estimator that seeds ``hybrid``: a flow model when trained (K candidates), else the first."""
+        models = self.prepared.models
+        if not models:
+            return None
+        name = models.get("flow") or next(iter(models.values()))
+        return self.estimator(name)
+
+    def _training_factory_presets(self) -> np.ndarray | None:
+        """Free values of the factory presets in the training split (never a held-out target's)."""
+        from asm.data.torch_dataset import ShardDataset
+
+        ds = ShardDataset(self.prepared.dataset, "train")
+        try:
+            rows = [ds.params(i) for i in range(len(ds)) if ds.source(i) >= 0]
+        finally:
+            ds.close()
+        if not rows:
+            return None
+        values = np.unique(np.round(np.stack(rows).astype(np.float64), 6), axis=0)
+        return values
+
+
+# ---- the whole run ---------------------------------------------------------------------------------------
+
+def run_benchmark(req: BenchmarkRequest, *, preset: ScalePreset | None = None, workers: str | int = "auto",
+                  device: str = "auto", events: Events | None = None, report: bool = True) -> dict:
+    """Run one benchmark end to end; returns {"run_id", "summary", "report", "seconds", "notes"}."""
+    from asm.bench.report import write_report
+    from asm.bench.runs import RunWriter
+    from asm.data.executor import RenderPool
+    from asm.registry.db import session_scope
+    from asm.registry.synths import get_synth
+    from asm.synth.loader import spec_of
+
+    events = events or Events()
+    started = time.perf_counter()
+    p = plan(req, preset)
+    configs = [m["config"] for m in p["models"]]
+    apply_setup(p, configs, events)
+    p = plan(req, preset)  # names are keyed by the registry's state after the set-up
+    dataset = build_dataset(p, workers, events)
+    models, nn = build_models(p, dataset, device, events)
+    prepared = Prepared(dataset, models, nn)
+    targets = collect_targets(p, dataset)
+    with session_scope() as session:
+        row = get_synth(session, req.synth)
+        spec = spec_of(row, int(p["scale"]["sample_rate"]))
+        synth_id = row.id
+        from asm.data.store import get_dataset
+
+        dataset_id = get_dataset(session, dataset).id
+    notes = list(p["notes"])
+    name = f"{req.mode} {req.synth} ({p['free_parameters']} free), {p['scale']['name']}, seed {req.seed}"
+    with RenderPool(spec, workers) as pool, RunWriter(
+            "benchmark", name, synth_id=synth_id, dataset_id=dataset_id, seed=req.seed,
+            settings={"plan": p, "models": models, "nn_model": nn}) as writer:
+        ev = Evaluator(p, prepared, writer, pool, spec, events)
+        methods = ev.methods()
+        events.start(f"matching {len(targets)} targets x {len(methods)} methods", len(targets) * len(methods))
+        ev.point_methods(targets)
+        ev.search_methods(targets)
+        events.done()
+        run_id = writer.run_id
+    path = write_report(run_id) if report else None
+    from asm.bench.runs import load_run
+    from asm.bench.summary import summarise
+
+    _, records = load_run(run_id)
+    return {"run_id": run_id, "summary": summarise(records), "report": str(path) if path else None,
+            "seconds": time.perf_counter() - started, "notes": notes, "plan": p}

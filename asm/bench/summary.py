@@ -1,0 +1,231 @@
+"""Summary statistics of a run's result rows: the one table every benchmark view shows.
+
+``summarise(records)`` groups result rows by (target set, method) and gives, for each of
+``asm.audio.metrics.REPORT_METRICS``: the median, the mean and its 95 % confidence interval
+(Student's t: ``mean ± t(0.975, n-1) · s / sqrt(n)``, none for n < 2); the mean parameter MAE and
+accuracy where the truth is known; the renders used (median, mean) and the seconds per target
+(mean, median, total). The terminal table (``asm benchmark``, ``asm results``), the HTML report
+and ``--json`` all print this structure, so they cannot disagree.
+
+A *record* is a mapping with the keys of a ``result`` row (``method``, ``target_set``, ``target``,
+``metrics``, ``param_mae``, ``param_accuracy``, ``renders``, ``seconds``, ...); ``record_of``
+turns an ORM row into one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+
+import numpy as np
+
+from asm.audio.metrics import REPORT_METRICS
+
+# Display order of methods (by name or "name:" prefix) and of target sets; others follow, sorted.
+METHOD_ORDER = ("random", "nn", "model", "nsga2-autosoundmatch", "nsga2", "hybrid")
+TARGET_SET_ORDER = ("test", "factory", "ood", "file")
+TARGET_SET_TITLES = {
+    "test": "in-domain (held-out test split)",
+    "factory": "hand-made presets (factory, held out)",
+    "ood": "out of domain (real instruments, GM SoundFont)",
+    "file": "audio files",
+}
+METRIC_LABELS = {"mr-stft": "MR-STFT", "log-spectral": "log-spectral (dB)", "mfcc": "MFCC",
+                 "spectral-convergence": "spectral conv."}
+METRIC_SHORT = {"mr-stft": "MR-STFT", "log-spectral": "LSD dB", "mfcc": "MFCC", "spectral-convergence": "SC"}
+TABLE_CAPTION = ("LSD = log-spectral distance, SC = spectral convergence; lower is better, "
+                 "accuracy higher; best in green")
+
+
+def method_rank(method: str) -> tuple[int, str]:
+    base = method.split(":", 1)[0]
+    for i, name in enumerate(METHOD_ORDER):
+        if method == name or base == name:
+            return i, method
+    return len(METHOD_ORDER), method
+
+
+def target_set_rank(target_set: str) -> tuple[int, str]:
+    return (TARGET_SET_ORDER.index(target_set) if target_set in TARGET_SET_ORDER else len(TARGET_SET_ORDER),
+            target_set)
+
+
+def record_of(row) -> dict:
+    """A plain dict of a ``Result`` ORM row (what ``summarise`` and the report read)."""
+    return {
+        "id": row.id, "method": row.method, "target_set": row.target_set or "", "target": row.target or "",
+        "example_index": row.example_index, "model_id": row.model_id, "metrics": dict(row.metrics or {}),
+        "param_mae": row.param_mae, "param_accuracy": row.param_accuracy, "renders": int(row.renders or 0),
+        "seconds": float(row.seconds or 0.0), "values": row.values, "notes": row.notes,
+        "extra": dict(row.extra or {}),
+    }
+
+
+def describe(values: Sequence[float]) -> dict | None:
+    """n, median, mean, 95 % CI of the mean (t), std of the finite ``values``; None when there are none."""
+    arr = np.asarray([v for v in values if v is not None], dtype=np.float64)
+    arr = arr[np.isfinite(arr)]
+    n = int(arr.size)
+    if n == 0:
+        return None
+    mean = float(arr.mean())
+    out = {"n": n, "median": float(np.median(arr)), "mean": mean, "ci95": None, "std": None,
+           "min": float(arr.min()), "max": float(arr.max())}
+    if n >= 2:
+        from scipy.stats import t
+
+        std = float(arr.std(ddof=1))
+        half = float(t.ppf(0.975, n - 1)) * std / math.sqrt(n)
+        out.update(std=std, ci95=[mean - half, mean + half])
+    return out
+
+
+def summarise(records: Iterable[Mapping], metrics: Sequence[str] = REPORT_METRICS) -> list[dict]:
+    """One entry per (target set, method), in display order (see the module docstring)."""
+    groups: dict[tuple[str, str], list[Mapping]] = {}
+    for r in records:
+        groups.setdefault((r.get("target_set") or "", r["method"]), []).append(r)
+    out = []
+    for (target_set, method), rows in sorted(groups.items(),
+                                             key=lambda kv: (target_set_rank(kv[0][0]), method_rank(kv[0][1]))):
+        seconds = [float(r.get("seconds") or 0.0) for r in rows]
+        entry = {
+            "target_set": target_set,
+            "method": method,
+            "n": len(rows),
+            "metrics": {m: describe([(r.get("metrics") or {}).get(m) for r in rows]) for m in metrics},
+            "param_mae": describe([r.get("param_mae") for r in rows]),
+            "param_accuracy": describe([r.get("param_accuracy") for r in rows]),
+            "renders": describe([r.get("renders") or 0 for r in rows]),
+            "seconds": describe(seconds),
+            "total_seconds": float(sum(seconds)),
+        }
+        out.append(entry)
+    _mark_best(out, metrics)
+    return out
+
+
+def _mark_best(summary: list[dict], metrics: Sequence[str]) -> None:
+    """``best``: the metrics for which a method has the lowest median within its target set, and the
+    parameter scores for which it has the best mean (lowest MAE, highest accuracy), as the tables
+    show them; ties all count; nothing is best alone."""
+    by_set: dict[str, list[dict]] = {}
+    for e in summary:
+        e["best"] = []
+        by_set.setdefault(e["target_set"], []).append(e)
+    keys = [(m, lambda e, m=m: e["metrics"].get(m), "median", min) for m in metrics]
+    keys += [("param_mae", lambda e: e["param_mae"], "mean", min),
+             ("param_accuracy", lambda e: e["param_accuracy"], "mean", max)]
+    for entries in by_set.values():
+        for name, get, stat, pick in keys:
+            values = [(get(e)[stat], e) for e in entries if get(e) is not None]
+            if len(values) < 2:
+                continue
+            target = pick(v for v, _ in values)
+            for v, e in values:
+                if v == target:
+                    e["best"].append(name)
+
+
+def target_sets(summary: list[dict]) -> list[str]:
+    seen: list[str] = []
+    for e in summary:
+        if e["target_set"] not in seen:
+            seen.append(e["target_set"])
+    return seen
+
+
+# ---- formatting shared by the terminal and the HTML report -------------------------------------
+
+def fmt(value: float | None, digits: int = 3) -> str:
+    """A compact number: 3 significant digits, no exponent for everyday magnitudes."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    a = abs(value)
+    if a == 0:
+        return "0"
+    if a >= 1000:
+        return f"{value:,.0f}"
+    if a >= 0.01:
+        return f"{value:.{max(0, digits - 1 - math.floor(math.log10(a)))}f}"
+    return f"{value:.{digits - 1}e}"
+
+
+def fmt_count(value: float | None) -> str:
+    """Renders and other counts: whole numbers with thousands separators."""
+    if value is None:
+        return "–"
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.1f}"
+
+
+def fmt_ci(stat: dict | None, sep: str = " ± ") -> str:
+    """``mean ± half-width`` of a ``describe`` result."""
+    if stat is None:
+        return "–"
+    if stat["ci95"] is None:
+        return fmt(stat["mean"])
+    lo, hi = stat["ci95"]
+    return f"{fmt(stat['mean'])}{sep}{fmt((hi - lo) / 2, 2)}"
+
+
+def fmt_seconds(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    return f"{seconds / 60:.1f} min"
+
+
+def summary_tables(summary: list[dict], title: str = "", metrics: Sequence[str] = REPORT_METRICS,
+                   width: int = 120) -> list:
+    """Rich tables, one per target set: methods x (metric medians over mean ± 95 % CI, parameter
+    scores, renders, seconds per target); the best median of each column in bold green. Below
+    ``width`` 100 (the terminal's columns) only MR-STFT shows its interval, so the table fits 80."""
+    from rich import box
+    from rich.table import Table
+
+    tables = []
+    for target_set in target_sets(summary):
+        entries = [e for e in summary if e["target_set"] == target_set]
+        n_targets = max(e["n"] for e in entries)
+        label = TARGET_SET_TITLES.get(target_set, target_set)
+        wide = width >= 100
+        with_ci = metrics if wide else metrics[:1]
+        what = "" if wide else f" ({METRIC_SHORT.get(metrics[0], metrics[0])})"
+        table = Table(title=f"{title + ': ' if title else ''}{label}, {n_targets} targets",
+                      caption=f"cells: median, below it mean ± 95% CI{what}. " + TABLE_CAPTION, caption_justify="left",
+                      box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+        table.add_column("method", no_wrap=True)
+        for m in metrics:
+            table.add_column(METRIC_SHORT.get(m, m), justify="right")
+        has_mae = any(e["param_mae"] for e in entries)
+        has_acc = any(e["param_accuracy"] for e in entries)
+        if has_mae:
+            table.add_column("MAE", justify="right")
+        if has_acc:
+            table.add_column("acc.", justify="right")
+        table.add_column("renders", justify="right")
+        table.add_column("s/tgt", justify="right")
+        for e in entries:
+            cells = [e["method"] + (f" (n={e['n']})" if e["n"] != n_targets else "")]
+            for m in metrics:
+                stat = e["metrics"].get(m)
+                if stat is None:
+                    text = "–"
+                else:
+                    text = fmt(stat["median"])
+                    if stat["ci95"] is not None and m in with_ci:
+                        text += f"\n[dim]{fmt_ci(stat, '±')}[/dim]"
+                cells.append(f"[bold green]{text}[/bold green]" if m in e["best"] else text)
+            for key, shown in (("param_mae", has_mae), ("param_accuracy", has_acc)):
+                if shown:
+                    stat = e[key]
+                    text = "–" if stat is None else fmt(stat["mean"])
+                    cells.append(f"[bold green]{text}[/bold green]" if key in e["best"] else text)
+            cells.append(fmt_count(e["renders"]["median"]) if e["renders"] else "–")
+            cells.append(fmt_seconds(e["seconds"]["mean"]) if e["seconds"] else "–")
+            table.add_row(*cells)
+        tables.append(table)
+    return tables

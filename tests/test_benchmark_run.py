@@ -1,0 +1,107 @@
+"""A whole (tiny) benchmark: set-up, dataset, models, every method on the same targets, reuse on a rerun."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from asm.bench.config import BenchmarkRequest, ModeSettings, ScalePreset
+from asm.bench.ood import FORMAT
+from asm.bench.runner import Events, run_benchmark
+
+TINY = ScalePreset(name="tiny", description="tests", dataset_size=120, test_targets=3, factory_targets=3,
+                   ood_targets=1, models=("mlp",), epochs=2, patience=2, batch_size=16, search_budget=40,
+                   search_time_limit=None,
+                   mono=ModeSettings(duration=0.5, note_off=0.3, note_range=(48, 72)),
+                   poly=ModeSettings(duration=0.5, note_off=0.3, note_range=(48, 72), max_polyphony=3))
+
+
+def _ood_dir(tmp_path, sr=22050):
+    """A one-target out-of-domain set in the manifest format (a decaying 220 Hz square wave)."""
+    from asm.audio.io import write_audio
+
+    d = tmp_path / "ood"
+    (d / "mono").mkdir(parents=True)
+    t = np.arange(int(0.5 * sr)) / sr
+    write_audio(d / "mono" / "00-square-A3.wav", (0.4 * np.sign(np.sin(2 * np.pi * 220 * t)) * np.exp(-4 * t)), sr)
+    (d / "manifest.json").write_text(json.dumps({
+        "format": FORMAT, "soundfont": "none", "sample_rate": sr, "duration": 0.5, "note_off": 0.3,
+        "velocity": 100, "peak": 0.4, "targets": [{"name": "00-square-A3", "set": "mono", "file": "mono/00-square-A3.wav",
+                                                    "program": 80, "instrument": "square", "family": "synth lead",
+                                                    "notes": [[57, 100, 0.0, 0.3]], "gain": 1.0}]}))
+    return d
+
+
+@pytest.mark.slow
+def test_tiny_mono_benchmark_end_to_end_and_reuse(tmp_path, asm_home):
+    from sqlalchemy import func, select
+
+    from asm.bench.runs import load_run
+    from asm.registry.db import session_scope
+    from asm.registry.models import Dataset, Model
+
+    said: list[str] = []
+    req = BenchmarkRequest(ood_dir=str(_ood_dir(tmp_path)))
+    first = run_benchmark(req, preset=TINY, workers=2, device="cpu", events=Events(say=said.append))
+    run, records = load_run(first["run_id"])
+    assert run["status"] == "complete" and run["kind"] == "benchmark"
+    methods = ["random", "nn", "model:mlp", "nsga2-autosoundmatch", "nsga2", "hybrid"]
+    assert sorted({r["method"] for r in records}) == sorted(methods)
+    assert len(records) == (3 + 1) * len(methods)  # every method on every target
+    by_set = {s: [r for r in records if r["target_set"] == s] for s in ("test", "ood")}
+    assert len({r["target"] for r in by_set["test"]}) == 3 and len({r["target"] for r in by_set["ood"]}) == 1
+    for r in by_set["test"]:
+        assert r["param_mae"] is not None and r["param_accuracy"] is not None  # truth known
+        assert r["metrics"]["mr-stft"] < 100 and len(r["values"]) == 30
+    assert all(r["param_mae"] is None for r in by_set["ood"])  # no true preset out of domain
+    searched = [r for r in by_set["test"] if r["method"] in ("nsga2-autosoundmatch", "nsga2", "hybrid")]
+    assert all(0 < r["renders"] <= TINY.search_budget + 64 for r in searched)  # one budget for every search
+    assert (asm_home / "reports" / f"run-{first['run_id']}" / "index.html").is_file()
+
+    # the stored answer re-rendered with the stored notes gives the stored score: same notes, same length
+    from asm.audio.io import read_audio
+    from asm.audio.metrics import distances
+    from asm.bench.runs import resolve_data_path
+    from asm.midi.notes import Note
+    from asm.registry.synths import get_synth
+    from asm.synth.host import open_synth
+    from asm.synth.loader import spec_of
+
+    r = next(x for x in by_set["test"] if x["method"] == "model:mlp")
+    target, _ = read_audio(resolve_data_path(r["extra"]["target_audio"]))
+    with session_scope() as session:
+        spec = spec_of(get_synth(session, "asm-sub"), 16000)
+    synth = open_synth(spec)
+    audio = synth.render_free(np.array(r["values"]), [Note(*n) for n in r["notes"]], len(target) / 16000)
+    again = distances(audio, target[:, 0], 16000, ["mr-stft"])["mr-stft"][0]
+    assert again == pytest.approx(r["metrics"]["mr-stft"], rel=1e-3)
+
+    # a second run reuses the dataset and the models, and scores the same targets the same way
+    said.clear()
+    second = run_benchmark(req, preset=TINY, workers=2, device="cpu", events=Events(say=said.append))
+    assert any("already complete" in s for s in said) and sum("reused" in s for s in said) == 2
+    with session_scope() as session:
+        assert session.scalar(select(func.count()).select_from(Dataset)) == 1
+        assert session.scalar(select(func.count()).select_from(Model)) == 2  # mlp and the nn index
+    _, again_records = load_run(second["run_id"])
+    def key(r):
+        return (r["target_set"], r["target"], r["method"])
+    before = {key(r): r["metrics"]["mr-stft"] for r in records if not r["method"].startswith(("nsga2", "hybrid"))}
+    after = {key(r): r["metrics"]["mr-stft"] for r in again_records if key(r) in before}
+    assert after == pytest.approx(before)
+
+
+@pytest.mark.slow
+def test_tiny_poly_benchmark_scores_the_polyphonic_render(asm_home):
+    from asm.bench.runs import load_run
+
+    first = run_benchmark(BenchmarkRequest(mode="poly", ood=False), preset=TINY, workers=2, device="cpu",
+                          report=False)
+    _, records = load_run(first["run_id"])
+    test = [r for r in records if r["target_set"] == "test"]
+    assert test and all(len(r["notes"]) >= 1 for r in test)
+    assert any(len(r["notes"]) > 1 for r in test)  # chords / sequences, stored with every note
+    starts = {n[2] for r in test for n in r["notes"]}
+    assert all(0 <= s < 0.5 for s in starts)

@@ -1,0 +1,177 @@
+"""The benchmark report and ``asm results``: built from real run/result rows, opened in Chromium."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from bench_helpers import build_run
+
+from asm.bench.summary import summarise
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+# Loads the report in a frame and, once every image has loaded or failed and every audio element
+# has its metadata or an error, writes what it found into the page for --dump-dom.
+HARNESS = """<!DOCTYPE html><html><body><pre id="result">pending</pre>
+<iframe id="f" src="REPORT" style="width:1400px;height:900px"></iframe>
+<script>
+document.getElementById('f').addEventListener('load', async () => {
+  const doc = document.getElementById('f').contentDocument;
+  const imgs = [...doc.images], audios = [...doc.querySelectorAll('audio')];
+  await Promise.all(imgs.map(i => i.complete ? null : new Promise(r => { i.onload = i.onerror = r; })));
+  await Promise.all(audios.map(a => a.readyState >= 1 ? null : new Promise(r => {
+    a.addEventListener('loadedmetadata', r); a.addEventListener('error', r); a.load(); })));
+  document.getElementById('result').textContent = JSON.stringify({
+    title: doc.title,
+    tables: [...doc.querySelectorAll('table')].map(t => ({cls: t.className, rows: t.rows.length,
+      text: t.innerText})),
+    images: imgs.map(i => ({src: i.getAttribute('src'), width: i.naturalWidth})),
+    audio: audios.map(a => ({src: a.getAttribute('src'), duration: a.duration, error: a.error && a.error.code})),
+  });
+});
+</script></body></html>"""
+
+
+def open_in_chromium(report: Path, work: Path) -> dict:
+    """What headless Chromium sees of ``report``: tables, images (natural width), audio (duration)."""
+    harness = work / "harness.html"
+    harness.write_text(HARNESS.replace("REPORT", report.resolve().as_uri()))
+    profile = work / "profile"
+    profile.mkdir(exist_ok=True)
+    proc = subprocess.run(
+        [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "--allow-file-access-from-files",
+         "--virtual-time-budget=30000", "--dump-dom", harness.as_uri()],
+        check=False, capture_output=True, text=True, timeout=120)
+    start = proc.stdout.find('<pre id="result">')
+    assert start >= 0, proc.stderr[-2000:]
+    text = proc.stdout[start + len('<pre id="result">'):proc.stdout.find("</pre>", start)]
+    assert text != "pending", "the report did not finish loading in Chromium"
+    import html
+
+    return json.loads(html.unescape(text))
+
+
+def test_summary_statistics_medians_intervals_and_best():
+    from scipy import stats
+
+    rows = []
+    for i, v in enumerate([1.0, 2.0, 3.0, 10.0]):
+        rows.append({"method": "hybrid", "target_set": "test", "target": f"t{i}",
+                     "metrics": {"mr-stft": v, "mfcc": 5.0}, "param_mae": 0.1 * i, "param_accuracy": 0.5,
+                     "renders": 100 + i, "seconds": 2.0})
+        rows.append({"method": "random", "target_set": "test", "target": f"t{i}",
+                     "metrics": {"mr-stft": v + 1, "mfcc": 4.0}, "param_mae": None, "param_accuracy": 0.75,
+                     "renders": 1, "seconds": 0.01})
+    rows.append({"method": "random", "target_set": "ood", "target": "x", "metrics": {"mr-stft": float("nan")},
+                 "renders": 1, "seconds": 0.5})
+    summary = summarise(rows)
+    assert [(e["target_set"], e["method"]) for e in summary] == [("test", "random"), ("test", "hybrid"),
+                                                                  ("ood", "random")]
+    hybrid = summary[1]["metrics"]["mr-stft"]
+    assert hybrid["median"] == 2.5 and hybrid["mean"] == 4.0 and hybrid["n"] == 4
+    half = stats.t.ppf(0.975, 3) * np.std([1, 2, 3, 10], ddof=1) / 2
+    assert np.allclose(hybrid["ci95"], [4 - half, 4 + half])
+    assert summary[1]["best"] == ["mr-stft"]  # param MAE: no other method has one to beat
+    assert summary[0]["best"] == ["mfcc", "param_accuracy"]
+    assert summary[2]["best"] == []  # alone in its set
+    assert summary[0]["param_mae"] is None and summary[1]["param_mae"]["mean"] == pytest.approx(0.15)
+    assert summary[1]["renders"]["median"] == 101.5 and summary[1]["total_seconds"] == 8.0
+    assert summary[2]["metrics"]["mr-stft"] is None  # NaN is no score, not a crash
+    assert summary[2]["metrics"]["mfcc"] is None and summary[2]["n"] == 1
+
+
+def test_report_from_a_real_run_loads_in_chromium(tmp_path, asm_home):
+    from asm.bench.report import write_report
+    from asm.bench.runs import load_run
+
+    if CHROMIUM is None:
+        pytest.skip("chromium is not installed (make system-deps installs it)")
+    run_id = build_run(n_targets=3)
+    run, records = load_run(run_id)
+    assert run["status"] == "complete" and run["synth"] == "asm-sub" and len(records) == 3 * 3 + 3
+    report = write_report(run_id)
+    assert report == asm_home / "reports" / f"run-{run_id}" / "index.html"
+    assert load_run(run_id)[0]["report_path"] == f"reports/run-{run_id}/index.html"
+
+    seen = open_in_chromium(report, tmp_path)
+    assert seen["title"].startswith(f"asm benchmark · run {run_id}")
+    kinds = [t["cls"] for t in seen["tables"]]
+    assert kinds == ["summary", "targets", "summary", "targets"]  # test set, then ood
+    summary_test = seen["tables"][0]
+    assert summary_test["rows"] == 2 + 3  # two header rows, three methods
+    for method in ("random", "nn", "nsga2"):
+        assert method in summary_test["text"]
+    assert seen["tables"][1]["rows"] == 1 + 3 and seen["tables"][3]["rows"] == 1 + 1  # one row per target
+    # images: 2 plots per target set + a spectrogram per target and per match, all decoded
+    assert len(seen["images"]) == 2 * 2 + 3 * 4 + 1 * 4
+    assert all(i["width"] > 0 for i in seen["images"]), [i for i in seen["images"] if not i["width"]]
+    # audio: the target and every method's match, each with its real duration
+    assert len(seen["audio"]) == 3 * 4 + 4
+    assert all(a["error"] is None and abs(a["duration"] - 1.0) < 0.01 for a in seen["audio"]), seen["audio"]
+
+    # the check can fail: a missing picture is seen as not loaded
+    broken = next((report.parent / "img" / "spec" / "test").rglob("nn.png"))
+    broken.unlink()
+    again = open_in_chromium(report, tmp_path)
+    assert sum(i["width"] == 0 for i in again["images"]) == 1
+
+    # rebuilt from the rows alone: same page, pictures drawn again
+    shutil.rmtree(report.parent / "img")
+    first = report.read_text()
+    report.unlink()
+    assert write_report(run_id).read_text() == first
+    assert broken.is_file()
+
+
+def test_results_cli_lists_shows_and_compares(cli, asm_home):
+    a = build_run(n_targets=2, seed=1, name="first", search_budget=8)
+    b = build_run(n_targets=2, seed=2, name="second", search_budget=16)
+
+    r = cli("results")
+    assert r.code == 0 and "first" in r.out and "second" in r.out
+    listed = cli("results", "--json").json()
+    assert [x["id"] for x in listed] == [b, a] and listed[0]["results"] == 2 * 3 + 3
+
+    r = cli("results", "--run", a)
+    assert r.code == 0, r.err
+    for text in ("random", "nn", "nsga2", "MR-STFT", "in-domain", "out of domain"):
+        assert text in r.out
+    shown = cli("results", "--run", a, "--json").json()
+    from asm.bench.runs import load_run
+
+    assert shown["summary"] == json.loads(json.dumps(summarise(load_run(a)[1])))
+    nsga2 = next(e for e in shown["summary"] if e["method"] == "nsga2" and e["target_set"] == "test")
+    assert nsga2["renders"]["median"] == 8 and nsga2["n"] == 2
+
+    r = cli("results", "--compare", a, b)
+    assert r.code == 0 and f"run {a} → run {b}" in r.out and "→" in r.out
+    both = cli("results", "--compare", a, b, "--json").json()
+    assert [x["id"] for x in both["runs"]] == [a, b] and len(both["summaries"]) == 2
+
+    r = cli("report", b)
+    assert r.code == 0 and (asm_home / "reports" / f"run-{b}" / "index.html").is_file()
+    for args in (("results", "--run", 999), ("results", "--compare", a, 999), ("report", 999),
+                 ("results", "--kind", "nonsense")):
+        r = cli(*args)
+        assert r.code == 2 and r.err.count("\n") == 1, (args, r.err)
+
+
+def test_run_writer_marks_a_failed_run_and_keeps_its_rows(asm_home):
+    from asm.bench.runs import RunWriter, load_run
+
+    audio = np.sin(np.arange(16000) * 0.1).astype(np.float32) * 0.3
+    with pytest.raises(RuntimeError), RunWriter("benchmark", "broken") as w:
+        w.add(method="random", target_set="test", target="t0", audio=None, sample_rate=16000,
+              target_audio=audio, renders=1)
+        raise RuntimeError("boom")
+    run, records = load_run(w.run_id)
+    assert run["status"] == "failed" and run["finished_at"] is not None
+    assert records[0]["metrics"]["mr-stft"] == 100.0  # an unrenderable answer scores the worst value
+    assert "audio" not in records[0]["extra"] and records[0]["extra"]["target_audio"].endswith("target.wav")
