@@ -175,3 +175,23 @@ def test_run_writer_marks_a_failed_run_and_keeps_its_rows(asm_home):
     assert run["status"] == "failed" and run["finished_at"] is not None
     assert records[0]["metrics"]["mr-stft"] == 100.0  # an unrenderable answer scores the worst value
     assert "audio" not in records[0]["extra"] and records[0]["extra"]["target_audio"].endswith("target.wav")
+
+
+def test_reach_summary_counts_renders_to_the_reference_final_score():
+    from asm.bench.summary import reach_summary, reach_text
+
+    def rec(method, target, final, curve):
+        return {"method": method, "target_set": "test", "target": target, "metrics": {"mr-stft": final},
+                "renders": curve[-1][0], "extra": {"curve": curve}}
+
+    records = [
+        rec("nsga2-autosoundmatch", "a", 1.0, [[25, 0.1, 3.0], [400, 1.0, 1.0]]),
+        rec("hybrid", "a", 0.5, [[50, 0.1, 2.0], [80, 0.2, 0.9], [600, 2.0, 0.5]]),
+        rec("nsga2-autosoundmatch", "b", 0.5, [[25, 0.1, 2.0], [200, 1.0, 0.5]]),
+        rec("hybrid", "b", 0.8, [[50, 0.1, 0.8]]),  # never reaches 0.5
+    ]
+    (entry,) = reach_summary(records)
+    assert entry["targets"] == 2 and entry["reached"] == 1
+    assert entry["median_seeded_renders"] == 80 and entry["median_reference_renders"] == 400
+    assert entry["median_ratio"] == pytest.approx(0.2)
+    assert "1/2 targets" in reach_text(entry)

@@ -42,6 +42,8 @@ from asm.bench.summary import (
     fmt_count,
     fmt_seconds,
     method_rank,
+    reach_summary,
+    reach_text,
     summarise,
     target_sets,
 )
@@ -401,6 +403,7 @@ def write_report(run_id: int, *, media_limit: int = DEFAULT_MEDIA_LIMIT, title: 
     out = ensure_dir(report_dir(run_id))
     img = ensure_dir(out / "img")
     summary = summarise(records)
+    reach = {e["target_set"]: e for e in reach_summary(records)}
     methods = sorted({r["method"] for r in records}, key=method_rank)
     colours = _palette(methods)
     sets = target_sets(summary)
@@ -430,6 +433,8 @@ def write_report(run_id: int, *, media_limit: int = DEFAULT_MEDIA_LIMIT, title: 
                          f'{_e(label)}"><figcaption>Median over targets of the best MR-STFT found so far (band: '
                          'interquartile range) against renders and seconds spent; methods without a search are '
                          'one point (diamond) at their median cost and score.</figcaption></figure>')
+        if target_set in reach:
+            parts.append(f'<p class="note reach">{_e(reach_text(reach[target_set]))}.</p>')
         parts.append("</div>")
         parts.append(_targets_table(sub, set_methods, colours, out, img / "spec" / key, media_limit))
         parts.append("</section>")

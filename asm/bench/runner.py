@@ -382,8 +382,9 @@ def run_benchmark(req: BenchmarkRequest, *, preset: ScalePreset | None = None, w
         run_id = writer.run_id
     path = write_report(run_id) if report else None
     from asm.bench.runs import load_run
-    from asm.bench.summary import summarise
+    from asm.bench.summary import reach_summary, summarise
 
     _, records = load_run(run_id)
-    return {"run_id": run_id, "summary": summarise(records), "report": str(path) if path else None,
+    return {"run_id": run_id, "summary": summarise(records), "reach": reach_summary(records),
+            "report": str(path) if path else None,
             "seconds": time.perf_counter() - started, "notes": notes, "plan": p}

@@ -105,6 +105,67 @@ def summarise(records: Iterable[Mapping], metrics: Sequence[str] = REPORT_METRIC
     return out
 
 
+def renders_to_reach(curve: Sequence[Sequence[float]] | None, score: float) -> int | None:
+    """Renders after which a best-so-far curve ``[[renders, seconds, best], ...]`` is at or below ``score``."""
+    for renders, _, best in curve or []:
+        if best <= score + 1e-12:
+            return int(renders)
+    return None
+
+
+def reach_summary(records: Iterable[Mapping], seeded: str = "hybrid",
+                  reference: str = "nsga2-autosoundmatch") -> list[dict]:
+    """Per target set: how many renders ``seeded`` needs to reach ``reference``'s final MR-STFT score,
+    against the renders ``reference`` itself needed (its last improvement), target by target.
+
+    ``ratio`` is the median of seeded/reference over the targets both reach (1/10 or less is our goal);
+    a target ``seeded`` never reaches counts in ``targets`` but not in ``reached``."""
+    curves: dict[tuple[str, str], dict[str, Mapping]] = {}
+    for r in records:
+        if r["method"] in (seeded, reference):
+            curves.setdefault((r.get("target_set") or "", r.get("target") or ""), {})[r["method"]] = r
+    out: dict[str, dict] = {}
+    for (target_set, _), pair in curves.items():
+        if len(pair) < 2:
+            continue
+        ref = pair[reference]
+        ref_curve = (ref.get("extra") or {}).get("curve")
+        final = (ref.get("metrics") or {}).get("mr-stft")
+        if not ref_curve or final is None:
+            continue
+        ref_renders = renders_to_reach(ref_curve, final) or int(ref.get("renders") or 0)
+        got = renders_to_reach((pair[seeded].get("extra") or {}).get("curve"), final)
+        e = out.setdefault(target_set, {"target_set": target_set, "seeded": seeded, "reference": reference,
+                                        "targets": 0, "reached": 0, "seeded_renders": [], "reference_renders": [],
+                                        "ratios": []})
+        e["targets"] += 1
+        if got is not None:
+            e["reached"] += 1
+            e["seeded_renders"].append(got)
+            e["reference_renders"].append(ref_renders)
+            e["ratios"].append(got / max(ref_renders, 1))
+    def med(xs: list) -> float | None:
+        return float(np.median(xs)) if xs else None
+
+    result = []
+    for target_set in sorted(out, key=target_set_rank):
+        e = out[target_set]
+        result.append({"target_set": target_set, "seeded": seeded, "reference": reference, "targets": e["targets"],
+                       "reached": e["reached"], "median_seeded_renders": med(e["seeded_renders"]),
+                       "median_reference_renders": med(e["reference_renders"]), "median_ratio": med(e["ratios"])})
+    return result
+
+
+def reach_text(entry: Mapping) -> str:
+    """One sentence of a ``reach_summary`` entry, for the terminal and the report."""
+    if entry["reached"] == 0:
+        return (f"{entry['seeded']} reached {entry['reference']}'s final MR-STFT on none of "
+                f"{entry['targets']} targets")
+    return (f"{entry['seeded']} reached {entry['reference']}'s final MR-STFT on {entry['reached']}/{entry['targets']} "
+            f"targets after a median {fmt_count(entry['median_seeded_renders'])} renders; {entry['reference']} "
+            f"needed {fmt_count(entry['median_reference_renders'])} (median ratio {entry['median_ratio']:.3f})")
+
+
 def _mark_best(summary: list[dict], metrics: Sequence[str]) -> None:
     """``best``: the metrics for which a method has the lowest median within its target set, and the
     parameter scores for which it has the best mean (lowest MAE, highest accuracy), as the tables

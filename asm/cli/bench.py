@@ -147,7 +147,7 @@ def results_cmd(
     from rich.table import Table
 
     from asm.bench.runs import load_run
-    from asm.bench.summary import fmt_seconds, summarise, summary_tables
+    from asm.bench.summary import fmt_seconds, reach_summary, reach_text, summarise, summary_tables
     from asm.errors import AsmError
     from asm.paths import data_dir
 
@@ -167,8 +167,9 @@ def results_cmd(
     if run is not None:
         info, records = load_run(run)
         summary = summarise(records)
+        reach = reach_summary(records)
         if as_json:
-            typer.echo(json.dumps({"run": info, "summary": summary}))
+            typer.echo(json.dumps({"run": info, "summary": summary, "reach": reach}))
             return
         wall = fmt_seconds(info["wall_seconds"]) if info["wall_seconds"] is not None else "–"
         console.print(f"[bold]run {info['id']}[/bold] {info['kind']} {info['name']!r}: {info['status']}, "
@@ -177,6 +178,8 @@ def results_cmd(
             console.print("no results stored yet")
         for table in summary_tables(summary, title=f"run {info['id']}", width=console.width):
             console.print(table)
+        for entry in reach:
+            console.print(f"{entry['target_set']}: {reach_text(entry)}")
         if info["report_path"]:
             console.print(f"report: {data_dir() / info['report_path']}")
         return
@@ -268,15 +271,17 @@ def benchmark_cmd(
     if dry_run:
         return
     from asm.bench.runner import run_benchmark
-    from asm.bench.summary import fmt_seconds, summary_tables
+    from asm.bench.summary import fmt_seconds, reach_text, summary_tables
 
     with _Progress(quiet=as_json) as events:
         result = run_benchmark(req, workers=workers, device=device, events=events)
     if as_json:
-        typer.echo(json.dumps({k: result[k] for k in ("run_id", "summary", "report", "seconds", "notes")}))
+        typer.echo(json.dumps({k: result[k] for k in ("run_id", "summary", "reach", "report", "seconds", "notes")}))
         return
     for table in summary_tables(result["summary"], title=f"run {result['run_id']}", width=console.width):
         console.print(table)
+    for entry in result["reach"]:
+        console.print(f"{entry['target_set']}: {reach_text(entry)}")
     for note in result["notes"]:
         console.print(f"[yellow]note:[/yellow] {note}")
     console.print(f"benchmark run {result['run_id']} finished in {fmt_seconds(result['seconds'])}")
