@@ -83,13 +83,18 @@ def save_spectrograms(
     fig.colorbar(mesh, ax=list(axes), label="level (dB re full-scale sine)", pad=0.02)
     if title:
         fig.suptitle(title)
+    save_figure(fig, path)
+    return path
+
+
+def save_figure(fig, path: Path) -> None:
+    """Write a matplotlib figure as PNG atomically (a crash never leaves half a picture)."""
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         fig.savefig(tmp, format="png")
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    return path
 
 
 def save_match_picture(target: np.ndarray, match: np.ndarray, sample_rate: int, path: str | Path,

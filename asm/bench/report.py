@@ -32,6 +32,7 @@ from urllib.parse import quote
 import numpy as np
 
 from asm.audio.metrics import REPORT_METRICS
+from asm.audio.plots import save_figure
 from asm.bench.runs import data_relative, load_run, report_dir, resolve_data_path, slug
 from asm.bench.summary import (
     METRIC_LABELS,
@@ -133,15 +134,6 @@ def _figure(width: float, height: float, ncols: int):
     return fig, axes
 
 
-def _save_figure(fig, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _style(ax) -> None:
     ax.grid(True, color="#e5e7eb", linewidth=0.8)
     ax.set_axisbelow(True)
@@ -184,7 +176,7 @@ def _distribution_plot(records: list[dict], methods: list[str], colours: dict[st
         ax.set_xticks(positions, methods, rotation=30, ha="right", fontsize=8)
         ax.set_title(METRIC_LABELS.get(metric, metric) + " (lower is better)", fontsize=10)
         _style(ax)
-    _save_figure(fig, path)
+    save_figure(fig, path)
 
 
 def _step_median(curves: list[np.ndarray], grid: np.ndarray, column: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -268,7 +260,7 @@ def _curves_plot(records: list[dict], methods: list[str], colours: dict[str, str
         handles, labels = axes[0].get_legend_handles_labels()
         if handles:
             axes[1].legend(handles, labels, fontsize=8, frameon=False, loc="upper right")
-        _save_figure(fig, path)
+        save_figure(fig, path)
     return drew
 
 
