@@ -129,11 +129,29 @@ def _warm_up(synth) -> None:
     logmel(np.stack([audio, audio]), synth.sample_rate, FeatureSettings())
 
 
+def _redirect_output() -> None:
+    """Send what a worker prints (Faust's "Steal release voice" notices, plugin chatter) to
+    ``<data dir>/logs/render-workers.log`` instead of the terminal, where it would break the
+    parent's progress bar. Workers report errors over their pipe, never by printing."""
+    from asm.paths import data_dir
+
+    try:
+        logs = data_dir() / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        fd = os.open(logs / "render-workers.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    except OSError:
+        fd = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+
+
 def _worker_main(conn, alive, spec, state, forkserver_pid: int) -> None:
     """A render worker: open the synth once, then serve messages until told to stop."""
     _die_with_parent(forkserver_pid)
     _watch_parent(alive)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is handled by the parent
+    _redirect_output()
     try:
         import torch
 
