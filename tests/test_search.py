@@ -163,6 +163,28 @@ def test_the_render_budget_is_exact_and_other_terminations_stop(pool2):
     assert r.stopped == "patience" and r.renders < 5000
 
 
+def test_exploit_spends_a_share_of_each_generation_round_the_best_within_the_budget(pool2):
+    from asm.match.pipeline import match_target
+    from asm.search.operators import Kinds, local_mutants
+    from asm.synth.host import open_synth
+
+    spec, pool = pool2
+    target = open_synth(spec).render(spec.space.full(np.array([1.0, 0.3])), NOTES, DURATION)
+    seen = []
+    settings = SearchSettings(population=10, budget=53, exploit=0.4)
+    r = match_target(target, NOTES, spec, "nsga2", settings, pool=pool, on_batch=lambda a: seen.append(a))
+    sources = seen[-1].sources
+    assert r.renders == 53 and len(sources) == 53
+    assert "local" not in sources[:10]  # unseeded: the first population is random
+    assert sources[10:14] == ["local"] * 4 and sources.count("local") >= 4 * 3  # 4 of every 10 offspring
+
+    kinds = Kinds(spec.space)
+    parent = np.array([[0.0, 0.5]])
+    m = local_mutants(parent, 200, kinds, np.random.default_rng(0), 0.1, 0.0, rate=0.01)
+    assert np.all(m[:, 0] == 0.0)  # the categorical value stays (reset 0)
+    assert np.mean(m[:, 1] != 0.5) > 0.95  # the one ordered value always moves, whatever the rate
+
+
 def test_hybrid_seeded_with_the_true_preset_keeps_it():
     """Every parameter free: a hybrid search seeded with the true preset returns it (distance 0)."""
     from asm.data.executor import RenderPool

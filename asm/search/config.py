@@ -45,6 +45,8 @@ class SeedSettings(BaseModel):
     local_sigma: float = Field(0.05, gt=0.0, le=1.0)
     local_reset: float = Field(0.05, ge=0.0, le=1.0)
     local_parents: int = Field(4, ge=1, le=1024, description="best seeds the mutants are drawn around")
+    local_rate: float = Field(1.0, gt=0.0, le=1.0, description="chance that a continuous/stepped value moves "
+                                                               "in a mutant (at least one always does)")
 
     @property
     def any(self) -> bool:
@@ -73,6 +75,8 @@ class SearchSettings(BaseModel):
     mutation_bound_prob: float = Field(0.1, ge=0.0, le=1.0, description="a mutated continuous value jumps to "
                                                                        "the nearer end of its range")
     seeds: SeedSettings = SeedSettings()
+    exploit: float = Field(0.0, ge=0.0, lt=1.0, description="share of every generation's offspring replaced "
+                           "by mutants (seeds.local_*) of the best presets rendered so far, by MR-STFT")
     estimate_candidates: int = Field(1, ge=1, le=1024, description="renders of the model / nn methods alone")
     top_k: int = Field(5, ge=1, le=100, description="presets of the Pareto front kept")
 

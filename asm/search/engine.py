@@ -56,7 +56,7 @@ def run_search(problem: MatchProblem, settings: SearchSettings, seeds: SeedSet |
         head = problem.archive.all_headline()[-len(seeds):]
         best = np.argsort(head, kind="stable")[: settings.seeds.local_parents]
         mutants = local_mutants(seeds.values[best], n_local, kinds, rng, settings.seeds.local_sigma,
-                                settings.seeds.local_reset, settings.mutation_bound_prob)
+                                settings.seeds.local_reset, settings.mutation_bound_prob, settings.seeds.local_rate)
         parts.append(_evaluated(problem, mutants, ["local"] * len(mutants)))
     n_random = max(0, size - len(seeds) - n_local)
     if n_random and not problem.exhausted:
@@ -81,6 +81,29 @@ def run_search(problem: MatchProblem, settings: SearchSettings, seeds: SeedSet |
         if infills is None or len(infills) == 0:
             termination.force_termination = True
             break
-        algorithm.evaluator.eval(problem, infills)
+        n_exploit = round(settings.exploit * len(infills))
+        if n_exploit:
+            _exploit(problem, infills, n_exploit, kinds, rng, settings)
+        try:
+            algorithm.evaluator.eval(problem, infills)
+        finally:
+            problem.source = "search"
         algorithm.tell(infills=infills)
     return SearchOutcome(max(0, algorithm.n_gen - 2), termination.reason(), initial)  # n_gen: next iteration
+
+
+def _exploit(problem: MatchProblem, infills: Population, n: int, kinds: Kinds, rng: np.random.Generator,
+             settings: SearchSettings) -> None:
+    """Replace the first ``n`` offspring by mutants of the best presets rendered so far (by MR-STFT).
+
+    NSGA-II keeps a spread front over all objectives, which is slow to refine the one sound that is
+    already close; these mutants spend a share of each generation right around it (a memetic step)."""
+    head = problem.archive.all_headline()
+    best = np.argsort(head, kind="stable")[: settings.seeds.local_parents]
+    parents = problem.archive.all_values()[best]
+    s = settings.seeds
+    X = infills.get("X").copy()
+    X[:n] = local_mutants(parents, n, kinds, rng, s.local_sigma, s.local_reset, settings.mutation_bound_prob,
+                          s.local_rate)
+    infills.set("X", X)
+    problem.source = ["local"] * n + ["search"] * (len(X) - n)

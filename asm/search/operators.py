@@ -105,14 +105,21 @@ class KindMutation(Mutation):
 
 
 def local_mutants(parents: np.ndarray, n: int, kinds: Kinds, rng: np.random.Generator, sigma: float,
-                  reset: float, bound_prob: float = 0.0) -> np.ndarray:
+                  reset: float, bound_prob: float = 0.0, rate: float = 1.0) -> np.ndarray:
     """``n`` mutants spread round-robin over ``parents``: ordered values plus N(0, sigma) (clipped),
-    unordered values redrawn with probability ``reset``; then quantised."""
+    each with probability ``rate`` (at least one per mutant), unordered values redrawn with
+    probability ``reset``; then quantised."""
     parents = np.atleast_2d(np.asarray(parents, dtype=np.float64))
     if n <= 0 or len(parents) == 0:
         return np.empty((0, kinds.space.n_free))
     base = parents[np.arange(n) % len(parents)]
     step = rng.normal(0.0, sigma, base.shape)
+    if rate < 1.0:
+        keep = rng.random(base.shape) < rate
+        ordered = np.flatnonzero(~kinds.unordered)
+        if len(ordered):  # one ordered value always moves: a mutant is never a copy of its parent
+            keep[np.arange(n), ordered[rng.integers(0, len(ordered), n)]] = True
+        step = np.where(keep, step, 0.0)
     # a stepped parameter moves by at least one step when its Gaussian step is large enough to round
     moved = np.where(kinds.unordered[None, :], base, np.clip(base + step, 0.0, 1.0))
     moved = kinds.reset(moved, rng.random(base.shape) < reset, rng)
