@@ -9,6 +9,8 @@ import pytest
 import soundfile as sf
 from plugin_paths import needs_amsynth
 
+from asm.search.config import BUILTIN_RECIPES
+
 pytest_plugins = ["plugin_helpers"]
 
 
@@ -79,7 +81,9 @@ def test_default_method_is_hybrid_seeded_from_a_dataset_and_notes_can_be_given(c
     assert r.code == 0, r.err
     doc = r.json()
     assert doc["method"] == "hybrid" and doc["dataset"] == "tiny" and doc["model"] is None
-    assert doc["initial_population"]["nn:tiny"] == 8 and doc["initial_population"]["default"] == 1
+    train = 48  # 80% of 60
+    want = min(BUILTIN_RECIPES["asm"][0].seeds.neighbours, train)
+    assert doc["initial_population"]["nn:tiny"] == want and doc["initial_population"]["default"] == 1
     assert doc["notes_from"] == "note" and [n["pitch"] for n in doc["notes"]] == [48]
     assert doc["renders"] == 60
     r = cli("match", target, "--method", "nn", "--budget", "60", "--out-dir", tmp_path / "o2", "--json",
@@ -104,7 +108,8 @@ def test_models_drive_model_and_hybrid_and_a_model_for_other_locks_is_refused(cl
     r = cli("match", target, "--method", "hybrid", "--model", name, "--budget", "40", "--out-dir", tmp_path / "b",
             "--json", "--workers", "1")
     assert r.code == 0, r.err
-    assert r.json()["initial_population"][f"model:{name}"] == 8  # an nn model gives K candidates
+    k = min(BUILTIN_RECIPES["asm"][0].seeds.estimator, 48)
+    assert r.json()["initial_population"][f"model:{name}"] == k  # an nn model gives K candidates
     assert cli("lock", "asm-sub", "cutoff=0.5").code == 0
     before = _count_runs()
     r = cli("match", target, "--model", name, "--out-dir", tmp_path / "c")

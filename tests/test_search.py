@@ -217,3 +217,14 @@ def test_seed_sets_drop_repeats_and_count_sources():
     seeds.add(x[2] + 1e-9, "factory")
     u = seeds.unique(spec.space)
     assert len(u) == 3 and u.counts() == {"model:m": 3}
+
+
+def test_seeds_of_several_sources_are_taken_by_rank_so_each_best_guess_renders_first():
+    from asm.search.seeding import SeedSet
+
+    est = np.array([[0.1, 0.1], [0.2, 0.2], [0.3, 0.3]])
+    nn = np.array([[0.9, 0.9]])
+    s = SeedSet.interleaved(2, [(est, "model"), (nn, "nn"), (np.array([[0.5, 0.5]]), "default"),
+                                (np.empty((0, 2)), "factory")])
+    assert s.sources == ["model", "nn", "default", "model", "model"]
+    assert np.allclose(s.values[:2], [[0.1, 0.1], [0.9, 0.9]]) and s.counts() == {"model": 3, "nn": 1, "default": 1}

@@ -184,17 +184,19 @@ def match_target(
 
 def hybrid_seeds(target: np.ndarray, sr: int, space, settings: SearchSettings, estimator, neighbours,
                  factory: np.ndarray | None, seed: int) -> SeedSet:
-    """The seeds of a hybrid search, in order of trust: estimator, neighbours, factory presets."""
+    """The seeds of a hybrid search, interleaved by rank: every source's best guess first (estimator,
+    neighbour, factory, default), then every source's second, and so on, so the most trusted
+    candidates are rendered first whatever the number asked of each source."""
     s = settings.seeds
-    seeds = SeedSet.empty(space.n_free)
+    groups: list[tuple[np.ndarray, str]] = []
     if estimator is not None and s.estimator:
-        seeds.add(estimator_seeds(estimator, target, sr, s.estimator, seed), f"model:{estimator.name}")
+        groups.append((estimator_seeds(estimator, target, sr, s.estimator, seed), f"model:{estimator.name}"))
     if neighbours is not None and s.neighbours:
-        seeds.add(neighbours.candidates(target, sr, s.neighbours), f"nn:{neighbours.name}")
+        groups.append((neighbours.candidates(target, sr, s.neighbours), f"nn:{neighbours.name}"))
     if factory is not None and len(factory) and s.factory:
         rng = np.random.default_rng([int(seed), 0xFAC])
         pick = rng.choice(len(factory), size=min(s.factory, len(factory)), replace=False)
-        seeds.add(np.asarray(factory)[np.sort(pick)], "factory")
+        groups.append((np.asarray(factory)[np.sort(pick)], "factory"))
     if s.default:
-        seeds.add(space.free_part(space.defaults()), "default")
-    return seeds
+        groups.append((space.free_part(space.defaults())[None], "default"))
+    return SeedSet.interleaved(space.n_free, groups)

@@ -114,8 +114,10 @@ class SearchSettings(BaseModel):
 
 
 BUILTIN_RECIPES: dict[str, tuple[SearchSettings, str]] = {
-    "asm": (SearchSettings(), ("asm's default: NSGA-II, population 50, asm objectives (mr-stft, mfcc, "
-                               "loudness envelope), 1500 renders; seeded from estimators, neighbours, factory presets")),
+    "asm": (SearchSettings(exploit=0.5, seeds=SeedSettings(estimator=32, neighbours=64, local_rate=0.3)),
+            ("asm's default: NSGA-II, population 50, asm objectives (mr-stft, mfcc, loudness envelope), 1500 "
+             "renders; seeded from 32 estimator candidates, 64 neighbours, factory presets; half of every "
+             "generation spent on sparse mutants of the best so far")),
     "autosoundmatch": (
         SearchSettings(population=25, objectives="autosoundmatch", mutation_bound_prob=0.0,
                        seeds=SeedSettings(estimator=0, neighbours=0, factory=0, default=False, local=0.0)),

@@ -27,6 +27,17 @@ class SeedSet:
     def empty(cls, n_free: int) -> SeedSet:
         return cls(np.empty((0, n_free)), [])
 
+    @classmethod
+    def interleaved(cls, n_free: int, groups: Sequence[tuple[np.ndarray, str]]) -> SeedSet:
+        """Candidates of several sources, each in its own order, taken round-robin by rank."""
+        out = cls.empty(n_free)
+        groups = [(np.atleast_2d(np.asarray(v, dtype=np.float64)), src) for v, src in groups if np.size(v)]
+        for rank in range(max((len(v) for v, _ in groups), default=0)):
+            for values, source in groups:
+                if rank < len(values):
+                    out.add(values[rank], source)
+        return out
+
     def add(self, values: np.ndarray, source: str | Sequence[str]) -> None:
         values = np.atleast_2d(np.asarray(values, dtype=np.float64))
         if values.size == 0:
