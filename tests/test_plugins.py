@@ -158,3 +158,38 @@ def test_renders_do_not_depend_on_what_was_rendered_before():
     bare(tail, held([84], 127, 0.9), 1.0)
     leaked = bare(plain, held([48], 100, 0.3), 1.0).mean(axis=0)[:16000]
     assert rel_spectral_distance(fresh, leaked) > 0.1
+
+
+# A preset that drives amsynth's filter to NaN (resonance 1, cutoff high, full filter LFO, osc sync):
+# found by random search with values snapped to the ends of their ranges, as NSGA-II's mutation does.
+BLOW_UP = {"amp_attack": 0.604794, "amp_decay": 0.695704, "amp_sustain": 0.0, "amp_release": 0.463659,
+           "osc1_waveform": 0.75, "filter_attack": 0.990129, "filter_decay": 0.979559, "filter_sustain": 0.124986,
+           "filter_release": 0.035155, "filter_resonance": 1.0, "filter_env_amount": 0.0, "filter_cutoff": 0.938239,
+           "osc2_detune": 0.365641, "osc2_waveform": 0.5, "lfo_freq": 0.963858, "lfo_waveform": 0.0,
+           "osc2_range": 0.285714, "osc_mix": 1.0, "freq_mod_amount": 0.405364, "filter_mod_amount": 1.0,
+           "amp_mod_amount": 0.733284, "osc_mix_mode": 0.736601, "osc1_pulsewidth": 0.0, "osc2_pulsewidth": 1.0,
+           "reverb_roomsize": 0.0, "reverb_wet": 0.0, "distortion_crunch": 0.0, "osc2_sync": 1.0,
+           "portamento_time": 0.0, "osc2_pitch": 0.833333, "filter_type": 0.25, "filter_slope": 1.0,
+           "freq_mod_osc": 1.0, "filter_kbd_track": 0.0, "filter_vel_sens": 0.262296, "amp_vel_sens": 0.076781}
+
+
+@needs_amsynth
+def test_a_preset_that_renders_nan_does_not_poison_the_renders_after_it():
+    """amsynth keeps NaN in its filter state through MIDI resets; asm reloads the plugin instead."""
+    from asm.synth.plugin import PluginSynth
+
+    spec = amsynth_spec()
+    space = spec.space
+    plain = space.from_named({"filter_cutoff": 0.6, "osc1_waveform": 0.25})
+    notes = held([57], 100, 0.5)
+    fresh = PluginSynth(spec).render(plain, notes, 1.0)
+    used = PluginSynth(spec)
+    bad = used.render(space.from_named(BLOW_UP), held([60], 100, 0.75), 1.0)
+    assert not np.isfinite(bad).all() and used.reloads >= 1  # the preset itself blows up, even when fresh
+    after = used.render(plain, notes, 1.0)
+    assert np.isfinite(after).all() and rel_spectral_distance(fresh, after) < 0.02
+
+    # Without the reload (the bare DawDreamer calls) every later render stays NaN.
+    bare = PluginSynth(spec).bare_renderer()
+    bare(space.from_named(BLOW_UP), held([60], 100, 0.75), 1.0)
+    assert not np.isfinite(bare(plain, notes, 1.0)).all()

@@ -275,6 +275,7 @@ class PluginSynth(Synth):
             raise AsmError(f"{spec.path} has {count} parameters but synth {spec.name} is registered with "
                            f"index {max(self._indices)}: register it again (asm register-synth)")
         self._reset_files: dict[int, str] = {}
+        self.reloads = 0  # fresh instances made after a non-finite render (see ``play``)
 
     def _reset_file(self, pitch: int) -> str:
         """A MIDI file with the pre-roll events for a render whose first note is ``pitch``."""
@@ -315,7 +316,30 @@ class PluginSynth(Synth):
         return self.play(notes, duration)
 
     def play(self, notes: Sequence[Note], duration: float) -> np.ndarray:
-        """Render with the plugin's current parameter values (after a pre-roll reset), e.g. a loaded preset."""
+        """Render with the plugin's current parameter values (after a pre-roll reset), e.g. a loaded preset.
+
+        A preset can drive a plugin's filters to NaN, and MIDI resets do not clear that: amsynth then
+        renders NaN for every later preset. A non-finite render therefore reloads the plugin (same
+        parameter values) and renders again on the fresh instance; what that gives is the answer (still
+        non-finite: the preset itself blows up, and the plugin is reloaded once more for the next render).
+        """
+        audio = self._play_once(notes, duration)
+        if np.isfinite(audio).all():
+            return audio
+        self._reload()
+        audio = self._play_once(notes, duration)
+        if not np.isfinite(audio).all():
+            self._reload()
+        return audio
+
+    def _reload(self) -> None:
+        """A fresh plugin instance with the current parameter values (clears NaN filter state)."""
+        values = self.values()
+        self.engine, self.proc = load_processor(self.spec.path, self.spec.sample_rate, self.spec.block_size)
+        self.set_values(values)
+        self.reloads += 1
+
+    def _play_once(self, notes: Sequence[Note], duration: float) -> np.ndarray:
         proc = self.proc
         first = min(notes, key=lambda n: n.start).pitch if notes else 60
         proc.load_midi(self._reset_file(first), clear_previous=True, beats=False, all_events=True)
