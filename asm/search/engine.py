@@ -53,10 +53,8 @@ def run_search(problem: MatchProblem, settings: SearchSettings, seeds: SeedSet |
     n_local = 0
     if len(seeds) and settings.seeds.local > 0 and not problem.exhausted:
         n_local = min(round(settings.seeds.local * size), max(0, size - len(seeds)))
-        head = problem.archive.all_headline()[-len(seeds):]
-        best = np.argsort(head, kind="stable")[: settings.seeds.local_parents]
-        mutants = local_mutants(seeds.values[best], n_local, kinds, rng, settings.seeds.local_sigma,
-                                settings.seeds.local_reset, settings.mutation_bound_prob, settings.seeds.local_rate)
+        mutants = _mutants_of_best(seeds.values, problem.archive.all_headline()[-len(seeds):], n_local, kinds, rng,
+                                   settings)
         parts.append(_evaluated(problem, mutants, ["local"] * len(mutants)))
     n_random = max(0, size - len(seeds) - n_local)
     if n_random and not problem.exhausted:
@@ -98,12 +96,16 @@ def _exploit(problem: MatchProblem, infills: Population, n: int, kinds: Kinds, r
 
     NSGA-II keeps a spread front over all objectives, which is slow to refine the one sound that is
     already close; these mutants spend a share of each generation right around it (a memetic step)."""
-    head = problem.archive.all_headline()
-    best = np.argsort(head, kind="stable")[: settings.seeds.local_parents]
-    parents = problem.archive.all_values()[best]
-    s = settings.seeds
     X = infills.get("X").copy()
-    X[:n] = local_mutants(parents, n, kinds, rng, s.local_sigma, s.local_reset, settings.mutation_bound_prob,
-                          s.local_rate)
+    X[:n] = _mutants_of_best(problem.archive.all_values(), problem.archive.all_headline(), n, kinds, rng, settings)
     infills.set("X", X)
     problem.source = ["local"] * n + ["search"] * (len(X) - n)
+
+
+def _mutants_of_best(values: np.ndarray, head: np.ndarray, n: int, kinds: Kinds, rng: np.random.Generator,
+                     settings: SearchSettings) -> np.ndarray:
+    """``n`` mutants (``settings.seeds.local_*``) of the ``local_parents`` best of ``values`` by headline score."""
+    s = settings.seeds
+    best = np.argsort(head, kind="stable")[: s.local_parents]
+    return local_mutants(values[best], n, kinds, rng, s.local_sigma, s.local_reset, settings.mutation_bound_prob,
+                         s.local_rate)
