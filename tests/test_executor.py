@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from asm.audio.signal import peak_dbfs
-from asm.data.executor import RenderPool, resolve_workers
 from asm.errors import AsmError
 from asm.midi.notes import held
 from asm.registry.db import session_scope
+from asm.render import RenderPool, resolve_workers
 from asm.synth.host import open_synth
 from asm.synth.loader import load_spec
 

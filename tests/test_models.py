@@ -56,12 +56,12 @@ def _train(cli, config, name, epochs=8, seed=0, extra=()):
 
 
 def test_cnn_beats_the_mean_predictor_on_parameters_and_audio(home, cli):
-    from asm.data.executor import RenderPool
     from asm.data.torch_dataset import ShardDataset
     from asm.models.checkpoint import free_specs
     from asm.models.evaluate import score_predictions
     from asm.models.heads import ParameterLayout, constant_prediction
     from asm.registry.db import session_scope
+    from asm.render import RenderPool
     from asm.synth.loader import load_spec
 
     result = _train(cli, "cnn", "cnn-learns", epochs=10)

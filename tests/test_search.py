@@ -49,7 +49,7 @@ def pool2():
     import os
     import tempfile
 
-    from asm.data.executor import RenderPool
+    from asm.render import RenderPool
 
     with tempfile.TemporaryDirectory() as home, pytest.MonkeyPatch.context() as mp:
         mp.setenv("ASM_DATA", home)
@@ -187,8 +187,8 @@ def test_exploit_spends_a_share_of_each_generation_round_the_best_within_the_bud
 
 def test_hybrid_seeded_with_the_true_preset_keeps_it():
     """Every parameter free: a hybrid search seeded with the true preset returns it (distance 0)."""
-    from asm.data.executor import RenderPool
     from asm.match.pipeline import match_target
+    from asm.render import RenderPool
     from asm.synth.host import open_synth
 
     spec = asm_sub_spec()

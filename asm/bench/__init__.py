@@ -1,1 +1,1 @@
-"""Benchmarks: speed figures (``asm perf``) and the mono/poly matching benchmarks."""
+"""Matching benchmarks (mono/poly), their results and the HTML report. Speed figures live in asm.perf."""

@@ -346,9 +346,9 @@ def run_benchmark(req: BenchmarkRequest, *, preset: ScalePreset | None = None, w
     """Run one benchmark end to end; returns {"run_id", "summary", "report", "seconds", "notes"}."""
     from asm.bench.report import write_report
     from asm.bench.runs import RunWriter
-    from asm.data.executor import RenderPool
     from asm.registry.db import session_scope
     from asm.registry.synths import get_synth
+    from asm.render import RenderPool
     from asm.synth.loader import spec_of
 
     events = events or Events()

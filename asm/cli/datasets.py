@@ -49,12 +49,12 @@ def generate_dataset_cmd(
     from pydantic import ValidationError
 
     from asm.audio.features import FeatureSettings
-    from asm.data.executor import resolve_workers
     from asm.data.settings import DatasetSettings, auto_shard_size, parse_presets, parse_range, parse_split
     from asm.data.store import check_name
     from asm.midi.notes import parse_pitch
     from asm.registry.db import session_scope
     from asm.registry.synths import get_synth
+    from asm.render import resolve_workers
     from asm.synth.defaults import render_defaults
 
     check_name(name)

@@ -41,8 +41,8 @@ def match(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
-    from asm.data.executor import resolve_workers
     from asm.match.command import MatchOptions, run_match
+    from asm.render import resolve_workers
 
     opts = MatchOptions(target=target, synth=synth, method=method, model=model, dataset=dataset, search=search,
                         budget=budget, time_limit=time_limit, note=note, midi=midi, seed=seed, out_dir=out_dir,

@@ -24,7 +24,7 @@ def perf_render(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Renders per second of one process through asm, beside the bare DawDreamer call on the same patches."""
-    from asm.bench.render_speed import measure_render_speed
+    from asm.perf.render_speed import measure_render_speed
 
     result = measure_render_speed(synth, sr, duration, n, seed)
     if as_json:
@@ -56,8 +56,8 @@ def perf_generate(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Dataset generation end to end (render + features + write + commit) beside workers x the bare render rate."""
-    from asm.bench.generate_speed import measure_generate_speed
     from asm.errors import AsmError
+    from asm.perf.generate_speed import measure_generate_speed
 
     if mode not in ("mono", "poly"):
         raise AsmError(f"--mode must be mono or poly, got {mode!r}")
@@ -92,7 +92,7 @@ def perf_batch(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Batches of candidates rendered by the worker pool (as a search does) against serial rendering."""
-    from asm.bench.generate_speed import measure_batch_speed
+    from asm.perf.generate_speed import measure_batch_speed
 
     r = measure_batch_speed(synth, population, generations, workers, sr, duration)
     if as_json:
@@ -121,8 +121,8 @@ def perf_metrics(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Milliseconds per candidate/target pair of every metric and objective set on asm-sub renders."""
-    from asm.bench.metric_speed import measure_metric_speed
     from asm.errors import AsmError
+    from asm.perf.metric_speed import measure_metric_speed
 
     try:
         secs = tuple(float(d) for d in durations.split(","))
@@ -163,9 +163,9 @@ def perf_match(
     """Matching methods on held-out targets with one render budget: median distance and seconds per target."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from asm.bench.match_perf import measure_match
     from asm.cli.app import err_console
-    from asm.data.executor import resolve_workers
+    from asm.perf.match_perf import measure_match
+    from asm.render import resolve_workers
 
     chosen = [m.strip() for m in methods.split(",")] if methods else None
     with Progress(TextColumn("matching targets"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -205,7 +205,7 @@ def perf_train(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Training samples/s of each model and the data loader's share of the step time."""
-    from asm.bench.train_speed import ensure_perf_dataset, measure_train_speed
+    from asm.perf.train_speed import ensure_perf_dataset, measure_train_speed
 
     name = ensure_perf_dataset(dataset, synth, size, 0)
     rows = measure_train_speed([m.strip() for m in models.split(",") if m.strip()], name, batch_size, steps, device)

@@ -176,11 +176,11 @@ def _check_space(directory: Path, s: DatasetSettings, n_free: int, examples: int
 
 def make_executor(spec, executor: str, workers, ray_address: str | None, on_event):
     if executor == "local":
-        from asm.data.executor import RenderPool
+        from asm.render import RenderPool
 
         return RenderPool(spec, workers, on_event=on_event)
     if executor == "ray":
-        from asm.data.executor import RayExecutor
+        from asm.render import RayExecutor
 
         return RayExecutor(spec, workers, ray_address, on_event=on_event)
     raise AsmError(f"unknown executor {executor!r}: use local or ray")

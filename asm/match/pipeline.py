@@ -128,7 +128,7 @@ def match_target(
 
     own_pool = pool is None
     if own_pool:
-        from asm.data.executor import RenderPool
+        from asm.render import RenderPool
 
         pool = RenderPool(spec, workers, stall_timeout=STALL_TIMEOUT)
     events_before = len(pool.events)

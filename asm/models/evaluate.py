@@ -35,7 +35,6 @@ def summarise(values: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
 def test_model(ref: str, split: str = "test", limit: int | None = None, workers: str | int = "auto",
                progress: Callable[[int, int], None] = lambda done, total: None) -> dict:
     from asm.audio.metrics import REPORT_METRICS
-    from asm.data.executor import RenderPool
     from asm.data.store import code_version
     from asm.data.torch_dataset import ShardDataset
     from asm.models.estimator import load_estimator
@@ -43,6 +42,7 @@ def test_model(ref: str, split: str = "test", limit: int | None = None, workers:
     from asm.registry.db import session_scope
     from asm.registry.models import Result, Run
     from asm.registry.synths import space_of
+    from asm.render import RenderPool
     from asm.synth.loader import spec_of
 
     if limit is not None and limit < 1:

@@ -44,11 +44,11 @@ class MethodStats:
 def measure_match(dataset: str, model: str | None = None, n_targets: int = 32, budget: int = 1500,
                   methods: list[str] | None = None, workers: int | str = "auto", seed: int = 0,
                   on_target=None) -> dict:
-    from asm.data.executor import RenderPool
     from asm.data.torch_dataset import ShardDataset
     from asm.match.pipeline import STALL_TIMEOUT, match_target
     from asm.registry.db import session_scope
     from asm.registry.synths import get_synth
+    from asm.render import RenderPool
     from asm.search.config import load_search_settings
     from asm.search.seeding import DatasetNeighbours, factory_presets
     from asm.synth.loader import spec_of

@@ -40,7 +40,7 @@ import numpy as np
 
 from asm.errors import AsmError
 
-log = logging.getLogger("asm.executor")
+log = logging.getLogger("asm.render")
 
 # shared state slots of one worker
 _JOB, _POS, _ATTEMPT, _DONE, _BEAT = range(5)

@@ -10,7 +10,7 @@ import numpy as np
 
 def _bare_rate(spec, plan, duration: float, n: int) -> tuple[float, str]:
     """Renders/s of the bare DawDreamer call (or Synth.render where there is none), one process."""
-    from asm.bench.render_speed import bare_renderer
+    from asm.perf.render_speed import bare_renderer
     from asm.synth.host import open_synth
 
     synth = open_synth(spec, isolate=False)
@@ -38,10 +38,10 @@ def _bare_rate(spec, plan, duration: float, n: int) -> tuple[float, str]:
 def measure_generate_speed(synth_name: str, n: int, workers, sample_rate: int, duration: float, mode: str = "mono",
                            seed: int = 0, bare_n: int = 400, shard_size: int | None = None) -> dict:
     from asm.audio.features import FeatureSettings
-    from asm.data.executor import RenderPool, resolve_workers
     from asm.data.generate import Reporter, _prepare, generate_dataset
     from asm.data.settings import DatasetSettings, auto_shard_size
     from asm.data.store import delete_dataset
+    from asm.render import RenderPool, resolve_workers
 
     workers = resolve_workers(workers)
     name = f"perf-tmp-{os.getpid()}-{int(time.time())}"
@@ -86,9 +86,9 @@ def measure_batch_speed(synth_name: str, population: int, generations: int, work
     """Search-style batches through the pool (same notes, a reduction in the workers) against one
     process rendering serially, per generation."""
     from asm.audio.signal import peak_dbfs
-    from asm.data.executor import RenderPool, resolve_workers
     from asm.midi.notes import held
     from asm.registry.db import session_scope
+    from asm.render import RenderPool, resolve_workers
     from asm.synth.host import open_synth
     from asm.synth.loader import load_spec
 

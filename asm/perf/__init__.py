@@ -1,0 +1,4 @@
+"""Speed measurements behind `asm perf ...` (renders, generation, metrics, training, matching).
+
+Kept apart from `asm.bench`, which benchmarks matching quality.
+"""
