@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from asm.atomic import atomic_path
 from asm.audio.signal import SILENCE_PEAK, peak_dbfs
 from asm.errors import AsmError
 
@@ -27,7 +28,7 @@ def check_writable(path: Path) -> None:
 
 def write_audio(path: str | Path, audio: np.ndarray, sample_rate: int, subtype: str | None = None) -> Path:
     """Write audio (32-bit float WAV/AIFF, the format's default elsewhere; ``subtype`` such as
-    ``"PCM_16"`` overrides) via a temp file and rename."""
+    ``"PCM_16"`` overrides) atomically."""
     import soundfile as sf
 
     path = Path(path)
@@ -37,12 +38,10 @@ def write_audio(path: str | Path, audio: np.ndarray, sample_rate: int, subtype: 
         raise AsmError(f"unsupported audio format {path.suffix!r} for {path}")
     if subtype is None:
         subtype = "FLOAT" if fmt in ("WAV", "AIFF") else None
-    tmp = path.with_name(f".{path.name}.tmp")
     try:
-        sf.write(tmp, np.asarray(audio, dtype=np.float32), int(sample_rate), subtype=subtype, format=fmt)
-        os.replace(tmp, path)
-    except (OSError, RuntimeError) as exc:
-        tmp.unlink(missing_ok=True)
+        with atomic_path(path) as tmp:
+            sf.write(tmp, np.asarray(audio, dtype=np.float32), int(sample_rate), subtype=subtype, format=fmt)
+    except RuntimeError as exc:  # soundfile's own errors (format and subtype do not fit, ...)
         raise AsmError(f"cannot write {path}: {exc}") from None
     return path
 

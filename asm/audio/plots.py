@@ -8,12 +8,12 @@ so pictures of different runs compare directly.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from asm.atomic import atomic_path
 from asm.audio.io import check_writable
 
 WINDOW_MS = 64.0  # analysis window; hop is 1/8 of it for a smooth picture
@@ -89,12 +89,8 @@ def save_spectrograms(
 
 def save_figure(fig, path: Path) -> None:
     """Write a matplotlib figure as PNG atomically (a crash never leaves half a picture)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def save_match_picture(target: np.ndarray, match: np.ndarray, sample_rate: int, path: str | Path,

@@ -31,13 +31,13 @@ from __future__ import annotations
 
 import ctypes
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from asm.atomic import write_json
 from asm.errors import AsmError
 from asm.midi.notes import Note
 
@@ -252,15 +252,6 @@ def _settings(soundfont: Path, sample_rate: int, duration: float, note_off: floa
             "velocity": VELOCITY, "peak": PEAK}
 
 
-def _write_json_atomic(path: Path, obj: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_text(json.dumps(obj, indent=1) + "\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def read_manifest(directory: Path | None = None) -> dict | None:
     """The manifest of a target directory, or None when there is none (no set generated)."""
     path = Path(directory or default_dir()) / MANIFEST
@@ -323,7 +314,7 @@ def make_ood_targets(out: Path | None = None, *, soundfont: str | Path = SOUNDFO
         if progress:
             progress(n + 1, len(specs))
     manifest = {**settings, "targets": targets}
-    _write_json_atomic(out / MANIFEST, manifest)
+    write_json(out / MANIFEST, manifest, indent=1)
     return {**manifest, "outcome": "generated"}
 
 

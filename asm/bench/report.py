@@ -31,6 +31,7 @@ from urllib.parse import quote
 
 import numpy as np
 
+from asm.atomic import atomic_path, write_text
 from asm.audio.metrics import REPORT_METRICS
 from asm.audio.plots import save_figure
 from asm.bench.runs import data_relative, load_run, report_dir, resolve_data_path, slug
@@ -115,13 +116,9 @@ def _save_thumbnail(level: np.ndarray, path: Path, vmin: float, vmax: float, fra
 
     if level.shape[1] < frames:  # shorter than the target: pad with the floor so time axes line up
         level = np.pad(level, ((0, 0), (0, frames - level.shape[1])), constant_values=vmin)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         matplotlib.image.imsave(tmp, level[:, :frames], cmap="magma", vmin=vmin, vmax=vmax, origin="lower",
                                 format="png")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _figure(width: float, height: float, ncols: int):
@@ -463,13 +460,7 @@ shares the target's colour scale.</p></div></section>
 <pre>{_e(settings)}</pre></details></div></section>
 </main></body></html>
 """
-    index = out / "index.html"
-    tmp = out / ".index.html.tmp"
-    try:
-        tmp.write_text(page, encoding="utf-8")
-        os.replace(tmp, index)
-    finally:
-        tmp.unlink(missing_ok=True)
+    index = write_text(out / "index.html", page)
     with session_scope() as session:
         session.get(Run, int(run_id)).report_path = data_relative(index)
     return index

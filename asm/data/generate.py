@@ -19,10 +19,11 @@ from typing import Callable
 import numpy as np
 from sqlalchemy import select
 
+from asm.atomic import TMP_PREFIX
 from asm.data.plan import Plan, build_plan, factory_pool, load_midi_chunks
 from asm.data.settings import DatasetSettings
 from asm.data.shardgen import REJECTION_KINDS, GenerationContext, ShardJob, ShardResult
-from asm.data.shards import TMP_PREFIX, ShardFile, shard_name, write_atomic
+from asm.data.shards import ShardFile, shard_name, write_atomic
 from asm.data.store import LOCK_FILE, DatasetLock, check_name, code_version, dataset_dir, summary
 from asm.errors import AsmError
 from asm.paths import ensure_dir

@@ -16,13 +16,13 @@ from __future__ import annotations
 import hashlib
 import json
 import mmap
-import os
 import struct
 from pathlib import Path
 from typing import Mapping
 
 import numpy as np
 
+from asm.atomic import atomic_open
 from asm.errors import AsmError
 
 # safetensors dtype names <-> numpy
@@ -33,7 +33,6 @@ _DTYPES = {
     "BOOL": np.bool_,
 }
 _NAMES = {np.dtype(v).newbyteorder("<"): k for k, v in _DTYPES.items()}
-TMP_PREFIX = ".tmp-"
 
 
 def shard_name(index: int) -> str:
@@ -66,29 +65,19 @@ def encode_shard(arrays: Mapping[str, np.ndarray], metadata: Mapping[str, str] |
 
 
 def write_atomic(path: Path, chunks) -> tuple[str, int]:
-    """Write byte chunks to ``path`` through a temporary file and rename; returns (sha256, size).
+    """Write byte chunks to ``path`` atomically (``asm.atomic``); returns (sha256, size).
 
-    Any OSError (disk full, read-only directory, file too large) removes the temporary file and
+    Any OSError (disk full, read-only directory, file too large) leaves no temporary file and
     becomes one AsmError line.
     """
-    path = Path(path)
-    tmp = path.with_name(f"{TMP_PREFIX}{os.getpid()}-{path.name}")
     digest = hashlib.sha256()
     size = 0
-    try:
-        with open(tmp, "wb") as f:
-            for chunk in chunks:
-                mv = memoryview(chunk).cast("B")
-                digest.update(mv)
-                f.write(mv)
-                size += len(mv)
-        os.replace(tmp, path)
-    except OSError as exc:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
-        raise AsmError(f"cannot write {path}: {exc.strerror or exc}") from None
+    with atomic_open(path) as f:
+        for chunk in chunks:
+            mv = memoryview(chunk).cast("B")
+            digest.update(mv)
+            f.write(mv)
+            size += len(mv)
     return digest.hexdigest(), size
 
 

@@ -11,12 +11,12 @@ committed only after every file is complete.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import numpy as np
 
+from asm.atomic import write_json
 from asm.errors import AsmError
 
 NATIVE = {"vst2": ".fxp", "vst3": ".vstpreset", "faust": ".json"}
@@ -49,12 +49,6 @@ def prepare_out_dir(path: Path) -> Path:
     if not os.access(path, os.W_OK):
         raise AsmError(f"output directory {path} is not writable")
     return path
-
-
-def _write_json(path: Path, doc: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(doc, indent=2) + "\n")
-    os.replace(tmp, path)
 
 
 def write_files(out_dir: Path, result, target, synth_row, space, name: str) -> dict[str, object]:
@@ -145,4 +139,4 @@ def store(session, result, target, synth_row, context: dict, files: dict) -> dic
 
 
 def finish(out_dir: Path, doc: dict) -> None:
-    _write_json(out_dir / "match.json", doc)
+    write_json(out_dir / "match.json", doc)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from asm.atomic import write_bytes
 from asm.errors import AsmError
 from asm.midi.generate import MIN_NOTE, f32, polyphony
 from asm.midi.notes import Note, load_midi
@@ -110,8 +111,6 @@ def write_midi(path: Path, notes: list[Note], ticks_per_beat: int = 960, bpm: fl
     """A one-track MIDI file of ``notes`` (written to a temporary file, then renamed)."""
     import mido
 
-    from asm.data.shards import write_atomic
-
     tick = 60.0 / bpm / ticks_per_beat
     events = []
     for n in notes:
@@ -133,7 +132,7 @@ def write_midi(path: Path, notes: list[Note], ticks_per_beat: int = 960, bpm: fl
 
     buf = io.BytesIO()
     midi.save(file=buf)
-    write_atomic(Path(path), [buf.getvalue()])
+    write_bytes(path, buf.getvalue())
 
 
 def partition_dir(src: Path, length: float, out: Path, filt: ChunkFilter = ChunkFilter()) -> PartitionReport:

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import math
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -22,6 +21,7 @@ from typing import Callable, Iterator, Protocol
 import numpy as np
 import torch
 
+from asm.atomic import atomic_path
 from asm.models.network import Network
 
 
@@ -117,9 +117,8 @@ def _autocast(device: torch.device):
 
 
 def atomic_save(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 class Trainer:

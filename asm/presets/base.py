@@ -46,19 +46,9 @@ def read_bytes(path: Path) -> bytes:
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename (never a half-written file)."""
-    import os
-    import tempfile
-
+    """Write a preset file atomically, after checking in one line that ``path`` can be written."""
+    from asm.atomic import write_bytes
     from asm.audio.io import check_writable
 
-    path = Path(path)
-    check_writable(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    check_writable(Path(path))
+    write_bytes(path, data)

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from asm.atomic import atomic_open
 from asm.errors import AsmError
 from asm.midi.notes import Note
 from asm.synth.host import Synth, SynthSpec
@@ -299,10 +300,8 @@ class PluginSynth(Synth):
             track.append(mido.Message("control_change", control=123, value=0, time=ticks(RESET_AGAIN - PRIME_OFF)))
             track.append(mido.Message("control_change", control=120, value=0, time=0))
             path = os.path.join(_reset_dir(), f"reset-{pitch}.mid")
-            fd, tmp = tempfile.mkstemp(suffix=".mid", dir=os.path.dirname(path))
-            with os.fdopen(fd, "wb") as fh:
+            with atomic_open(path) as fh:  # workers of other processes may read the same file
                 mf.save(file=fh)
-            os.replace(tmp, path)  # atomic: workers of other processes may read the same file
             self._reset_files[pitch] = path
         return path
 
