@@ -34,9 +34,9 @@ def build_run(n_targets: int = 3, seed: int = 0, name: str = "test run", search_
     """
     from asm.bench.runs import RunWriter
     from asm.registry.db import session_scope
+    from asm.registry.synth_loader import spec_of
     from asm.registry.synths import get_synth
     from asm.synth.host import open_synth
-    from asm.synth.loader import spec_of
 
     with session_scope() as session:
         row = get_synth(session, "asm-sub")

@@ -7,7 +7,7 @@ from asm.audio.analysis import NoPitchFound, detect_notes, pitch_track, yin
 from asm.audio.metrics import distance
 from asm.errors import AsmError
 from asm.midi.notes import Note
-from asm.synth.loader import load_synth
+from asm.registry.synth_loader import load_synth
 
 SR = 16000
 WAVES = {"saw": 0.0, "square": 1 / 3, "triangle": 2 / 3, "sine": 1.0}

@@ -7,9 +7,9 @@ from conftest import fundamental, spectral_centroid, spectrum
 
 from asm.midi.notes import Note, held
 from asm.registry.db import session_scope
+from asm.registry.synth_loader import load_spec, load_synth
 from asm.synth.builtin import ASM_SUB
 from asm.synth.host import open_synth
-from asm.synth.loader import load_spec, load_synth
 
 
 @pytest.fixture

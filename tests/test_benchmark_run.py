@@ -65,9 +65,9 @@ def test_tiny_mono_benchmark_end_to_end_and_reuse(tmp_path, asm_home):
     from asm.audio.metrics import distances
     from asm.bench.runs import resolve_data_path
     from asm.midi.notes import Note
+    from asm.registry.synth_loader import spec_of
     from asm.registry.synths import get_synth
     from asm.synth.host import open_synth
-    from asm.synth.loader import spec_of
 
     r = next(x for x in by_set["test"] if x["method"] == "model:mlp")
     target, _ = read_audio(resolve_data_path(r["extra"]["target_audio"]))

@@ -18,9 +18,9 @@ from asm.data.shards import ShardFile
 from asm.data.torch_dataset import ShardDataset
 from asm.registry.db import session_scope
 from asm.registry.models import Preset
+from asm.registry.synth_loader import load_spec
 from asm.registry.synths import get_synth, space_of
 from asm.synth.host import open_synth
-from asm.synth.loader import load_spec
 from asm.synth.params import preset_hash
 
 SMALL = ("--duration", "0.5", "--note-off", "0.3", "--shard-size", "16")

@@ -9,9 +9,9 @@ from asm.audio.signal import peak_dbfs
 from asm.errors import AsmError
 from asm.midi.notes import held
 from asm.registry.db import session_scope
+from asm.registry.synth_loader import load_spec
 from asm.render import RenderPool, resolve_workers
 from asm.synth.host import open_synth
-from asm.synth.loader import load_spec
 
 
 class CrashOnce:

@@ -50,37 +50,37 @@ def test_the_default_fixture_applies_and_is_logged(cli):
 
 INVALID = {
     "type.py": ("""
-        from asm.synth.config import SynthConfig
+        from asm.registry.synth_config import SynthConfig
         from asm.synth.defaults import RenderDefaults
         FIXTURE = [SynthConfig(name="asm-sub", render=RenderDefaults(sample_rate=1000))]
         """, "line 4: RenderDefaults field 'sample_rate': Input should be greater than or equal to 8000"),
     "extra.py": ("""
-        from asm.synth.config import LockConfig
+        from asm.registry.synth_config import LockConfig
         FIXTURE = [LockConfig(synth="asm-sub", valeus={"cutoff": 0.2})]
         """, "LockConfig field 'valeus': Extra inputs are not permitted"),
     "param.py": ("""
-        from asm.synth.config import LockConfig
+        from asm.registry.synth_config import LockConfig
         FIXTURE = [LockConfig(synth="asm-sub", values={"cutoff": 0.2}),
                    LockConfig(synth="asm-sub", values={"cutof": 0.2})]
         """, "FIXTURE[1] (locks asm-sub): field 'values': unknown parameter 'cutof'"),
     "range.py": ("""
-        from asm.synth.config import LockConfig
+        from asm.registry.synth_config import LockConfig
         FIXTURE = [LockConfig(synth="asm-sub", values={"cutoff": 2})]
         """, "field 'values': value for cutoff must be in [0, 1]"),
     "count.py": ("""
-        from asm.synth.config import LockConfig
+        from asm.registry.synth_config import LockConfig
         FIXTURE = [LockConfig(synth="asm-sub", values={"cutoff": 0.2}, expect_free=30)]
         """, "field 'expect_free': these locks leave 29 of 30 parameters free, not 30"),
     "synth.py": ("""
-        from asm.synth.config import LockConfig
+        from asm.registry.synth_config import LockConfig
         FIXTURE = [LockConfig(synth="nosuch", values={})]
         """, "field 'synth': unknown synth 'nosuch'"),
     "path.py": ("""
-        from asm.synth.config import SynthConfig
+        from asm.registry.synth_config import SynthConfig
         FIXTURE = [SynthConfig(name="thing", path="/no/such/plugin.so")]
         """, "FIXTURE[0] (synth thing): field 'path': plugin not found: /no/such/plugin.so"),
     "preset.py": ("""
-        from asm.synth.config import LockConfig
+        from asm.registry.synth_config import LockConfig
         FIXTURE = [LockConfig(synth="asm-sub", from_preset="Nope", names=["cutoff"])]
         """, "field 'from_preset': no preset named 'Nope'"),
     "nofixture.py": ("X = 1\n", "defines no FIXTURE"),
@@ -102,7 +102,7 @@ def test_an_invalid_fixture_changes_nothing_and_names_the_problem(cli, tmp_path,
 
 def test_a_later_bad_file_rolls_back_an_earlier_good_one(cli, tmp_path):
     good = _write(tmp_path, "good.py", """
-        from asm.synth.config import LockConfig
+        from asm.registry.synth_config import LockConfig
         FIXTURE = [LockConfig(synth="asm-sub", values={"cutoff": 0.2})]
         """)
     bad = _write(tmp_path, "bad.py", INVALID["count.py"][0])

@@ -36,8 +36,8 @@ def test_match_writes_every_output_and_the_preset_re_renders_to_the_reported_mat
     from asm.presets import jsonpreset
     from asm.registry.db import session_scope
     from asm.registry.models import Preset, Result, Run
+    from asm.registry.synth_loader import load_spec
     from asm.synth.host import open_synth
-    from asm.synth.loader import load_spec
 
     target = _render(cli, tmp_path / "target.flac")
     out = tmp_path / "out"

@@ -61,8 +61,8 @@ def test_cnn_beats_the_mean_predictor_on_parameters_and_audio(home, cli):
     from asm.models.evaluate import score_predictions
     from asm.models.heads import ParameterLayout, constant_prediction
     from asm.registry.db import session_scope
+    from asm.registry.synth_loader import load_spec
     from asm.render import RenderPool
-    from asm.synth.loader import load_spec
 
     result = _train(cli, "cnn", "cnn-learns", epochs=10)
     assert result["best_val_loss"] < 0.6 * result["baseline_val_loss"], result

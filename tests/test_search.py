@@ -15,8 +15,8 @@ DURATION = 0.8
 def asm_sub_spec(free: tuple[str, ...] | None = None):
     """asm-sub's spec with only ``free`` unlocked (others locked at their defaults)."""
     from asm.registry.db import session_scope
+    from asm.registry.synth_loader import spec_of
     from asm.registry.synths import get_synth, set_locks, space_of
-    from asm.synth.loader import spec_of
 
     with session_scope() as session:
         row = get_synth(session, "asm-sub")

@@ -347,9 +347,9 @@ def run_benchmark(req: BenchmarkRequest, *, preset: ScalePreset | None = None, w
     from asm.bench.report import write_report
     from asm.bench.runs import RunWriter
     from asm.registry.db import session_scope
+    from asm.registry.synth_loader import spec_of
     from asm.registry.synths import get_synth
     from asm.render import RenderPool
-    from asm.synth.loader import spec_of
 
     events = events or Events()
     started = time.perf_counter()

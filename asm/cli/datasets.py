@@ -53,9 +53,9 @@ def generate_dataset_cmd(
     from asm.data.store import check_name
     from asm.midi.notes import parse_pitch
     from asm.registry.db import session_scope
+    from asm.registry.synth_loader import render_defaults
     from asm.registry.synths import get_synth
     from asm.render import resolve_workers
-    from asm.synth.defaults import render_defaults
 
     check_name(name)
     if size <= 0:

@@ -30,10 +30,9 @@ def render(
     from asm.audio.signal import is_finite, peak_dbfs
     from asm.midi.notes import held, load_midi, parse_chord, parse_pitch
     from asm.registry.db import session_scope
+    from asm.registry.synth_loader import render_defaults, spec_of
     from asm.registry.synths import find_preset, get_synth
-    from asm.synth.defaults import render_defaults
     from asm.synth.host import open_synth
-    from asm.synth.loader import spec_of
 
     if sum(x is not None for x in (note, chord, midi)) > 1:
         raise AsmError("give only one of --note, --chord and --midi")

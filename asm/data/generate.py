@@ -54,8 +54,8 @@ def _prepare(name: str, s: DatasetSettings, reporter: Reporter):
     """Synth spec, resolved settings, plan and the identity stored on the dataset row."""
     from asm.registry.db import session_scope
     from asm.registry.models import Preset
+    from asm.registry.synth_loader import spec_of
     from asm.registry.synths import get_synth
-    from asm.synth.loader import spec_of
 
     with session_scope() as session:
         synth = get_synth(session, s.synth)

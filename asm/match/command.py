@@ -122,11 +122,10 @@ def run_match(opts: MatchOptions, on_start: Callable[[dict], None] | None = None
     from asm.match.target import prepare_target
     from asm.registry.db import session_scope
     from asm.registry.models import Model
+    from asm.registry.synth_loader import render_defaults, spec_of
     from asm.registry.synths import get_synth
     from asm.search.config import load_search_settings
     from asm.search.seeding import factory_presets
-    from asm.synth.defaults import render_defaults
-    from asm.synth.loader import spec_of
 
     if opts.method is not None and opts.method not in METHODS:
         raise AsmError(f"unknown method {opts.method!r}: choose from {', '.join(METHODS)}")

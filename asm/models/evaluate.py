@@ -41,9 +41,9 @@ def test_model(ref: str, split: str = "test", limit: int | None = None, workers:
     from asm.models.scoring import parameter_scores
     from asm.registry.db import session_scope
     from asm.registry.models import Result, Run
+    from asm.registry.synth_loader import spec_of
     from asm.registry.synths import space_of
     from asm.render import RenderPool
-    from asm.synth.loader import spec_of
 
     if limit is not None and limit < 1:
         raise AsmError("--limit must be at least 1")

@@ -88,9 +88,9 @@ def measure_batch_speed(synth_name: str, population: int, generations: int, work
     from asm.audio.signal import peak_dbfs
     from asm.midi.notes import held
     from asm.registry.db import session_scope
+    from asm.registry.synth_loader import load_spec
     from asm.render import RenderPool, resolve_workers
     from asm.synth.host import open_synth
-    from asm.synth.loader import load_spec
 
     workers = resolve_workers(workers)
     with session_scope() as session:

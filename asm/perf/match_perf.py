@@ -47,11 +47,11 @@ def measure_match(dataset: str, model: str | None = None, n_targets: int = 32, b
     from asm.data.torch_dataset import ShardDataset
     from asm.match.pipeline import STALL_TIMEOUT, match_target
     from asm.registry.db import session_scope
+    from asm.registry.synth_loader import spec_of
     from asm.registry.synths import get_synth
     from asm.render import RenderPool
     from asm.search.config import load_search_settings
     from asm.search.seeding import DatasetNeighbours, factory_presets
-    from asm.synth.loader import spec_of
 
     test = ShardDataset(dataset, split="test")
     if len(test) == 0:

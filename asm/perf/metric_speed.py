@@ -42,7 +42,7 @@ def _measure(sample_rate: int, durations: tuple[float, ...], batch: int, distinc
     from asm.audio import metrics as M
     from asm.audio.analysis import NoPitchFound, detect_notes
     from asm.midi.notes import held
-    from asm.synth.loader import load_synth
+    from asm.registry.synth_loader import load_synth
 
     synth = load_synth("asm-sub", sample_rate)
     space = synth.space

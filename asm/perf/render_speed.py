@@ -12,8 +12,8 @@ from asm.midi.notes import held
 
 def measure_render_speed(synth_name: str, sample_rate: int, duration: float, n: int, seed: int = 0) -> dict:
     from asm.registry.db import session_scope
+    from asm.registry.synth_loader import load_spec
     from asm.synth.host import open_synth
-    from asm.synth.loader import load_spec
 
     with session_scope() as session:
         spec = load_spec(session, synth_name, sample_rate)

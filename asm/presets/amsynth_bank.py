@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from asm.presets.base import DecodedPreset, PresetFormatError, read_bytes, write_atomic
+from asm.synth.known_plugins.amsynth import PLUGIN_ID  # noqa: F401  (the bank and the plugin share it)
 
-PLUGIN_ID = "amsy"
 BANK_HEADER = "amSynth"
 STATE_HEADER = "amSynth1.0preset"
 FACTORY_BANKS = Path("/usr/share/amsynth/banks")
@@ -87,17 +87,6 @@ PARAMS: tuple[AmsynthParam, ...] = (
 )
 BY_NAME = {p.name: p for p in PARAMS}
 NAMES = tuple(p.name for p in PARAMS)
-
-# Names of the discrete values (amsynth's own labels); the plugin itself reports only numbers.
-CHOICES: dict[str, tuple[str, ...]] = {
-    "osc1_waveform": ("sine", "square/pulse", "triangle/saw", "white noise", "noise+sample&hold"),
-    "osc2_waveform": ("sine", "square/pulse", "triangle/saw", "white noise", "noise+sample&hold"),
-    "lfo_waveform": ("sine", "square", "triangle", "noise", "noise+sample&hold", "saw up", "saw down"),
-    "keyboard_mode": ("poly", "mono", "legato"),
-    "filter_type": ("low pass", "high pass", "band pass", "notch", "bypass"),
-    "filter_slope": ("12 dB/oct", "24 dB/oct"),
-    "freq_mod_osc": ("osc 1+2", "osc 1", "osc 2"),
-}
 
 F32 = np.float32
 

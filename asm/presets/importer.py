@@ -149,8 +149,8 @@ def _resolve_chunks(pending: list[tuple[Path, DecodedPreset]], spec, failed: dic
 def import_presets(session: Session, synth: Synth, files: list[Path], origin: str = "user",
                    on_file: Callable[[Path], None] | None = None) -> ImportReport:
     """Import ``files`` into ``synth``; commits after each file (a killed import keeps finished files)."""
+    from asm.registry.synth_loader import spec_of
     from asm.registry.synths import space_of
-    from asm.synth.loader import spec_of
 
     space = space_of(synth)
     report = ImportReport()

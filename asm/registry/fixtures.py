@@ -2,7 +2,7 @@
 
 A fixture file builds config objects (pydantic models) and lists them in a module-level ``FIXTURE``::
 
-    from asm.synth.config import LockConfig, SynthConfig
+    from asm.registry.synth_config import LockConfig, SynthConfig
     FIXTURE = [SynthConfig(name="amsynth", path="/usr/lib/vst/amsynth_vst.so"),
                LockConfig(synth="amsynth", values={"master_vol": "default"})]
 

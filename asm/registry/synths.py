@@ -237,12 +237,10 @@ def with_choices(specs: list[ParameterSpec], choices: dict[str, list[str]]) -> l
 
 def known_choices(info) -> dict[str, list[str]]:
     """Value names asm knows for plugins that report discrete values only as numbers (amsynth)."""
-    from asm.presets import amsynth_bank
+    from asm.synth.known_plugins import describe
 
-    if info.plugin_id != amsynth_bank.PLUGIN_ID:
-        return {}
-    counts = {p.name: p.n_values for p in info.params if p.discrete}
-    return {name: list(values) for name, values in amsynth_bank.CHOICES.items() if counts.get(name) == len(values)}
+    description = describe(info.plugin_id)
+    return description.choices_for(info.params) if description is not None else {}
 
 
 def register_plugin(session: Session, name: str, info, choices: dict[str, list[str]] | None = None

@@ -1,10 +1,11 @@
-"""Render defaults of a synth (sample rate, note, velocity, duration, note-off), set by fixtures."""
+"""Render defaults of a synth (sample rate, note, velocity, duration, note-off), set by fixtures.
+
+Stored on the synth's registry row; ``asm.registry.synth_loader.render_defaults`` reads them back.
+"""
 
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
-
-from asm.registry.models import Synth
 
 
 class RenderDefaults(BaseModel):
@@ -16,7 +17,3 @@ class RenderDefaults(BaseModel):
     duration: float = Field(2.0, gt=0, le=60)
     note_off: float = Field(1.5, gt=0, le=60)
     tail: float = Field(1.0, ge=0, le=30, description="seconds rendered after the last note-off of a MIDI file")
-
-
-def render_defaults(synth: Synth) -> RenderDefaults:
-    return RenderDefaults(**(synth.settings or {}).get("render", {}))

@@ -7,6 +7,9 @@
 
 A ``LockConfig`` states the synth's locks: by default every parameter it does not name is unlocked,
 so applying a fixture gives the same set-up whatever was locked before.
+
+These live above the registry (they read and write synth rows); the synth layer they configure
+(``asm.synth``) knows nothing of the database.
 """
 
 from __future__ import annotations

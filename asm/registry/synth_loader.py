@@ -1,4 +1,4 @@
-"""From registry names to rendering synths."""
+"""From registry rows to rendering synths: the synth layer below knows nothing of the database."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from sqlalchemy.orm import Session
 
 from asm.registry.models import Synth as SynthRow
 from asm.registry.synths import get_synth, space_of
+from asm.synth.defaults import RenderDefaults
 from asm.synth.host import Synth, SynthSpec, open_synth
 
 
@@ -24,3 +25,8 @@ def load_synth(name: str, sample_rate: int = 16000) -> Synth:
     with session_scope() as session:
         spec = load_spec(session, name, sample_rate)
     return open_synth(spec)
+
+
+def render_defaults(row: SynthRow) -> RenderDefaults:
+    """The render defaults a fixture stored on the synth's row (``SynthConfig.render``)."""
+    return RenderDefaults(**(row.settings or {}).get("render", {}))
