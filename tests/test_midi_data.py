@@ -124,3 +124,11 @@ def test_tempo_changes_are_applied(tmp_path):
     report = partition_dir(tmp_path, 2.0, tmp_path / "o")
     assert report.files == 1 and report.chunks == 2
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["t_0000.mid", "t_0001.mid"]
+
+
+def test_mode_is_validated_in_one_place():
+    from asm.midi.mode import Mode
+
+    assert Mode.parse("poly") is Mode.poly and Mode.of(False) is Mode.mono and f"{Mode.mono}" == "mono"
+    with pytest.raises(AsmError, match=r"^--mode must be mono or poly, got 'stereo'$"):
+        Mode.parse("stereo")

@@ -66,6 +66,23 @@ def test_parse_user_values():
     assert space.position(7) == 4  # plugin index 7 sits at position 4
 
 
+def test_one_parser_for_assignments_texts_and_mappings():
+    space = make_space()
+    texts = space.parse_assignments(["wave=sine", " cutoff = 0.25", "7=default", "sync=on", "octave=0.6"], "--set")
+    assert texts == {1: 1.0, 0: 0.25, 7: 0.8, 3: 1.0, 2: 0.5}
+    assert space.parse_assignments({"wave": "sine", "cutoff": 0.25, 7: "default", "sync": "on", "octave": 0.6}) == texts
+    with pytest.raises(AsmError, match=r"^--set needs name=value, got 'cutoff'$"):
+        space.parse_assignments(["cutoff"], "--set")
+    with pytest.raises(AsmError, match=r"lock needs name=value, got '=0.5' \(or use --from-preset\)"):
+        space.parse_assignments(["=0.5"], "lock", hint=" (or use --from-preset)")
+    with pytest.raises(AsmError, match="cutoff is given twice"):
+        space.parse_assignments(["cutoff=0.1", "0=0.2"])
+    with pytest.raises(AsmError, match=r"value for gain must be in \[0, 1\] \(normalised\), got 1.5"):
+        space.parse_assignments({"gain": 1.5})
+    with pytest.raises(AsmError, match="unknown choice 'kazoo'"):
+        space.parse_assignments(["wave=kazoo"])
+
+
 def test_duplicate_names_need_an_index():
     space = ParameterSpace([ParameterSpec(0, "level"), ParameterSpec(1, "level")])
     with pytest.raises(AsmError, match="ambiguous"):

@@ -35,6 +35,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from asm.errors import AsmError
+from asm.midi.mode import Mode
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "fixtures"
@@ -86,7 +87,7 @@ class ScalePreset(BaseModel):
     poly: ModeSettings
 
     def mode(self, mode: str) -> ModeSettings:
-        return self.mono if mode == "mono" else self.poly
+        return self.mono if Mode(mode) is Mode.mono else self.poly
 
 
 SCALES: dict[str, ScalePreset] = {
@@ -118,7 +119,7 @@ class BenchmarkRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    mode: Literal["mono", "poly"] = "mono"
+    mode: Mode = Mode.mono
     synth: str = "asm-sub"
     params: Literal[32, 16] = 32
     models: tuple[str, ...] = ()  # empty: the scale's default list

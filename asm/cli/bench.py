@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from asm.cli.app import app, console
+from asm.midi.mode import Mode
 
 
 @app.command("ood-targets")
@@ -250,8 +251,7 @@ def benchmark_cmd(
     from asm.bench.config import SCALES, BenchmarkRequest, parse_models, plan
     from asm.errors import AsmError
 
-    if mode not in ("mono", "poly"):
-        raise AsmError(f"--mode must be mono or poly, got {mode!r}")
+    mode = Mode.parse(mode)
     if scale not in SCALES:
         raise AsmError(f"--scale must be one of {', '.join(SCALES)}, got {scale!r}")
     if params not in (32, 16):

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from asm.cli.app import app, console, err_console
 from asm.errors import AsmError
+from asm.midi.mode import Mode
 
 
 def _mb(n: int) -> str:
@@ -60,8 +61,7 @@ def generate_dataset_cmd(
     check_name(name)
     if size <= 0:
         raise AsmError(f"--size must be positive, got {size}")
-    if mode not in ("mono", "poly"):
-        raise AsmError(f"--mode must be mono or poly, got {mode!r}")
+    mode = Mode.parse(mode)
     if executor not in ("local", "ray"):
         raise AsmError(f"--executor must be local or ray, got {executor!r}")
     if audio_dtype not in ("int16", "float16"):

@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from asm.cli.app import app, console
+from asm.midi.mode import Mode
 
 perf_app = typer.Typer(help="Speed benchmarks: print renders/s, examples/s, samples/s, seconds per match.",
                        no_args_is_help=True)
@@ -56,11 +57,9 @@ def perf_generate(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Dataset generation end to end (render + features + write + commit) beside workers x the bare render rate."""
-    from asm.errors import AsmError
     from asm.perf.generate_speed import measure_generate_speed
 
-    if mode not in ("mono", "poly"):
-        raise AsmError(f"--mode must be mono or poly, got {mode!r}")
+    mode = Mode.parse(mode)
     r = measure_generate_speed(synth, n, workers, sr, duration, mode, seed, shard_size=shard_size)
     if as_json:
         typer.echo(json.dumps(r))

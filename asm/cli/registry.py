@@ -113,19 +113,15 @@ def lock(
         row = get_synth(session, synth)
         space = space_of(row)
         preset = find_preset(session, row, from_preset).values if from_preset else None
-        locks: dict[int, float] = {}
-        for item in assignments:
-            if preset is not None:
+        if preset is None:
+            locks = space.parse_assignments(assignments, "lock", hint=" (or use --from-preset)")
+        else:
+            locks = {}
+            for item in assignments:
                 pos = space.position(item.split("=", 1)[0].strip())
                 if "=" in item:
                     raise AsmError(f"with --from-preset give parameter names only, not {item!r}")
                 locks[space.params[pos].index] = float(preset[pos])
-                continue
-            if "=" not in item:
-                raise AsmError(f"lock needs name=value, got {item!r} (or use --from-preset)")
-            key, text = item.split("=", 1)
-            spec = space.spec(key.strip())
-            locks[spec.index] = spec.default if text.strip().lower() == "default" else spec.parse(text)
         set_locks(session, row, locks)
         space = space_of(row)
         for index in locks:

@@ -16,7 +16,7 @@ def render(
     out: Path = typer.Option(..., "--out", "-o", help="Output audio file (.wav, .flac, ...)."),
     synth: str = typer.Option("asm-sub", "--synth", "-s", help="Registered synth name."),
     preset: Optional[str] = typer.Option(None, "--preset", "-p", help="Start from a stored preset (name or #id)."),
-    set_: list[str] = typer.Option([], "--set", help="name=value: normalised value or a choice name; repeatable."),
+    set_: list[str] = typer.Option([], "--set", help="name=value: normalised value, a choice name or 'default'; repeatable."),
     note: Optional[str] = typer.Option(None, "--note", "-n", help="One note: MIDI number or name (60, C4)."),
     chord: Optional[str] = typer.Option(None, "--chord", help="Notes struck together, e.g. 60,64,67."),
     midi: Optional[Path] = typer.Option(None, "--midi", help="Play the notes of a MIDI file."),
@@ -46,13 +46,7 @@ def render(
         spec = spec_of(row, sample_rate)
         base = find_preset(session, row, preset).values if preset else None
     space = spec.space
-    assignments: dict[int, float] = {}  # plugin index -> normalised value
-    for item in set_:
-        if "=" not in item:
-            raise AsmError(f"--set needs name=value, got {item!r}")
-        key, text = item.split("=", 1)
-        param = space.spec(key.strip())
-        assignments[param.index] = param.parse(text)
+    assignments = space.parse_assignments(set_, "--set")  # plugin index -> normalised value
     locked = [space.spec(i).name for i in assignments if space.spec(i).locked]
     if locked:
         console.print(f"[yellow]note:[/yellow] locked parameters keep their locked value: {', '.join(locked)}")

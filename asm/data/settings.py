@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from asm.audio.features import FeatureSettings
 from asm.errors import AsmError
+from asm.midi.mode import Mode
 
 SHARD_BYTES = 16 << 20  # target size of one shard file (auto shard size)
 NOTES_GENERATOR = "asm-poly/1"  # bump when the built-in generator's output changes
@@ -25,7 +26,7 @@ class DatasetSettings(BaseModel):
 
     synth: str
     synth_version: str = ""
-    mode: Literal["mono", "poly"] = "mono"
+    mode: Mode = Mode.mono
     size: int = Field(gt=0)
     presets: Literal["random", "factory", "mix"] = "random"
     factory_fraction: float = Field(0.0, ge=0.0, le=1.0)

@@ -19,6 +19,7 @@ from sqlalchemy import select
 
 from asm.errors import AsmError
 from asm.match.pipeline import METHODS
+from asm.midi.mode import Mode
 
 
 @dataclass
@@ -62,7 +63,7 @@ def best_model(session, synth_row, space, poly: bool = False):
         vals = [r.metrics.get("mr-stft") for r in session.scalars(
             select(Result).join(Run).where(Result.model_id == m.id, Run.kind == "test-model"))]
         vals = [v for v in vals if isinstance(v, (int, float))]
-        other_mode = m.dataset is None or m.dataset.mode != ("poly" if poly else "mono")
+        other_mode = m.dataset is None or m.dataset.mode != Mode.of(poly)
         return (other_mode, 0, float(np.mean(vals)), 0) if vals else (other_mode, 1, 0.0, -m.id)
 
     return min(rows, key=score)
@@ -91,7 +92,7 @@ def find_dataset(session, synth_row, space, name: str | None, model_row=None, po
         return model_row.dataset
     rows = [r for r in session.scalars(select(Dataset).where(Dataset.synth_id == synth_row.id)
                                        .order_by(Dataset.id.desc())) if usable(r)]
-    mode = "poly" if poly else "mono"
+    mode = Mode.of(poly)
     rows.sort(key=lambda r: r.mode != mode)  # stable: newest of the right mode first
     return rows[0] if rows else None
 

@@ -156,26 +156,10 @@ class LockConfig(FixtureItem):
         return f"locks {self.synth}"
 
     def _locks(self, space: ParameterSpace, preset_values: list[float] | None) -> dict[int, float | None]:
-        locks: dict[int, float | None] = {}
-        for key, value in self.values.items():
-            try:
-                spec = space.spec(key)
-            except AsmError as exc:
-                raise FieldError("values", str(exc)) from None
-            if spec.index in locks:
-                raise FieldError("values", f"{spec.name} is given twice")
-            if isinstance(value, str):
-                if value.strip().lower() == "default":
-                    locks[spec.index] = spec.default
-                    continue
-                try:
-                    locks[spec.index] = spec.parse(value)
-                except AsmError as exc:
-                    raise FieldError("values", str(exc)) from None
-            else:
-                if not 0.0 <= float(value) <= 1.0:
-                    raise FieldError("values", f"value for {spec.name} must be in [0, 1] (normalised), got {value}")
-                locks[spec.index] = spec.quantise(float(value))
+        try:
+            locks: dict[int, float | None] = dict(space.parse_assignments(self.values))
+        except AsmError as exc:
+            raise FieldError("values", str(exc)) from None
         if self.names and self.from_preset is None:
             raise FieldError("names", "names lock to a preset's values: give from_preset too")
         for key in self.names:

@@ -13,7 +13,7 @@ import json
 import math
 from dataclasses import dataclass, field, replace
 from enum import Enum
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -100,9 +100,17 @@ class ParameterSpec:
             return f"{value:.3f}"
         return f"{self.natural(value):.4g}{(' ' + self.unit) if self.unit else ''}"
 
-    def parse(self, text: str) -> float:
-        """A user's value: a normalised number in [0, 1] or, for a categorical, a choice name."""
-        text = text.strip()
+    def parse(self, value: str | float) -> float:
+        """A user's value: a normalised number in [0, 1], ``"default"``, a choice name (categorical)
+        or on/off (boolean)."""
+        if not isinstance(value, str):
+            value = float(value)
+            if not 0.0 <= value <= 1.0:
+                raise AsmError(f"value for {self.name} must be in [0, 1] (normalised), got {value:g}")
+            return self.quantise(value)
+        text = value.strip()
+        if text.lower() == "default":
+            return self.default
         if self.kind is Kind.categorical and self.choices:
             lowered = [c.lower() for c in self.choices]
             if text.lower() in lowered:
@@ -192,6 +200,28 @@ class ParameterSpace:
 
     def spec(self, key: str | int) -> ParameterSpec:
         return self.params[self.position(key)]
+
+    def parse_assignments(self, items: Iterable[str] | Mapping[str | int, str | float], what: str = "a value",
+                          hint: str = "") -> dict[int, float]:
+        """``name=value`` texts (or a ``{name or plugin index: value}`` mapping) as normalised values
+        by plugin index; every value goes through ``ParameterSpec.parse``. ``what`` and ``hint``
+        word the error for a text without ``=`` (e.g. ``"--set"``)."""
+        if isinstance(items, Mapping):
+            pairs = list(items.items())
+        else:
+            pairs = []
+            for item in items:
+                key, sep, text = item.partition("=")
+                if not sep or not key.strip():
+                    raise AsmError(f"{what} needs name=value, got {item!r}{hint}")
+                pairs.append((key.strip(), text))
+        out: dict[int, float] = {}
+        for key, value in pairs:
+            spec = self.spec(key)
+            if spec.index in out:
+                raise AsmError(f"{spec.name} is given twice")
+            out[spec.index] = spec.parse(value)
+        return out
 
     # --- vectors ---------------------------------------------------------------------------
     def defaults(self) -> np.ndarray:
