@@ -15,7 +15,8 @@ def get_synth(session: Session, name: str) -> Synth:
     """The synth called ``name``; built-in synths are registered on first use."""
     synth = session.scalar(select(Synth).where(Synth.name == name))
     builtin = BUILTINS.get(name)
-    if builtin is not None and (synth is None or synth.version != builtin.version):
+    writable = not session.info.get("read_only")  # a read-only registry shows what it holds
+    if builtin is not None and writable and (synth is None or synth.version != builtin.version):
         synth = register_builtin(session, builtin)
     if synth is None:
         known = sorted(set(session.scalars(select(Synth.name))) | set(BUILTINS))
