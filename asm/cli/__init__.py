@@ -11,6 +11,7 @@ from typing import Sequence
 
 import typer
 
+from asm.cli import backup as _backup  # noqa: E402,F401
 from asm.cli import bench as _bench  # noqa: E402,F401
 from asm.cli import datasets as _datasets  # noqa: E402,F401
 from asm.cli import fixtures as _fixtures  # noqa: E402,F401

@@ -116,7 +116,7 @@ def quick_check(db_path: Path) -> str | None:
     return problems[0] if problems else None
 
 
-def _stamp_path(db_path: Path) -> Path:
+def stamp_path(db_path: Path) -> Path:
     return db_path.with_name(db_path.name + ".checked")
 
 
@@ -132,7 +132,7 @@ def check_integrity(db_path: Path, now: float | None = None) -> None:
         return
     now = time.time() if now is None else now
     key = {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
-    stamp = _stamp_path(db_path)
+    stamp = stamp_path(db_path)
     try:
         last = json.loads(stamp.read_text())
         if {k: last.get(k) for k in key} == key and 0 <= now - float(last["checked_at"]) < CHECK_INTERVAL_S:
