@@ -185,3 +185,56 @@ def test_a_batch_with_bad_files_imports_the_good_ones_and_lists_the_rest(cli, am
     assert after == before + 4  # three from the good bank, one .fxp; nothing from the half-broken bank
     r = cli("import-presets", "--synth", "amsynth", str(tmp_path / "c_truncated.fxp"))
     assert r.code == 2 and "no presets imported" in r.err
+
+
+def _bank_text():
+    return (BANKS / "amsynth_factory.bank").read_text()
+
+
+@pytest.mark.parametrize("cut", ["first_20_lines", "mid_number", "mid_preset_with_newline", "mid_line"])
+def test_a_truncated_bank_is_rejected_with_its_reason(tmp_path, cut):
+    text = _bank_text()
+    lines = text.splitlines(keepends=True)
+    second = [i for i, line in enumerate(lines) if line.startswith("<preset>")][1]
+    number = re.search(r"<parameter> \w+ -0\.\d{3,}", text)
+    cuts = {
+        "first_20_lines": "".join(lines[:20]),
+        "mid_number": text[: number.start() + len(number.group(0).split()[0]) + len(number.group(0).split()[1]) + 4],
+        "mid_preset_with_newline": "".join(lines[: second + 30]),
+        "mid_line": text[: len(text) // 2],
+    }
+    assert cuts["mid_number"].endswith("-0")
+    path = tmp_path / "cut.bank"
+    path.write_text(cuts[cut])
+    with pytest.raises(Exception) as info:
+        amsynth_bank.read(path)
+    assert "truncated" in str(info.value) or "not a number" in str(info.value)
+
+
+def test_every_factory_bank_is_complete_and_asm_banks_read_back(tmp_path):
+    distinct = set()
+    for bank in sorted(BANKS.glob("*.bank")):
+        presets = amsynth_bank.read(bank)
+        distinct |= {tuple(sorted(amsynth_bank.normalise(p.raw).items())) for p in presets}
+        if bank.name == "amsynth_factory.bank":
+            out = amsynth_bank.write(tmp_path / "again.bank", presets)
+            assert [p.raw for p in amsynth_bank.read(out)] == [
+                {n: p.raw.get(n, amsynth_bank.BY_NAME[n].default) for n in amsynth_bank.NAMES} for p in presets]
+    assert len(distinct) == 3303
+    for bad in ("1_0", "nan", "inf", "0x1", "1e", "--1"):
+        text = "amSynth\n<preset> <name> X\n" + "".join(
+            f"<parameter> {n} {bad if n == 'osc_mix' else '0'}\n" for n in amsynth_bank.NAMES)
+        with pytest.raises(Exception, match="not a number"):
+            amsynth_bank.parse_text(text)
+
+
+def test_import_of_a_truncated_bank_beside_good_files_exits_1_and_keeps_the_good(cli, tmp_path, amsynth_registry):
+    cut = tmp_path / "cut.bank"
+    cut.write_text("".join(_bank_text().splitlines(keepends=True)[:20]))
+    good = tmp_path / "good.bank"
+    good.write_text("amSynth\n<preset> <name> Brand New\n" + "".join(
+        f"<parameter> {n} {0.123 if n == 'osc_mix' else p.default}\n" for n, p in amsynth_bank.BY_NAME.items()))
+    r = cli("import-presets", "--synth", "amsynth", cut, good, "--json")
+    assert r.code == 1, r.err
+    summary = r.json()
+    assert summary["imported"] == 1 and summary["failed"] == 1 and "truncated" in summary["failures"][0]["reason"]

@@ -86,6 +86,7 @@ INVALID = {
     "nofixture.py": ("X = 1\n", "defines no FIXTURE"),
     "syntax.py": ("FIXTURE = [\n", "syntax error"),
     "notitem.py": ("FIXTURE = [{'synth': 'asm-sub'}]\n", "FIXTURE[0] is a dict, not an asm config object"),
+    "exits.py": ("import sys\nsys.exit(0)\n", "line 2: invalid fixture: it calls sys.exit(0)"),
 }
 
 
@@ -171,3 +172,15 @@ def test_amsynth32_and_amsynth16_on_a_registry_with_factory_presets(cli, amsynth
     params = {p["name"]: p for p in data["parameters"]}
     assert params["filter_type"]["locked_display"] == "low pass"
     assert params["filter_slope"]["locked_display"] == "24 dB/oct"
+
+
+def test_a_fixture_that_calls_sys_exit_is_invalid_and_nothing_is_applied(cli, tmp_path):
+    good = _write(tmp_path, "good.py", """
+        from asm.synth.config import LockConfig
+        FIXTURE = [LockConfig(synth="asm-sub", values={"cutoff": 0.2})]
+        """)
+    bad = _write(tmp_path, "bad.py", "import sys\nsys.exit(0)\n")
+    before = _state(cli)
+    r = cli("update-registry", good, bad)
+    assert r.code == 2 and str(bad) in r.err and "sys.exit(0)" in r.err, r.err
+    assert _state(cli) == before

@@ -193,3 +193,22 @@ def test_a_preset_that_renders_nan_does_not_poison_the_renders_after_it():
     bare = PluginSynth(spec).bare_renderer()
     bare(space.from_named(BLOW_UP), held([60], 100, 0.75), 1.0)
     assert not np.isfinite(bare(plain, notes, 1.0)).all()
+
+
+@needs_amsynth
+def test_registering_another_plugin_over_a_synth_with_presets_is_refused(cli, amsynth_registry, crashy_plugin):
+    """A different plugin id with 2 of amsynth's 41 parameters would drop the presets' values."""
+    before = _registry(cli)
+    r = cli("register-synth", "amsynth", "--path", crashy_plugin)
+    lines = [line for line in r.err.splitlines() if line.strip()]
+    assert r.code == 2 and len(lines) == 1, r.err
+    assert "plugin id amsy -> crsh" in r.err and "drop 39 of 41 parameters" in r.err and "--replace" in r.err
+    assert _registry(cli) == before
+
+    r = cli("register-synth", "amsynth", "--path", crashy_plugin, "--replace", "--json")
+    assert r.code == 0, r.err
+    data = r.json()
+    assert data["plugin_id"] == "crsh" and data["parameter_count"] == 2 and "drop 39 of 41" in r.err
+    r = cli("restore", data["backup"])  # the backup made before the replacement brings everything back
+    assert r.code == 0, r.err
+    assert _registry(cli) == before

@@ -11,6 +11,7 @@ from typing import Sequence
 
 import typer
 
+from asm.cli import backup as _backup  # noqa: E402,F401
 from asm.cli import bench as _bench  # noqa: E402,F401
 from asm.cli import datasets as _datasets  # noqa: E402,F401
 from asm.cli import fixtures as _fixtures  # noqa: E402,F401
@@ -46,9 +47,11 @@ def run(args: Sequence[str] | None = None) -> int:
 
         if debug or not isinstance(exc, DatabaseError):
             raise
-        reason = str(getattr(exc, "orig", exc)).splitlines()[0]
-        err_console.print(f"[bold red]error:[/bold red] registry database error: {reason} "
-                          "(disk full or database file damaged?)", highlight=False, soft_wrap=True)
+        from asm import paths
+        from asm.registry.db import registry_error, sqlite_file
+
+        err = registry_error(sqlite_file(paths.database_url()), exc, paths.database_url())
+        err_console.print(f"[bold red]error:[/bold red] {err}", highlight=False, soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         err_console.print("[bold red]interrupted[/bold red] (finished work is kept; run again to resume)")

@@ -56,6 +56,8 @@ def import_presets_cmd(
             console.print(f"[red]failed[/red] {path}: {reason}", highlight=False, soft_wrap=True)
     if report.failed and not report.imported and not report.duplicates:
         raise AsmError(f"no presets imported: {len(report.failed)} file(s) failed")
+    if report.failed:  # some files failed: the good ones are kept, the exit status says it
+        raise typer.Exit(1)
 
 
 @app.command("export-preset")

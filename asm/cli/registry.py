@@ -21,11 +21,11 @@ def registry_summary(synth: Optional[str] = None) -> list[dict]:
     from asm.registry.synths import get_synth, parameter_spec, space_of
     from asm.synth.builtin import BUILTINS
 
-    with session_scope() as session:
+    with session_scope(read_only=True) as session:
         if synth:
             rows = [get_synth(session, synth)]
         else:
-            for name in BUILTINS:
+            for name in BUILTINS if not session.info["read_only"] else ():
                 get_synth(session, name)
             rows = list(session.scalars(select(Synth).order_by(Synth.name)))
         counts = dict(session.execute(select(Preset.synth_id, func.count()).group_by(Preset.synth_id)).all())

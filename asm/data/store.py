@@ -164,14 +164,14 @@ def _sum_rejections(shards) -> dict:
 def list_datasets() -> list[dict]:
     from asm.registry.db import session_scope
 
-    with session_scope() as session:
+    with session_scope(read_only=True) as session:
         return [summary(r) for r in session.scalars(select(Dataset).order_by(Dataset.name))]
 
 
 def show_dataset(name: str) -> dict:
     from asm.registry.db import session_scope
 
-    with session_scope() as session:
+    with session_scope(read_only=True) as session:
         return summary(get_dataset(session, name))
 
 

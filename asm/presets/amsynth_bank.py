@@ -18,6 +18,7 @@ tests/test_amsynth_presets.py checks the map against the plugin on a sample of t
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -149,11 +150,37 @@ def denormalise(values: Mapping[str, float]) -> dict[str, float]:
 
 
 # --- text ---------------------------------------------------------------------------------------
+NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+# Every amsynth version since the oldest factory banks writes at least these (older banks lack
+# only the newest parameters at the end of the list).
+OLDEST_COUNT = 36
+
+
 def _number(text: str) -> float | None:
-    try:
-        return float(F32(float(text)))
-    except ValueError:
+    """A decimal number as amsynth writes it (no ``inf``, ``nan``, ``1_0``, hex) in float32."""
+    if not NUMBER.fullmatch(text):
         return None
+    return float(F32(float(text)))
+
+
+def _check_complete(text: str, presets: list[BankPreset], path: str | Path) -> None:
+    """Reject a cut bank or state: amsynth ends every line with a newline (a file that stops
+    mid-line may stop mid-number, ``-0.279528`` -> ``-0``), writes the first ``OLDEST_COUNT``
+    parameters of every preset, and as many in the last preset of a bank as in the others."""
+    body = text.rstrip("\0")
+    last = body.rstrip().rsplit("\n", 1)[-1].strip()
+    if body.strip() and not body.endswith("\n") and not last.startswith("EOF"):
+        raise PresetFormatError(path, f"truncated: the file ends mid-line ({last[-40:]!r})")
+    most = max(len(p.raw) for p in presets)
+    for preset in presets:
+        missing = [n for n in NAMES[:OLDEST_COUNT] if n not in preset.raw]
+        if missing:
+            raise PresetFormatError(path, f"truncated: preset {preset.name!r} lacks {len(missing)} parameter(s) "
+                                          f"({', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''})")
+        if preset is presets[-1] and len(preset.raw) < most:  # a cut file loses its last preset's end
+            lacking = [n for n in NAMES if n not in preset.raw and any(n in q.raw for q in presets)]
+            raise PresetFormatError(path, f"truncated: preset {preset.name!r} lacks {', '.join(lacking[:3])}, "
+                                          "which the other presets of the bank have")
 
 
 def parse_text(text: str, path: str | Path = "<text>") -> list[BankPreset]:
@@ -200,6 +227,7 @@ def parse_text(text: str, path: str | Path = "<text>") -> list[BankPreset]:
     for preset in presets:
         if not preset.raw:
             raise PresetFormatError(path, f"truncated: preset {preset.name!r} has no parameters")
+    _check_complete(text, presets, path)
     return presets
 
 

@@ -113,7 +113,12 @@ def load_fixture(path: str | Path) -> LoadedFixture:
         raise AsmError(f"{path}{_line_in(path, exc.__traceback__)}: {exc}") from None
     except SyntaxError as exc:
         raise AsmError(f"{path} line {exc.lineno}: syntax error: {exc.msg}") from None
-    except Exception as exc:  # noqa: BLE001 - a fixture is user code: report it in one line
+    except SystemExit as exc:  # a fixture must not end the command (it would exit with its code)
+        raise AsmError(f"{path}{_line_in(path, sys.exc_info()[2])}: invalid fixture: it calls sys.exit"
+                       f"({'' if exc.code is None else repr(exc.code)}) while it is loaded") from None
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - a fixture is user code: report it in one line
         raise AsmError(f"{path}{_line_in(path, sys.exc_info()[2])}: {type(exc).__name__}: {exc}") from None
     if "FIXTURE" not in namespace:
         raise AsmError(f"{path}: defines no FIXTURE (a list of config objects such as SynthConfig, LockConfig)")

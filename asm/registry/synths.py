@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from asm.errors import AsmError
@@ -15,7 +15,8 @@ def get_synth(session: Session, name: str) -> Synth:
     """The synth called ``name``; built-in synths are registered on first use."""
     synth = session.scalar(select(Synth).where(Synth.name == name))
     builtin = BUILTINS.get(name)
-    if builtin is not None and (synth is None or synth.version != builtin.version):
+    writable = not session.info.get("read_only")  # a read-only registry shows what it holds
+    if builtin is not None and writable and (synth is None or synth.version != builtin.version):
         synth = register_builtin(session, builtin)
     if synth is None:
         known = sorted(set(session.scalars(select(Synth.name))) | set(BUILTINS))
@@ -243,13 +244,14 @@ def known_choices(info) -> dict[str, list[str]]:
     return description.choices_for(info.params) if description is not None else {}
 
 
-def register_plugin(session: Session, name: str, info, choices: dict[str, list[str]] | None = None
-                    ) -> tuple[Synth, list[str], bool]:
+def register_plugin(session: Session, name: str, info, choices: dict[str, list[str]] | None = None,
+                    replace: bool = False) -> tuple[Synth, list[str], bool]:
     """Insert or update the plugin synth ``name`` from ``info`` (a ``PluginInfo``).
 
     Locks and presets are kept (``sync_parameters``); value names given once (``choices``) are kept in
-    ``synth.settings["choices"]`` and applied again on every later registration.
-    Returns (synth, changes, created).
+    ``synth.settings["choices"]`` and applied again on every later registration. An update that
+    would lose stored work (``registration_losses``: another plugin, parameters that presets or
+    locks use) is refused unless ``replace``. Returns (synth, changes, created).
     """
     if name in BUILTINS:
         raise AsmError(f"{name!r} is a built-in synth; register the plugin under another name")
@@ -264,17 +266,58 @@ def register_plugin(session: Session, name: str, info, choices: dict[str, list[s
     else:
         if synth.kind == "faust":
             raise AsmError(f"{name!r} is a built-in synth")
+        losses = registration_losses(session, name, info, choices)
+        if losses and not replace:
+            raise AsmError(f"registering {info.path} as {name!r} would {'; '.join(losses)}: refused, nothing "
+                           f"changed (register it under another name, or pass --replace, which backs up the "
+                           f"registry first)")
         for label, old, new in (("path", synth.path, info.path), ("kind", synth.kind, info.kind),
                                 ("plugin id", synth.plugin_id, info.plugin_id)):
             if old != new:
                 changes.append(f"{label}: {old} -> {new}")
-    settings = dict(synth.settings or {})
-    merged = {**settings.get("choices", {}), **(choices or {})}
-    specs = with_choices(list(info.params), {**known_choices(info), **merged})
-    if merged:
-        settings["choices"] = merged
+    settings, specs = _plugin_specs(synth, info, choices)
     synth.settings = settings
     synth.kind, synth.path, synth.plugin_id = info.kind, info.path, info.plugin_id
     changes += sync_parameters(synth, specs)
     session.flush()
     return synth, changes, created
+
+
+def _plugin_specs(synth: Synth, info, choices: dict[str, list[str]] | None) -> tuple[dict, list[ParameterSpec]]:
+    """The settings (value names merged) and parameter specs a registration of ``info`` stores."""
+    settings = dict(synth.settings or {})
+    merged = {**settings.get("choices", {}), **(choices or {})}
+    specs = with_choices(list(info.params), {**known_choices(info), **merged})
+    if merged:
+        settings["choices"] = merged
+    return settings, specs
+
+
+def registration_losses(session: Session, name: str, info, choices: dict[str, list[str]] | None = None) -> list[str]:
+    """What registering ``info`` over the stored synth ``name`` would lose (empty: nothing).
+
+    A different plugin (plugin id or kind) is a loss in itself; so are parameters that disappear
+    while presets hold values for them or a lock fixes them (their values would be dropped, and
+    presets that only differed there merged). A plugin update that renames or adds parameters is not.
+    """
+    synth = session.scalar(select(Synth).where(Synth.name == name))
+    if synth is None or synth.kind == "faust":
+        return []
+    losses = []
+    if synth.plugin_id and info.plugin_id != synth.plugin_id:
+        losses.append(f"turn it into a different plugin (plugin id {synth.plugin_id} -> {info.plugin_id or 'none'})")
+    elif synth.kind != info.kind:
+        losses.append(f"turn it into a different plugin ({synth.kind} -> {info.kind})")
+    old_rows = sorted(synth.parameters, key=lambda p: p.index)
+    _, specs = _plugin_specs(synth, info, choices)
+    kept = {v for v in _match(old_rows, sorted(specs, key=lambda s: s.index)).values() if v is not None}
+    removed = [r for r in old_rows if r.index not in kept]
+    n_presets = session.scalar(select(func.count()).select_from(Preset).where(Preset.synth_id == synth.id)) or 0
+    locked = [r for r in removed if r.locked]
+    if removed and (n_presets or locked):
+        names = ", ".join(r.name for r in removed[:5]) + (f" and {len(removed) - 5} more" if len(removed) > 5 else "")
+        used = [f"{n_presets} preset(s)"] if n_presets else []
+        used += [f"{len(locked)} lock(s)"] if locked else []
+        losses.append(f"drop {len(removed)} of {len(old_rows)} parameters ({names}) and their values in "
+                      f"{' and '.join(used)}")
+    return losses
