@@ -176,7 +176,7 @@ def test_amsynth32_and_amsynth16_on_a_registry_with_factory_presets(cli, amsynth
 
 def test_a_fixture_that_calls_sys_exit_is_invalid_and_nothing_is_applied(cli, tmp_path):
     good = _write(tmp_path, "good.py", """
-        from asm.synth.config import LockConfig
+        from asm.registry.synth_config import LockConfig
         FIXTURE = [LockConfig(synth="asm-sub", values={"cutoff": 0.2})]
         """)
     bad = _write(tmp_path, "bad.py", "import sys\nsys.exit(0)\n")
