@@ -170,7 +170,9 @@ def train_model(config: str, dataset: str, *, epochs: int | None = None, batch_s
     started = time.perf_counter()
     mean, std = feature_statistics(train_ds, seed=settings.seed)
 
-    if arch == "nn":
+    from asm.models import architectures
+
+    if architectures.get(arch).kind == "index":
         result = _build_neighbours(train_ds, mean, std, meta, directory, reporter)
     else:
         result = _fit(meta, settings, mean, std, train, val, directory, model_id, bool(resume), reporter)
