@@ -4,7 +4,9 @@
     FIXTURE = [ModelConfig(name="cnn", arch="cnn", encoder={"channels": [16, 32, 64, 96]},
                            train={"epochs": 60, "lr": 2e-3})]
 
-Applied with ``asm update-registry fixtures/models/cnn.py``; ``asm train-model --config cnn`` reads it.
+Applied with ``asm update-registry fixtures/models/cnn.py``; ``asm train-model --config cnn`` reads it
+(and applies the shipped fixture itself when the registry lacks it). ``arch`` is any architecture
+of ``asm.models.architectures``.
 Hyperparameters are checked against the architecture's constructor before anything is written.
 """
 
