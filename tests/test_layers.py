@@ -24,7 +24,7 @@ LAYERS: list[set[str]] = [
     {"search"},
     {"match", "ddsp"},
     {"bench", "perf"},
-    {"cli", "serve"},
+    {"cli", "serve", "fixtures"},
 ]
 RANK = {name: level for level, names in enumerate(LAYERS) for name in names}
 

@@ -9,7 +9,7 @@ from plugin_paths import BANKS
 
 from asm.presets import amsynth_bank, fxp, jsonpreset, vstpreset
 from asm.presets.base import PresetFormatError
-from asm.presets.exporter import juce_base64_decode, juce_base64_encode, juce_vst3_state
+from asm.presets.vstpreset import juce_base64_decode, juce_base64_encode, juce_vst3_state
 from asm.synth.builtin import ASM_SUB
 from asm.synth.params import ParameterSpace
 

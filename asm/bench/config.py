@@ -5,7 +5,8 @@
 
 * the **set-up**: the fixture applied for ``(synth, params)`` (``SETUPS``): asm-sub with all 30
   parameters free (``--params 32``) or 16 free (``fixtures/asm_sub16.py``); amsynth with 32 or
-  16 free (``fixtures/amsynth32.py``, ``fixtures/amsynth16.py``);
+  16 free (``fixtures/amsynth32.py``, ``fixtures/amsynth16.py``); the shipped fixtures are package
+  data (``asm/fixtures``, see ``asm.registry.shipped``);
 * the **dataset** (``asm.data.settings.DatasetSettings``) and its name, which is keyed by a hash
   of the settings, so a second run with the same settings finds it finished and reuses it (and
   resumes it if it was interrupted), while other settings get another dataset;
@@ -36,9 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from asm.errors import AsmError
 from asm.midi.mode import Mode
-
-ROOT = Path(__file__).resolve().parents[2]
-FIXTURES = ROOT / "fixtures"
+from asm.registry.shipped import FIXTURES  # package data: an installed wheel benchmarks too
 
 # (synth, --params) -> fixture file (relative to fixtures/) and the number of free parameters it leaves
 SETUPS: dict[tuple[str, int], tuple[str, int]] = {
@@ -234,7 +233,7 @@ def plan(req: BenchmarkRequest, preset: ScalePreset | None = None) -> dict:
     return {
         "request": req.model_dump(mode="json"),
         "scale": preset.model_dump(mode="json"),
-        "fixture": str(fixture.relative_to(ROOT)) if fixture.is_relative_to(ROOT) else str(fixture),
+        "fixture": str(fixture.relative_to(FIXTURES.parent)),  # "fixtures/asm_sub.py", as in a checkout
         "free_parameters": free,
         "dataset": {"name": dataset, "settings": identity},
         "models": [{"config": m, "name": model_names[m], "train": train} for m in models],

@@ -194,7 +194,8 @@ def perf_match(
 
 @perf_app.command("train")
 def perf_train(
-    models: str = typer.Option("mlp,cnn,rescnn,lstm,transformer,flow", "--models", help="Comma-separated configs."),
+    models: str = typer.Option(None, "--models", help="Comma-separated configs (default: one per trainable "
+                               "architecture, named like it)."),
     dataset: str = typer.Option(None, "--dataset", help="Dataset to read (default: a 1 s, 16 kHz asm-sub set)."),
     synth: str = typer.Option("asm-sub", "--synth", "-s"),
     size: int = typer.Option(2048, "--size", help="Examples of the default dataset when it is made."),
@@ -204,10 +205,12 @@ def perf_train(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Training samples/s of each model and the data loader's share of the step time."""
+    from asm.models.architectures import trainable
     from asm.perf.train_speed import ensure_perf_dataset, measure_train_speed
 
     name = ensure_perf_dataset(dataset, synth, size, 0)
-    rows = measure_train_speed([m.strip() for m in models.split(",") if m.strip()], name, batch_size, steps, device)
+    chosen = [m.strip() for m in models.split(",") if m.strip()] if models else list(trainable())
+    rows = measure_train_speed(chosen, name, batch_size, steps, device)
     if as_json:
         typer.echo(json.dumps(rows))
         return

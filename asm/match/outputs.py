@@ -19,11 +19,12 @@ import numpy as np
 from asm.atomic import write_json
 from asm.errors import AsmError
 
-NATIVE = {"vst2": ".fxp", "vst3": ".vstpreset", "faust": ".json"}
-
 
 def native_extension(synth_row) -> str:
-    return NATIVE.get(synth_row.kind, ".json")
+    """The synth's own preset format (``asm.presets.formats``): .fxp for VST2, .vstpreset for VST3, else .json."""
+    from asm.presets.formats import native_for
+
+    return native_for(synth_row).suffix
 
 
 def default_out_dir(target: Path) -> Path:

@@ -1,7 +1,8 @@
 """Audio encoders: log-mel (B, n_mels, frames) -> embedding (B, dim).
 
 Each encoder is a small module built from a dict of hyperparameters (stored in the registry with
-the model config), so adding an architecture touches nothing else.
+the model config). The architectures in ``asm.models.architectures`` use them; a new architecture
+may as well define its encoder in its own module.
 """
 
 from __future__ import annotations
@@ -140,11 +141,3 @@ class TransformerEncoder(nn.Module):
         x = x + self.pos[:, : x.shape[1]]
         return self.norm(self.encoder(x)[:, 0])
 
-
-ENCODERS: dict[str, type[nn.Module]] = {
-    "mlp": MLPEncoder,
-    "cnn": CNNEncoder,
-    "rescnn": ResCNNEncoder,
-    "lstm": LSTMEncoder,
-    "transformer": TransformerEncoder,
-}

@@ -33,6 +33,13 @@ class Estimator:
         self.frames: int = int(meta["input_shape"][1])
 
     @property
+    def many_candidates(self) -> bool:
+        """Whether ``candidates(k)`` gives k different presets (flow samples, neighbours) or one estimate."""
+        from asm.models import architectures
+
+        return architectures.get(self.arch).many_candidates
+
+    @property
     def n_free(self) -> int:
         return len(self.free_parameters)
 
@@ -110,6 +117,7 @@ def find_model(session, ref: str | int):
 
 def load_estimator(session, ref: str | int) -> Estimator:
     from asm import paths
+    from asm.models import architectures
     from asm.models.checkpoint import load_network
     from asm.models.neighbours import NeighbourIndex
 
@@ -118,7 +126,7 @@ def load_estimator(session, ref: str | int) -> Estimator:
         raise AsmError(f"model {row.name} is not finished ({row.status}); resume it with "
                        f"asm train-model --resume {row.name}")
     directory = paths.data_dir() / row.checkpoint
-    if row.arch == "nn":
+    if architectures.get(row.arch).kind == "index":
         path = directory / "index.pt"
         if not path.is_file():
             raise AsmError(f"the index of model {row.name} is missing: {path}")

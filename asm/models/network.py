@@ -1,7 +1,8 @@
 """The trainable estimator: feature normalisation -> encoder -> kind-aware head, plus (for the
 ``flow`` architecture) a conditional normalising flow over the parameters that yields K candidates.
+What to build comes from the architecture registry (``asm.models.architectures``).
 
-The flow (zuko's neural spline flow) models the free parameters in logit space. Discrete
+The flow (zuko's neural spline flow, built in ``asm.models.architectures.flow``) models the free parameters in logit space. Discrete
 parameters are dequantised inside their bin during training and snapped back after sampling, so
 one density covers mixed parameter kinds.
 """
@@ -14,7 +15,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from asm.models.encoders import ENCODERS
+from asm.models import architectures
 from asm.models.heads import LossWeights, ParameterHead, ParameterLayout, Prediction
 from asm.synth.params import ParameterSpec
 
@@ -39,23 +40,16 @@ class Network(nn.Module):
         self.layout = ParameterLayout(free)
         self.n_free = len(free)
         self.n_values = torch.tensor([p.n_values for p in free], dtype=torch.float32)
-        encoder_name = config.flow_encoder if config.arch == "flow" else config.arch
-        if encoder_name not in ENCODERS:
-            raise ValueError(f"unknown architecture {encoder_name!r}")
-        self.encoder = ENCODERS[encoder_name](n_mels, frames, **config.encoder)
+        arch = architectures.get(config.arch)
+        self.encoder = arch.encoder(config, n_mels, frames)
         self.head = ParameterHead(self.encoder.dim, self.layout)
         self.weights = LossWeights(**config.loss)
         self.register_buffer("feat_mean", torch.zeros(1, n_mels, 1))
         self.register_buffer("feat_std", torch.ones(1, n_mels, 1))
         self.flow = None
-        if config.arch == "flow":
-            import zuko
-
-            flow_cfg = {"transforms": 4, "hidden": (256, 256), **config.flow}
-            self.flow_weight = float(flow_cfg.get("weight", 0.1))
-            self.flow = zuko.flows.NSF(features=self.n_free, context=self.encoder.dim,
-                                       transforms=int(flow_cfg["transforms"]),
-                                       hidden_features=tuple(flow_cfg["hidden"]))
+        density = arch.density(config, self.n_free, self.encoder.dim)
+        if density is not None:
+            self.flow, self.flow_weight = density
 
     # --- features ----------------------------------------------------------------------------
     def set_normalisation(self, mean: torch.Tensor, std: torch.Tensor) -> None:

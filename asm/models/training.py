@@ -107,6 +107,7 @@ def train_model(config: str, dataset: str, *, epochs: int | None = None, batch_s
     from asm.models.estimator import find_model
     from asm.registry.db import session_scope
     from asm.registry.models import Model, ModelConfigRow
+    from asm.registry.shipped import ensure_model_config, shipped_model_configs
 
     reporter = reporter or TrainReporter()
     device = resolve_device(device)
@@ -120,11 +121,11 @@ def train_model(config: str, dataset: str, *, epochs: int | None = None, batch_s
             settings = TrainSettings(**{**row.train_settings, "device": device})
             model_id = row.id
         else:
-            cfg_row = session.scalar(select(ModelConfigRow).where(ModelConfigRow.name == config))
+            cfg_row = ensure_model_config(session, config)  # a shipped config is applied on first use
             if cfg_row is None:
-                known = ", ".join(session.scalars(select(ModelConfigRow.name).order_by(ModelConfigRow.name)))
-                raise AsmError(f"unknown model config {config!r}; known: {known or 'none'} "
-                               "(apply fixtures/models/*.py with asm update-registry)")
+                known = sorted({*session.scalars(select(ModelConfigRow.name)), *shipped_model_configs()})
+                raise AsmError(f"unknown model config {config!r}; known: {', '.join(known) or 'none'} "
+                               "(add one with a fixture and asm update-registry)")
             dataset_row = get_dataset(session, dataset)
             if dataset_row.status != "complete":
                 raise AsmError(f"dataset {dataset} is incomplete; finish it with its generate-dataset command")
@@ -170,7 +171,9 @@ def train_model(config: str, dataset: str, *, epochs: int | None = None, batch_s
     started = time.perf_counter()
     mean, std = feature_statistics(train_ds, seed=settings.seed)
 
-    if arch == "nn":
+    from asm.models import architectures
+
+    if architectures.get(arch).kind == "index":
         result = _build_neighbours(train_ds, mean, std, meta, directory, reporter)
     else:
         result = _fit(meta, settings, mean, std, train, val, directory, model_id, bool(resume), reporter)

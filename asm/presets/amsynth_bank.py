@@ -285,3 +285,41 @@ def decode(path: str | Path, names: list[str], data: bytes | None = None, fmt: s
         values = normalise(preset.raw)
         out.append(DecodedPreset(preset.name or Path(path).stem, values=[values[n] for n in names], source_format=fmt))
     return out
+
+
+# --- as a registry format (asm.presets.formats) -------------------------------------------------
+def is_amsynth(synth, space=None) -> bool:
+    """Whether a registered synth is amsynth (its plugin id, and its parameters when ``space`` is given)."""
+    return synth.kind == "vst2" and synth.plugin_id == PLUGIN_ID and (
+        space is None or all(n in BY_NAME for n in space.names))
+
+
+def decode_chunk(path: Path, data: bytes, space) -> list[DecodedPreset]:
+    """An .fxp/.fxb holding amsynth's chunk: the chunk is its preset text, read exactly, without the plugin."""
+    from asm.presets import fxp
+
+    item = fxp.read(path, data)
+    presets = decode(path, space.names, item.chunk or b"", fmt=path.suffix.lstrip(".").lower())
+    if isinstance(item, fxp.FxProgram) and item.name and len(presets) == 1:
+        presets[0].name = item.name
+    return presets
+
+
+def _read_preset(path: Path, synth, space, data: bytes) -> list[DecodedPreset]:
+    if not is_amsynth(synth, space):
+        raise PresetFormatError(path, f"amsynth banks can only be imported into amsynth, not {synth.name}")
+    return decode(path, space.names, data)
+
+
+def _write_preset(path: Path, synth, space, name: str, values) -> None:
+    write(path, [from_values(name, dict(zip(space.names, values)))])
+
+
+def _formats():
+    from asm.presets.formats import PresetFormat
+
+    return (PresetFormat("bank", (".bank",), native_for=("vst2",), read=_read_preset, write=_write_preset,
+                         available=is_amsynth, order=30),)
+
+
+PRESET_FORMATS = _formats()

@@ -206,3 +206,40 @@ def decode(path: str | Path, plugin_id: str | None, n_params: int, data: bytes |
                                           f"parameters, the synth has {n_params}")
         out.append(DecodedPreset(name, values=list(prog.params), source_format=fmt))
     return out
+
+
+# --- as registry formats (asm.presets.formats) --------------------------------------------------
+def read_preset(path: Path, synth, space, data: bytes) -> list[DecodedPreset]:
+    """The presets of an .fxp/.fxb for a registered VST2 synth (amsynth's chunks are read without it)."""
+    from asm.presets import amsynth_bank
+
+    if synth.kind != "vst2":
+        raise PresetFormatError(path, f"FXP/FXB files are VST2 presets; {synth.name} is a {synth.kind} synth")
+    presets = decode(path, synth.plugin_id, space.size, data)
+    if amsynth_bank.is_amsynth(synth, space) and any(p.chunk is not None for p in presets):
+        return amsynth_bank.decode_chunk(path, data, space)
+    return presets
+
+
+def _writer(bank: bool):
+    def write_preset(path: Path, synth, space, name: str, values) -> None:
+        import numpy as np
+
+        from asm.errors import AsmError
+
+        if not synth.plugin_id:
+            raise AsmError(f"{synth.name} has no VST2 plugin id; register it again (asm register-synth)")
+        program = FxProgram(synth.plugin_id, name, params=[float(np.float32(v)) for v in values])
+        write(path, FxBank(synth.plugin_id, programs=[program]) if bank else program)
+
+    return write_preset
+
+
+def _formats():
+    from asm.presets.formats import PresetFormat
+
+    return (PresetFormat("fxp", (".fxp",), native_for=("vst2",), read=read_preset, write=_writer(False), order=10),
+            PresetFormat("fxb", (".fxb",), native_for=("vst2",), read=read_preset, write=_writer(True), order=20))
+
+
+PRESET_FORMATS = _formats()

@@ -19,12 +19,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from asm.errors import AsmError
-from asm.presets import amsynth_bank, fxp, jsonpreset, vstpreset
+from asm.presets import formats
 from asm.presets.base import DecodedPreset, PresetFormatError, read_bytes
 from asm.registry.models import Preset, Synth
 from asm.synth.params import ParameterSpace, preset_hash
 
-FORMATS = {".fxp": "fxp", ".fxb": "fxb", ".vstpreset": "vstpreset", ".json": "json", ".bank": "bank"}
 PLUGIN_BATCH = 64
 
 
@@ -64,44 +63,13 @@ def expand(patterns: Iterable[str]) -> tuple[list[Path], list[tuple[str, str]]]:
     return files, missing
 
 
-def is_amsynth(synth: Synth, space: ParameterSpace) -> bool:
-    return synth.kind == "vst2" and (synth.plugin_id == amsynth_bank.PLUGIN_ID) and all(
-        n in amsynth_bank.BY_NAME for n in space.names)
-
-
 def decode_file(path: Path, synth: Synth, space: ParameterSpace) -> list[DecodedPreset]:
     """The presets in one file for ``synth``; raises ``PresetFormatError`` naming file and reason."""
-    fmt = FORMATS.get(path.suffix.lower())
-    if fmt is None:
+    fmt = formats.by_suffix(path.suffix)
+    if fmt is None or fmt.read is None:
         raise PresetFormatError(path, f"unknown preset format {path.suffix or '(no extension)'!r} "
-                                      "(expected .fxp, .fxb, .vstpreset, .json or .bank)")
-    data = read_bytes(path)
-    if fmt == "json":
-        return jsonpreset.decode(path, synth.name, space, data)
-    if fmt == "bank":
-        if not is_amsynth(synth, space):
-            raise PresetFormatError(path, f"amsynth banks can only be imported into amsynth, not {synth.name}")
-        return amsynth_bank.decode(path, space.names, data)
-    if fmt in ("fxp", "fxb"):
-        if synth.kind != "vst2":
-            raise PresetFormatError(path, f"FXP/FXB files are VST2 presets; {synth.name} is a {synth.kind} synth")
-        presets = fxp.decode(path, synth.plugin_id, space.size, data)
-        if is_amsynth(synth, space) and any(p.chunk is not None for p in presets):
-            return _amsynth_chunk(path, data, space)
-        return presets
-    if synth.kind != "vst3":
-        raise PresetFormatError(path, f".vstpreset files are VST3 presets; {synth.name} is a {synth.kind} synth")
-    return vstpreset.decode(path, synth.plugin_id, data)
-
-
-def _amsynth_chunk(path: Path, data: bytes, space: ParameterSpace) -> list[DecodedPreset]:
-    """amsynth's chunk is its preset text: read it exactly, without the plugin."""
-    item = fxp.read(path, data)
-    chunk = item.chunk or b""
-    presets = amsynth_bank.decode(path, space.names, chunk, fmt=path.suffix.lstrip(".").lower())
-    if isinstance(item, fxp.FxProgram) and item.name and len(presets) == 1:
-        presets[0].name = item.name
-    return presets
+                                      f"(expected {formats.spoken(formats.readable_suffixes())})")
+    return fmt.read(path, synth, space, read_bytes(path))
 
 
 def check_values(path: Path, name: str, values: list[float], size: int) -> list[float]:

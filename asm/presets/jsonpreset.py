@@ -103,3 +103,22 @@ def decode(path: str | Path, synth: str, space: ParameterSpace, data: bytes | No
         values.append(value)
     name = doc.get("name") or Path(path).stem
     return [DecodedPreset(name, values=values, locked=[str(x) for x in doc.get("locked", [])], source_format="json")]
+
+
+# --- as a registry format (asm.presets.formats) -------------------------------------------------
+def _read_preset(path: Path, synth, space: ParameterSpace, data: bytes) -> list[DecodedPreset]:
+    return decode(path, synth.name, space, data)
+
+
+def _write_preset(path: Path, synth, space: ParameterSpace, name: str, values: Sequence[float]) -> None:
+    write(path, synth.name, name, space, values)
+
+
+def _formats():
+    from asm.presets.formats import PresetFormat
+
+    return (PresetFormat("json", (".json",), native_for=("faust",), universal=True, read=_read_preset,
+                         write=_write_preset, order=40),)
+
+
+PRESET_FORMATS = _formats()

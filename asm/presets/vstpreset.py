@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
+from asm.errors import AsmError
 from asm.presets.base import DecodedPreset, PresetFormatError, read_bytes, write_atomic
 
 HEADER = struct.Struct("<4si32sq")  # magic, version, class id, chunk-list offset
@@ -124,3 +125,86 @@ def decode(path: str | Path, class_id: str | None, data: bytes | None = None) ->
         raise PresetFormatError(path, f"plugin class id {preset.class_id} does not match the synth's {class_id.upper()}")
     name = preset.info.get("Name") or preset.info.get("asm:preset") or Path(path).stem
     return [DecodedPreset(name, chunk=data, loader="vstpreset", source_format="vstpreset")]
+
+
+# --- as a registry format (asm.presets.formats) -------------------------------------------------
+def _read_preset(path: Path, synth, space, data: bytes) -> list[DecodedPreset]:
+    if synth.kind != "vst3":
+        raise PresetFormatError(path, f".vstpreset files are VST3 presets; {synth.name} is a {synth.kind} synth")
+    return decode(path, synth.plugin_id, data)
+
+
+def _write_preset(out: Path, synth, space, name: str, values) -> None:
+    from asm.synth.host import SynthSpec
+    from asm.synth.plugin import IsolatedPlugin
+
+    if not synth.plugin_id or not CLASS_ID.fullmatch(synth.plugin_id):
+        raise AsmError(f"{synth.name} has no VST3 class id (the bundle has no moduleinfo.json); cannot write .vstpreset")
+    plugin = IsolatedPlugin(SynthSpec(synth.name, synth.kind, synth.path, space))
+    try:
+        state = plugin.state(values)
+    finally:
+        plugin.close()
+    comp, cont = juce_vst3_state(state)
+    info = {"MediaType": "VstPreset", "PlugInName": synth.name, "Name": name, "asm:preset": name}
+    write(out, VstPreset(synth.plugin_id, comp=comp, cont=cont, info=info))
+
+
+JUCE_B64 = ".ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+"
+
+
+def juce_base64_decode(text: str) -> bytes:
+    """JUCE's ``MemoryBlock::fromBase64Encoding``: ``<size>.`` then 6 bits per character, LSB first."""
+    size_text, _, body = text.strip().partition(".")
+    if not size_text.isdigit():
+        raise AsmError("unrecognised JUCE base64 block")
+    size = int(size_text)
+    bits = 0
+    for i, ch in enumerate(body):
+        k = JUCE_B64.find(ch)
+        if k < 0:
+            raise AsmError("unrecognised JUCE base64 block")
+        bits |= k << (6 * i)
+    return bits.to_bytes(max(size, (6 * len(body) + 7) // 8), "little")[:size]
+
+
+def juce_base64_encode(data: bytes) -> str:
+    bits = int.from_bytes(data, "little")
+    n = (len(data) * 8 + 5) // 6
+    return f"{len(data)}." + "".join(JUCE_B64[(bits >> (6 * i)) & 63] for i in range(n))
+
+
+def juce_vst3_state(state: bytes) -> tuple[bytes, bytes | None]:
+    """Component and controller state from what JUCE saves for a hosted VST3 plugin.
+
+    JUCE writes ``copyXmlToBinary`` of ``<VST3PluginState><IComponent>…</IComponent>
+    <IEditController>…</IEditController></VST3PluginState>`` (magic ``VC2!``, size, UTF-8 XML).
+    """
+    if state[:4] == b"VC2!" and len(state) >= 8:
+        size = int.from_bytes(state[4:8], "little")
+        xml = state[8 : 8 + size].rstrip(b"\0")
+    elif state.lstrip().startswith(b"<"):
+        xml = state
+    else:
+        raise AsmError("the plugin saved its state in a form asm does not know; cannot write .vstpreset")
+    try:
+        root = ET.fromstring(xml.decode("utf-8"))
+    except (ET.ParseError, UnicodeDecodeError) as exc:
+        raise AsmError(f"the plugin's saved state is not readable XML ({exc})") from None
+    comp = root.findtext("IComponent")
+    if comp is None:
+        raise AsmError("the plugin's saved state has no component state")
+    cont = root.findtext("IEditController")
+    return juce_base64_decode(comp), (juce_base64_decode(cont) if cont else None)
+
+
+
+
+def _formats():
+    from asm.presets.formats import PresetFormat
+
+    return (PresetFormat("vstpreset", (".vstpreset",), native_for=("vst3",), read=_read_preset, write=_write_preset,
+                         order=25),)
+
+
+PRESET_FORMATS = _formats()

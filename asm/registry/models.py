@@ -180,13 +180,12 @@ class DatasetShard(Base):
 
 
 class ModelConfigRow(Base):
-    """A named estimator recipe (architecture + hyperparameters), applied from fixtures/models/*.py."""
+    """A named estimator recipe (architecture + hyperparameters), applied from fixtures/models/*.py.
+
+    ``arch`` is checked against ``asm.models.architectures`` when the config is validated, not by a
+    CHECK constraint, so adding an architecture needs no migration."""
 
     __tablename__ = "model_config"
-    __table_args__ = (
-        CheckConstraint("arch IN ('mlp', 'cnn', 'rescnn', 'lstm', 'transformer', 'flow', 'nn')",
-                        name="model_config_arch"),
-    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)

@@ -142,6 +142,6 @@ def estimator_seeds(estimator, audio: np.ndarray, sample_rate: int, k: int, seed
 
     if k <= 0 or estimator is None:
         return np.empty((0, 0))
-    want = k if getattr(estimator, "arch", "") in ("flow", "nn") else 1
+    want = k if getattr(estimator, "many_candidates", False) else 1
     x = resample(np.asarray(audio, dtype=np.float32), sample_rate, estimator.sample_rate)
     return np.asarray(estimator.candidates(x, want, seed))[0]
