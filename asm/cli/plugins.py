@@ -14,7 +14,7 @@ from asm.cli.app import app, console
 @app.command("register-synth")
 def register_synth(
     name: str = typer.Argument(..., help="Name for the synth in the registry, e.g. amsynth."),
-    path: Path = typer.Option(..., "--path", "-p", help="VST2 .so or VST3 bundle."),
+    path: Path = typer.Option(..., "--path", help="VST2 .so or VST3 bundle."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Read every parameter of a plugin (loaded in a child process) and store them.
