@@ -179,3 +179,28 @@ def show_model(model: str = typer.Argument(..., help="Model name or #id."),
         table.add_row(str(e["epoch"]), f"{e['train_loss']:.4f}", f"{e['val_loss']:.4f}", f"{e['lr']:.2e}",
                       f"{e['seconds']:.1f}")
     console.print(table)
+
+
+@app.command("delete-model")
+def delete_model_cmd(
+    model: str = typer.Argument(..., help="Model name or #id."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Delete without asking (needed when not at a terminal)."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Delete a model's registry rows and its checkpoints (refused while it trains); its results stay, unlinked."""
+    import sys
+
+    from asm.errors import AsmError
+    from asm.models.checkpoint import delete_model, describe_model
+
+    info = describe_model(model)
+    what = f"model {info['name']} ({info['status']}, {info['epochs']} epochs, {info['bytes'] / 1e6:,.1f} MB)"
+    if not yes:
+        if not sys.stdin.isatty():
+            raise AsmError(f"delete-model removes {what} and its checkpoints: add --yes to confirm")
+        typer.confirm(f"delete {what} and its checkpoints?", abort=True)
+    info = delete_model(model)
+    if as_json:
+        typer.echo(json.dumps({"deleted": info["name"], "id": info["id"], "bytes": info["bytes"]}))
+        return
+    console.print(f"deleted {what}")
