@@ -191,6 +191,7 @@ def test_kill_9_then_resume_continues_from_the_last_completed_epoch(home):
     (["train-model", "--config", "cnn", "--dataset", "nope"], "nope"),
     (["train-model", "--config", "cnn", "--dataset", "tiny", "--device", "cuda"], "CUDA"),
     (["train-model", "--config", "cnn"], "--dataset"),
+    (["train-model", "--config", "cnn", "--dataset", "tiny", "--name", "../x"], "bad model name"),
     (["test-model", "no-such-model"], "unknown model"),
     (["update-registry", str(ROOT / "tests" / "data" / "bad_model_fixture.py")], "encoder"),
 ])

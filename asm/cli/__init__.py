@@ -78,7 +78,7 @@ def _print_click_error(exc, debug: bool) -> int:
     else:
         ctx = getattr(exc, "ctx", None)
         where = f" (see {ctx.command_path} --help)" if ctx is not None else ""
-        err_console.print(f"[bold red]error:[/bold red] {escape(exc.format_message())}{where}", highlight=False,
+        err_console.print(f"[bold red]error:[/bold red] {escape(exc.format_message().replace('Value error, ', ''))}{where}", highlight=False,
                           soft_wrap=True)
     return exc.exit_code
 

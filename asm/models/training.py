@@ -13,6 +13,7 @@ are filled in from the checkpoint. ``nn`` needs no training: it indexes the trai
 from __future__ import annotations
 
 import math
+import re
 import time
 from contextlib import ExitStack, suppress
 from dataclasses import asdict, dataclass
@@ -28,6 +29,7 @@ from asm.models.checkpoint import model_lock
 from asm.models.loop import EpochReport, Trainer, TrainSettings
 
 META_FORMAT = 1
+MODEL_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")  # as Model.name's column allows
 NORM_SAMPLE = 2048  # examples used for the per-band feature statistics
 
 
@@ -214,7 +216,9 @@ def _new_plan(config, dataset, epochs, batch_size, lr, patience, device, seed, n
             patience=pick(patience, cfg.train.patience), seed=seed, device=device)
         if settings.epochs < 1 or settings.batch_size < 1 or not settings.lr > 0:
             raise AsmError("--epochs and --batch-size must be positive and --lr greater than 0")
-        model_name = name or default_name(cfg_row.name, dataset_row.name, seed)
+        model_name = name if name is not None else default_name(cfg_row.name, dataset_row.name, seed)
+        if not MODEL_NAME_RE.fullmatch(model_name):  # it names the checkpoint directory too
+            raise AsmError(f"bad model name {model_name!r}: use letters, digits, '.', '_' or '-' (at most 200)")
         name_is_free(session, model_name)
         dataset_name = dataset_row.name
     open_splits(dataset_name)  # no model row for a dataset it cannot train on
