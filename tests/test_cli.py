@@ -95,3 +95,51 @@ def test_asm_cli_py_is_the_same_app_as_the_console_script():
     assert a.returncode == b.returncode == 0
     assert a.stdout.replace("asm-cli.py", "asm") == b.stdout.replace("asm-cli.py", "asm")
     assert "render" in a.stdout
+
+
+def test_every_short_flag_means_one_long_option_across_the_cli():
+    """-x must not be --note in one command and --size in another (the short flags used to collide)."""
+    import typer.main
+
+    from asm.cli import app
+
+    meaning: dict[str, dict[tuple, list[str]]] = {}
+
+    def walk(command, path):
+        for name, sub in getattr(command, "commands", {}).items():
+            walk(sub, [*path, name])
+        for param in command.params:
+            longs = tuple(sorted(o for o in param.opts + param.secondary_opts if o.startswith("--")))
+            for short in (o for o in param.opts + param.secondary_opts if o.startswith("-") and o[1] != "-"):
+                meaning.setdefault(short, {}).setdefault(longs, []).append(" ".join(path))
+
+    walk(typer.main.get_command(app), [])
+    assert meaning, "no short flags found: the walk is broken"
+    assert {"-o", "-s", "-j"} <= set(meaning)
+    clashes = {short: uses for short, uses in meaning.items() if len(uses) > 1}
+    assert not clashes, clashes
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--duration", "0"], "'--duration'"),
+    (["--duration", "nan"], "'--duration'"),
+    (["--note-off", "0"], "'--note-off'"),
+    (["--sr", "0"], "not a supported sample rate"),
+    (["--sr", "12345"], "not a supported sample rate"),
+    (["--velocity", "0"], "'--velocity'"),
+])
+def test_render_refuses_out_of_range_values_instead_of_using_defaults(cli, tmp_path, args, message):
+    out = tmp_path / "x.wav"
+    r = cli("render", *args, "--out", out)
+    assert r.code == 2, (r.out, r.err)
+    lines = [line for line in r.err.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and message in lines[0] and "Traceback" not in r.err, r.err
+    assert not out.exists()
+
+
+def test_usage_errors_are_one_line_in_a_real_process(tmp_path):
+    r = run_cli_process("render", "--duration", "0", "--out", tmp_path / "x.wav")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--duration" in r.stderr, r.stderr
+    assert not (tmp_path / "x.wav").exists()
+    r = run_cli_process("generate-dataset", "d", "--size", "4", "--mode", "stereo")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "'--mode'" in r.stderr, r.stderr

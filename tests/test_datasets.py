@@ -201,7 +201,10 @@ def test_poly_from_partitioned_midi(cli, tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (("--synth", "nope"), "unknown synth 'nope'"),
-    (("--size", "0"), "--size must be positive"),
+    (("--size", "0"), "Invalid value for '--size'"),
+    (("--sr", "0"), "not a supported sample rate"),
+    (("--duration", "0"), "Invalid value for '--duration'"),
+    (("--mode", "stereo"), "Invalid value for '--mode'"),
     (("--split", "0.8,0.3,0.1"), "sum to 1"),
     (("--split", "0.8,0.2"), "three non-negative fractions"),
     (("--split", "a,b,c"), "bad --split"),

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1] / "asm"
 # Lowest first. Packages named here but not yet written are placed where DESIGN.md puts them.
 LAYERS: list[set[str]] = [
     {"errors"},
-    {"paths", "atomic", "progress"},
+    {"paths", "atomic", "locks", "progress"},
     {"midi"},
     {"audio"},
     {"synth"},  # host, plugins, built-in Faust synths, parameter space

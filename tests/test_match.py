@@ -155,7 +155,7 @@ def test_bad_inputs_exit_2_with_one_line_and_store_nothing(cli, tmp_path):
         ((good, "--synth", "no-such-synth"), "unknown synth"),
         ((good, "--model", "no-such-model"), "unknown model"),
         ((good, "--dataset", "no-such-dataset"), "unknown dataset"),
-        ((good, "--method", "magic"), "unknown method"),
+        ((good, "--method", "magic"), "Invalid value for '--method'"),
         ((good, "--midi", low), "outside the range of asm-sub"),
         ((good, "--note", "C-3"), "outside the MIDI range"),
         ((good, "--method", "model"), "needs a trained model"),

@@ -191,6 +191,7 @@ def test_kill_9_then_resume_continues_from_the_last_completed_epoch(home):
     (["train-model", "--config", "cnn", "--dataset", "nope"], "nope"),
     (["train-model", "--config", "cnn", "--dataset", "tiny", "--device", "cuda"], "CUDA"),
     (["train-model", "--config", "cnn"], "--dataset"),
+    (["train-model", "--config", "cnn", "--dataset", "tiny", "--name", "../x"], "bad model name"),
     (["test-model", "no-such-model"], "unknown model"),
     (["update-registry", str(ROOT / "tests" / "data" / "bad_model_fixture.py")], "encoder"),
 ])
@@ -220,3 +221,98 @@ def test_a_model_refuses_another_lock_set(home, cli):
         est.check_space(space.with_locks({space.spec("osc2_level").index: 0.9}), "asm-sub")
     with pytest.raises(AsmError, match="trained for synth"):
         est.check_space(space, "amsynth")
+
+
+def _model_row(name):
+    from sqlalchemy import select
+
+    from asm.registry.db import session_scope
+    from asm.registry.models import Model
+
+    with session_scope() as s:
+        row = s.scalar(select(Model).where(Model.name == name))
+        return None if row is None else {"status": row.status, "checkpoint": row.checkpoint, "id": row.id}
+
+
+@pytest.mark.parametrize("flag, value", [("--epochs", "0"), ("--lr", "0"), ("--batch-size", "0"),
+                                         ("--patience", "0"), ("--lr", "nan")])
+def test_explicit_zero_settings_are_refused_not_replaced_by_the_config(home, cli, flag, value):
+    r = cli("train-model", "--config", "mlp", "--dataset", "tiny", "--name", "zero", flag, value)
+    assert r.code == 2, (r.out, r.err)
+    lines = [line for line in r.err.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and flag in lines[0] and "Traceback" not in r.err, r.err
+    assert _model_row("zero") is None
+
+
+def test_library_callers_get_the_same_range_checks(home):
+    from asm.errors import AsmError
+    from asm.models.training import train_model
+
+    for kwargs in ({"epochs": 0}, {"lr": 0.0}, {"batch_size": 0}, {"patience": 0}):
+        with pytest.raises(AsmError, match="--"):
+            train_model("mlp", "tiny", name="zero-lib", **kwargs)
+    assert _model_row("zero-lib") is None
+
+
+def test_a_second_process_cannot_train_a_model_that_is_being_trained(home, cli):
+    from asm.models.checkpoint import model_lock
+    from asm.registry.db import session_scope
+    from asm.registry.models import Model
+
+    _train(cli, "mlp", "mlp-busy", epochs=1)
+    row = _model_row("mlp-busy")
+    with session_scope() as s:  # as if a training of it were under way (or killed)
+        s.get(Model, row["id"]).status = "training"
+    directory = home / row["checkpoint"]
+    before = {p.name: p.stat().st_mtime_ns for p in directory.glob("*.pt*")}
+    assert "last.pt" in before
+    with model_lock("mlp-busy", row["checkpoint"]):  # this process trains it
+        r = run_cli_process("train-model", "--resume", "mlp-busy", "--epochs", "2")
+        assert r.returncode == 2, r.stderr
+        assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr, r.stderr
+        assert "mlp-busy is being trained by another asm process" in r.stderr
+        assert f"pid {os.getpid()} on " in r.stderr and "since 20" in r.stderr
+        r = cli("delete-model", "mlp-busy", "--yes")
+        assert r.code == 2 and "being trained" in r.err
+    assert {p.name: p.stat().st_mtime_ns for p in directory.glob("*.pt*")} == before  # checkpoints untouched
+    assert _model_row("mlp-busy")["status"] == "training"
+    # released (the holder ended): the resume goes ahead
+    r = cli("train-model", "--resume", "mlp-busy", "--json")
+    assert r.code == 0, r.err
+    assert _model_row("mlp-busy")["status"] == "complete"
+
+
+def test_a_dataset_without_a_validation_split_leaves_no_model_row(home, cli):
+    assert cli("generate-dataset", "noval", "--size", "8", "--duration", "0.5", "--note-off", "0.3",
+               "--split", "0.75,0,0.25", "--workers", "1").code == 0
+    for _ in range(2):  # the same name stays usable: the second attempt fails the same way
+        r = cli("train-model", "--config", "mlp", "--dataset", "noval", "--name", "noval-mlp", "--epochs", "1")
+        assert r.code == 2 and "train and val splits" in r.err, r.err
+        assert _model_row("noval-mlp") is None
+    assert cli("delete-dataset", "noval").code == 0
+
+
+def test_an_unreadable_shard_marks_the_model_failed_and_delete_model_removes_it(home, cli):
+    from asm.data.store import dataset_dir
+
+    assert cli("generate-dataset", "broken", "--size", "12", "--duration", "0.5", "--note-off", "0.3",
+               "--workers", "1").code == 0
+    shard = sorted(dataset_dir("broken").glob("shard-*"))[0]
+    shard.write_bytes(b"\0" * 64)  # damaged after generation
+    r = cli("train-model", "--config", "mlp", "--dataset", "broken", "--name", "broken-mlp", "--epochs", "1")
+    assert r.code == 2 and "Traceback" not in r.err, r.err
+    row = _model_row("broken-mlp")
+    assert row["status"] == "failed"
+    r = cli("train-model", "--config", "mlp", "--dataset", "broken", "--name", "broken-mlp", "--epochs", "1")
+    assert r.code == 2 and "delete-model" in r.err and "--resume" in r.err, r.err
+    r = cli("train-model", "--resume", "broken-mlp")  # a retry fails the same way, and says so
+    assert r.code == 2 and _model_row("broken-mlp")["status"] == "failed"
+    r = cli("delete-model", "broken-mlp")
+    assert r.code == 2 and "--yes" in r.err and _model_row("broken-mlp") is not None
+    r = cli("delete-model", "broken-mlp", "--yes", "--json")
+    assert r.code == 0, r.err
+    assert r.json()["deleted"] == "broken-mlp"
+    assert _model_row("broken-mlp") is None and not (home / row["checkpoint"]).exists()
+    assert cli("list-models", "--json").json() == [m for m in cli("list-models", "--json").json()
+                                                   if m["name"] != "broken-mlp"]
+    assert cli("delete-dataset", "broken").code == 0

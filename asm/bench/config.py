@@ -216,8 +216,9 @@ def plan(req: BenchmarkRequest, preset: ScalePreset | None = None) -> dict:
              "seed": req.seed}
     model_names = {m: f"{dataset}-{m}-{settings_key({'config': _file_hash(FIXTURES / 'models' / f'{m}.py'), **train})}"
                    for m in models}
-    budget = req.budget or preset.search_budget
-    test_targets = min(req.test_targets or preset.test_targets, ds.split_counts()[2])
+    budget = req.budget if req.budget is not None else preset.search_budget
+    test_targets = min(req.test_targets if req.test_targets is not None else preset.test_targets,
+                       ds.split_counts()[2])
     sets = {"test": test_targets}
     if req.synth == "amsynth":
         sets["factory"] = preset.factory_targets

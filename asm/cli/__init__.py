@@ -34,7 +34,8 @@ def run(args: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if args is None else args)
     debug = "--debug" in args
     try:
-        app(args=args, prog_name="asm")  # standalone: usage errors print and exit 2 themselves
+        code = app(args=args, prog_name="asm", standalone_mode=False)  # usage errors come here, below
+        return code if isinstance(code, int) else 0
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except AsmError as exc:
@@ -42,9 +43,14 @@ def run(args: Sequence[str] | None = None) -> int:
             raise
         err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
         return 2
-    except Exception as exc:  # noqa: BLE001 - a database the user's disk or file broke: one line
+    except typer.Abort:  # e.g. Ctrl-C at a confirmation prompt
+        err_console.print("[bold red]aborted[/bold red]")
+        return 1
+    except Exception as exc:  # noqa: BLE001 - a usage error, or a database the user's disk or file broke: one line
         from sqlalchemy.exc import DatabaseError
 
+        if _is_click_error(exc):
+            return _print_click_error(exc, debug)
         if debug or not isinstance(exc, DatabaseError):
             raise
         from asm import paths
@@ -57,6 +63,27 @@ def run(args: Sequence[str] | None = None) -> int:
         err_console.print("[bold red]interrupted[/bold red] (finished work is kept; run again to resume)")
         return 130
     return 0
+
+
+def _is_click_error(exc: Exception) -> bool:
+    """A Click usage error (bad option value, missing option, unknown command), whichever Click Typer ships."""
+    return any(c.__name__ == "ClickException" for c in type(exc).__mro__)
+
+
+def _print_click_error(exc, debug: bool) -> int:
+    """Usage errors print as one red line, like ``AsmError`` (help for a bare command group)."""
+    from rich.markup import escape
+
+    if type(exc).__name__ == "NoArgsIsHelpError":
+        pass  # Typer printed the group's help already (it checks the class by name too)
+    elif debug:
+        raise exc
+    else:
+        ctx = getattr(exc, "ctx", None)
+        where = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+        err_console.print(f"[bold red]error:[/bold red] {escape(exc.format_message().replace('Value error, ', ''))}{where}", highlight=False,
+                          soft_wrap=True)
+    return exc.exit_code
 
 
 def main() -> None:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import typer
 
+from asm.cli import choices
 from asm.cli.app import app, console
-from asm.midi.mode import Mode
 
 
 @app.command("ood-targets")
@@ -18,9 +18,11 @@ def ood_targets_cmd(
                                        help="Directory for the targets (default: <data dir>/targets/ood)."),
     soundfont: Path = typer.Option(Path("/usr/share/sounds/sf2/FluidR3_GM.sf2"), "--soundfont",
                                    help="A General MIDI SoundFont (Debian fluid-soundfont-gm)."),
-    sr: int = typer.Option(44100, "--sr", help="Sample rate of the written files."),
-    duration: float = typer.Option(2.0, "--duration", help="Seconds per target."),
-    note_off: float = typer.Option(1.5, "--note-off", help="Seconds until the notes are released."),
+    sr: int = typer.Option(44100, "--sr", callback=choices.sample_rate, help="Sample rate of the written files: "
+                           "16000, 22050, 44100 or 48000."),
+    duration: float = typer.Option(2.0, "--duration", callback=choices.seconds, help="Seconds per target."),
+    note_off: float = typer.Option(1.5, "--note-off", callback=choices.seconds,
+                                   help="Seconds until the notes are released."),
     force: bool = typer.Option(False, "--force", help="Render again even when the set is up to date."),
     as_json: bool = typer.Option(False, "--json", help="Print the manifest as JSON."),
 ) -> None:
@@ -137,9 +139,9 @@ def _compare_tables(a: dict, sa: list[dict], b: dict, sb: list[dict]) -> list:
 
 @app.command("results")
 def results_cmd(
-    run: int | None = typer.Option(None, "--run", "-r", help="Show this run's summary table per target set."),
+    run: int | None = typer.Option(None, "--run", "-r", min=1, help="Show this run's summary table per target set."),
     compare: tuple[int, int] | None = typer.Option(None, "--compare", help="Two run ids side by side: A B."),
-    kind: str | None = typer.Option(None, "--kind", help="List only runs of this kind (benchmark, match, test-model)."),
+    kind: choices.RunKind | None = typer.Option(None, "--kind", help="List only runs of this kind."),
     limit: int = typer.Option(30, "--limit", min=1, help="Most recent runs listed."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
@@ -154,8 +156,6 @@ def results_cmd(
 
     if run is not None and compare:
         raise AsmError("give --run or --compare, not both")
-    if kind is not None and kind not in ("benchmark", "match", "test-model"):
-        raise AsmError(f"unknown run kind {kind!r}: benchmark, match or test-model")
     if compare:
         (a, ra), (b, rb) = load_run(compare[0]), load_run(compare[1])
         sa, sb = summarise(ra), summarise(rb)
@@ -184,7 +184,7 @@ def results_cmd(
         if info["report_path"]:
             console.print(f"report: {data_dir() / info['report_path']}")
         return
-    rows = _run_rows(kind, limit)
+    rows = _run_rows(kind.value if kind is not None else None, limit)
     if as_json:
         typer.echo(json.dumps(rows))
         return
@@ -204,7 +204,7 @@ def results_cmd(
 
 @app.command("report")
 def report_cmd(
-    run: int = typer.Argument(..., help="Run id (asm results lists them)."),
+    run: int = typer.Argument(..., min=1, help="Run id (asm results lists them)."),
     media_limit: int = typer.Option(32, "--media-limit", min=0,
                                     help="Targets per target set drawn with spectrograms."),
     as_json: bool = typer.Option(False, "--json"),
@@ -221,11 +221,14 @@ def report_cmd(
 
 @app.command("benchmark")
 def benchmark_cmd(
-    mode: str = typer.Option("mono", "--mode", help="mono (one note per target) or poly (chords, sequences)."),
+    mode: choices.Mode = typer.Option(choices.Mode.mono, "--mode", help="mono (one note per target) or poly "
+                                      "(chords, sequences)."),
     synth: str = typer.Option("asm-sub", "--synth", "-s", help="asm-sub or amsynth."),
-    params: int = typer.Option(32, "--params", help="Free parameters of the set-up: 32 or 16 (asm-sub has 30)."),
+    params: choices.FreeParams = typer.Option(choices.FreeParams.p32, "--params",
+                                              help="Free parameters of the set-up (asm-sub has 30)."),
     models: str = typer.Option("", "--models", help="Model configs to train, e.g. 'cnn,flow' (default: the scale's)."),
-    scale: str = typer.Option("small", "--scale", help="small (20 min on 2 cores) or paper (AutoSoundMatch's set-up)."),
+    scale: choices.Scale = typer.Option(choices.Scale.small, "--scale", help="small (20 min on 2 cores) or paper "
+                                        "(AutoSoundMatch's set-up)."),
     seed: int = typer.Option(0, "--seed", min=0, help="Seed of the dataset, training and every search."),
     budget: int | None = typer.Option(None, "--budget", min=1, help="Renders per target of each search "
                                          "(default: the scale's)."),
@@ -234,7 +237,7 @@ def benchmark_cmd(
     ood_dir: Path | None = typer.Option(None, "--ood-dir", help="Out-of-domain targets (default: "
                                            "<data dir>/targets/ood, made by make ood-targets)."),
     workers: str = typer.Option("auto", "--workers", "-j", help="Render worker processes (auto = number of cores)."),
-    device: str = typer.Option("auto", "--device", help="Training device: auto, cpu or cuda."),
+    device: choices.Device = typer.Option(choices.Device.auto, "--device", help="Training device."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan (set-up, dataset, models, methods, "
                                  "targets) and stop."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
@@ -248,17 +251,12 @@ def benchmark_cmd(
     """
     from pydantic import ValidationError
 
-    from asm.bench.config import SCALES, BenchmarkRequest, parse_models, plan
+    from asm.bench.config import BenchmarkRequest, parse_models, plan
     from asm.errors import AsmError
 
-    mode = Mode.parse(mode)
-    if scale not in SCALES:
-        raise AsmError(f"--scale must be one of {', '.join(SCALES)}, got {scale!r}")
-    if params not in (32, 16):
-        raise AsmError(f"--params must be 32 or 16, got {params}")
     try:
-        req = BenchmarkRequest(mode=mode, synth=synth, params=params, models=parse_models(models), scale=scale,
-                               seed=seed, budget=budget, test_targets=targets, ood=ood,
+        req = BenchmarkRequest(mode=mode.value, synth=synth, params=int(params), models=parse_models(models),
+                               scale=scale.value, seed=seed, budget=budget, test_targets=targets, ood=ood,
                                ood_dir=str(ood_dir) if ood_dir else None)
     except ValidationError as exc:
         raise AsmError(f"invalid benchmark settings: {exc.errors()[0]['msg']}") from None
@@ -274,7 +272,7 @@ def benchmark_cmd(
     from asm.bench.summary import fmt_seconds, reach_text, summary_tables
 
     with _Progress(quiet=as_json) as events:
-        result = run_benchmark(req, workers=workers, device=device, events=events)
+        result = run_benchmark(req, workers=workers, device=device.value, events=events)
     if as_json:
         typer.echo(json.dumps({k: result[k] for k in ("run_id", "summary", "reach", "report", "seconds", "notes")}))
         return

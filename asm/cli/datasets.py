@@ -10,9 +10,9 @@ from typing import Optional
 import typer
 from rich.table import Table
 
+from asm.cli import choices
 from asm.cli.app import app, console, err_console
 from asm.errors import AsmError
-from asm.midi.mode import Mode
 
 
 def _mb(n: int) -> str:
@@ -23,12 +23,15 @@ def _mb(n: int) -> str:
 def generate_dataset_cmd(
     name: str = typer.Argument(..., help="Dataset name (letters, digits, . _ -)."),
     synth: str = typer.Option("asm-sub", "--synth", "-s", help="Registered synth name."),
-    mode: str = typer.Option("mono", "--mode", help="mono (one note) or poly (chords, arpeggios, sequences, MIDI)."),
-    size: int = typer.Option(..., "--size", "-n", help="Number of examples."),
+    mode: choices.Mode = typer.Option(choices.Mode.mono, "--mode", help="mono (one note) or poly (chords, arpeggios, sequences, MIDI)."),
+    size: int = typer.Option(..., "--size", min=1, help="Number of examples."),
     presets: str = typer.Option("random", "--presets", help="random, factory, or mix:F (a fraction F of factory presets)."),
-    sr: Optional[int] = typer.Option(None, "--sr", help="Sample rate (default: the synth's render default)."),
-    duration: Optional[float] = typer.Option(None, "--duration", help="Seconds of audio per example (default: the synth's, 2 s)."),
-    note_off: Optional[float] = typer.Option(None, "--note-off", help="Seconds until every note is released."),
+    sr: Optional[int] = typer.Option(None, "--sr", callback=choices.sample_rate, help="Sample rate: 16000, 22050, "
+                                     "44100 or 48000 (default: the synth's render default)."),
+    duration: Optional[float] = typer.Option(None, "--duration", callback=choices.seconds, help="Seconds of audio per "
+                                             "example, 0.01 to 600 (default: the synth's, 2 s)."),
+    note_off: Optional[float] = typer.Option(None, "--note-off", callback=choices.seconds,
+                                             help="Seconds until every note is released."),
     note: Optional[str] = typer.Option(None, "--note", help="Mono: the note (60 or C4)."),
     note_range: Optional[str] = typer.Option(None, "--note-range", help="Pitch range LOW:HIGH (mono: uniform; poly: generator)."),
     velocity: Optional[str] = typer.Option(None, "--velocity", help="Velocity, or a range LOW:HIGH."),
@@ -37,10 +40,10 @@ def generate_dataset_cmd(
     split: str = typer.Option("0.8,0.1,0.1", "--split", help="Train,validation,test fractions."),
     seed: int = typer.Option(0, "--seed", min=0, help="Seed of every random choice (presets, notes, splits)."),
     workers: str = typer.Option("auto", "--workers", "-j", help="Worker processes (auto = number of cores)."),
-    executor: str = typer.Option("local", "--executor", help="local (process pool) or ray."),
+    executor: choices.Executor = typer.Option(choices.Executor.local, "--executor", help="local (process pool) or ray."),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Join this Ray cluster (default: start one)."),
     shard_size: Optional[int] = typer.Option(None, "--shard-size", min=1, max=65536, help="Examples per shard (default: ~16 MB shards)."),
-    audio_dtype: str = typer.Option("int16", "--audio-dtype", help="Stored audio: int16 (with a per-example scale) or float16."),
+    audio_dtype: choices.AudioDtype = typer.Option(choices.AudioDtype.int16, "--audio-dtype", help="Stored audio: int16 (with a per-example scale) or float16."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Render a dataset of (preset, notes, audio, log-mel) examples into shards; resumes if interrupted.
@@ -59,13 +62,6 @@ def generate_dataset_cmd(
     from asm.render import resolve_workers
 
     check_name(name)
-    if size <= 0:
-        raise AsmError(f"--size must be positive, got {size}")
-    mode = Mode.parse(mode)
-    if executor not in ("local", "ray"):
-        raise AsmError(f"--executor must be local or ray, got {executor!r}")
-    if audio_dtype not in ("int16", "float16"):
-        raise AsmError(f"--audio-dtype must be int16 or float16, got {audio_dtype!r}")
     if midi_dir is not None and mode != "poly":
         raise AsmError("--midi-dir needs --mode poly")
     if note is not None and note_range is not None:
@@ -96,23 +92,23 @@ def generate_dataset_cmd(
                 raise AsmError(f"bad --velocity {velocity!r}: give 1..127 or LOW:HIGH") from None
             if not 1 <= vel <= 127:
                 raise AsmError(f"--velocity must be in 1..127, got {vel}")
-    rate = sr or defaults.sample_rate
+    rate = sr if sr is not None else defaults.sample_rate
     try:
         settings = DatasetSettings(
-            synth=synth, mode=mode, size=size, presets=kind, factory_fraction=fraction, sample_rate=rate,
+            synth=synth, mode=mode.value, size=size, presets=kind, factory_fraction=fraction, sample_rate=rate,
             duration=length, note_off=off, note=parse_pitch(note) if note else defaults.note,
             note_range=parse_range(note_range, "--note-range", 0, 127) if note_range else None,
             velocity=vel, velocity_range=vel_range,
             midi_dir=str(midi_dir.resolve()) if midi_dir is not None else None, max_polyphony=max_polyphony,
-            split=split_t, seed=seed, shard_size=shard_size or auto_shard_size(length, rate, features),
-            audio_dtype=audio_dtype, features=features,
+            split=split_t, seed=seed, shard_size=shard_size if shard_size is not None else auto_shard_size(length, rate, features),
+            audio_dtype=audio_dtype.value, features=features,
         )
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(x) for x in err.get("loc", ())) or "settings"
         raise AsmError(f"bad dataset settings ({where}): {err['msg'].removeprefix('Value error, ')}") from None
 
-    result = _run_generation(name, settings, n_workers, executor, ray_address, quiet=as_json)
+    result = _run_generation(name, settings, n_workers, executor.value, ray_address, quiet=as_json)
     if as_json:
         typer.echo(json.dumps(result))
         return

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from asm.cli import choices
 from asm.cli.app import app, console, err_console
 
 
@@ -15,7 +16,7 @@ def match(
     target: Path = typer.Argument(..., help="Target sound: any file libsndfile reads (wav, flac, ogg, aiff), "
                                             "any rate, mono or stereo."),
     synth: str = typer.Option("asm-sub", "--synth", "-s", help="Registered synth to match with."),
-    method: str | None = typer.Option(None, "--method", "-m", help="model | nn | nsga2 | hybrid. Default: the "
+    method: choices.MatchMethod | None = typer.Option(None, "--method", "-m", help="Default: the "
                                          "best available (hybrid: NSGA-II seeded by a trained model when one "
                                          "exists for this synth and lock set, by nearest neighbours otherwise)."),
     model: str | None = typer.Option(None, "--model", help="Trained model (name or #id); default: the best "
@@ -24,14 +25,15 @@ def match(
                                           "default: the model's, else the newest of this synth and lock set."),
     budget: int | None = typer.Option(None, "--budget", min=1, help="Renders the search may use "
                                          "(default: the recipe's, 1500)."),
-    time_limit: float | None = typer.Option(None, "--time-limit", help="Stop the search after this many seconds."),
+    time_limit: float | None = typer.Option(None, "--time-limit", callback=choices.positive,
+                                            help="Stop the search after this many seconds."),
     note: str = typer.Option("auto", "--note", help="auto (detect pitch and timing) or a note (60, C4) held "
                              "over the detected span."),
     midi: Path | None = typer.Option(None, "--midi", help="Play these notes (a MIDI file; needed for "
                                         "polyphonic targets)."),
     search: str = typer.Option("asm", "--search", help="Search recipe (fixtures/search): asm, autosoundmatch, ..."),
-    seed: int = typer.Option(0, "--seed", help="Seed of every random choice."),
-    out_dir: Path | None = typer.Option(None, "--out-dir", "-o", help="Output directory "
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of every random choice."),
+    out_dir: Path | None = typer.Option(None, "--out-dir", help="Output directory "
                                            "(default: data/matches/<target>-<n>)."),
     workers: str = typer.Option("auto", "--workers", "-j", help="Render processes (auto = number of cores)."),
     as_json: bool = typer.Option(False, "--json", help="Print match.json to stdout."),
@@ -44,7 +46,8 @@ def match(
     from asm.match.command import MatchOptions, run_match
     from asm.render import resolve_workers
 
-    opts = MatchOptions(target=target, synth=synth, method=method, model=model, dataset=dataset, search=search,
+    opts = MatchOptions(target=target, synth=synth, method=method.value if method is not None else None,
+                        model=model, dataset=dataset, search=search,
                         budget=budget, time_limit=time_limit, note=note, midi=midi, seed=seed, out_dir=out_dir,
                         workers=resolve_workers(workers))
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("renders"),

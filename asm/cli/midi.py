@@ -8,6 +8,7 @@ from typing import Optional
 
 import typer
 
+from asm.cli import choices
 from asm.cli.app import app, console, err_console
 
 
@@ -15,7 +16,7 @@ from asm.cli.app import app, console, err_console
 def partition_midi_cmd(
     src: Path = typer.Argument(..., help="Directory of MIDI files (searched recursively)."),
     out: Path = typer.Option(..., "--out", "-o", help="Directory for the chunk files."),
-    length: float = typer.Option(3.0, "--length", help="Chunk length in seconds."),
+    length: float = typer.Option(3.0, "--length", callback=choices.seconds, help="Chunk length in seconds."),
     pitch_range: Optional[str] = typer.Option(None, "--pitch-range", help="Keep notes in LOW:HIGH (e.g. 36:96 or C2:C7)."),
     max_polyphony: Optional[int] = typer.Option(None, "--max-polyphony", min=1, help="Drop chunks with more notes at once."),
     as_json: bool = typer.Option(False, "--json"),

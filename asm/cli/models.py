@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
+from asm.cli import choices
 from asm.cli.app import app, console, err_console
 
 
@@ -15,12 +16,16 @@ from asm.cli.app import app, console, err_console
 def train_model_cmd(
     config: Optional[str] = typer.Option(None, "--config", "-c", help="Model config name (fixtures/models/*.py)."),
     dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Generated dataset to train on."),
-    epochs: Optional[int] = typer.Option(None, "--epochs", help="Maximum epochs (default: the config's)."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size"),
-    lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate (cosine decay)."),
-    patience: Optional[int] = typer.Option(None, "--patience", help="Epochs without improvement before stopping."),
-    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
-    seed: int = typer.Option(0, "--seed"),
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Maximum epochs (default: the config's)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Examples per batch (default: the "
+                                             "config's)."),
+    lr: Optional[float] = typer.Option(None, "--lr", callback=choices.positive,
+                                       help="Peak learning rate (cosine decay), greater than 0."),
+    patience: Optional[int] = typer.Option(None, "--patience", min=1,
+                                           help="Epochs without improvement before stopping."),
+    device: choices.Device = typer.Option(choices.Device.auto, "--device", help="Where to train (auto: CUDA when "
+                                          "present)."),
+    seed: int = typer.Option(0, "--seed", min=0),
     name: Optional[str] = typer.Option(None, "--name", help="Model name (default CONFIG-DATASET-sSEED)."),
     resume: Optional[str] = typer.Option(None, "--resume", help="Continue an interrupted model (name or #id)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object at the end."),
@@ -55,7 +60,7 @@ def train_model_cmd(
     try:
         with progress:
             result = train_model(config or "", dataset or "", epochs=epochs, batch_size=batch_size, lr=lr,
-                                 patience=patience, device=device, seed=seed, name=name, resume=resume,
+                                 patience=patience, device=device.value, seed=seed, name=name, resume=resume,
                                  reporter=reporter)
     except KeyboardInterrupt:
         target = resume or name or (f"{config}-{dataset}-s{seed}" if config and dataset else "MODEL")
@@ -77,9 +82,9 @@ def train_model_cmd(
 @app.command("test-model")
 def test_model_cmd(
     model: str = typer.Argument(..., help="Model name or #id."),
-    split: str = typer.Option("test", "--split", help="train | val | test"),
-    limit: Optional[int] = typer.Option(None, "--limit", help="Score only the first N examples."),
-    workers: str = typer.Option("auto", "--workers", help="Render workers (auto = cores)."),
+    split: choices.Split = typer.Option(choices.Split.test, "--split", help="Split of the model's dataset."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Score only the first N examples."),
+    workers: str = typer.Option("auto", "--workers", "-j", help="Render workers (auto = cores)."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Score a model: parameter MAE/accuracy and audio metrics of its predictions rendered with the same notes."""
@@ -90,7 +95,7 @@ def test_model_cmd(
     out = err_console if as_json else console
     with Progress(console=out, transient=True) as progress:
         task = progress.add_task("scoring", total=None)
-        result = test_model(model, split, limit, workers,
+        result = test_model(model, split.value, limit, workers,
                             progress=lambda done, total: progress.update(task, completed=done, total=total))
     if as_json:
         typer.echo(json.dumps(result))
@@ -174,3 +179,28 @@ def show_model(model: str = typer.Argument(..., help="Model name or #id."),
         table.add_row(str(e["epoch"]), f"{e['train_loss']:.4f}", f"{e['val_loss']:.4f}", f"{e['lr']:.2e}",
                       f"{e['seconds']:.1f}")
     console.print(table)
+
+
+@app.command("delete-model")
+def delete_model_cmd(
+    model: str = typer.Argument(..., help="Model name or #id."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Delete without asking (needed when not at a terminal)."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Delete a model's registry rows and its checkpoints (refused while it trains); its results stay, unlinked."""
+    import sys
+
+    from asm.errors import AsmError
+    from asm.models.checkpoint import delete_model, describe_model
+
+    info = describe_model(model)
+    what = f"model {info['name']} ({info['status']}, {info['epochs']} epochs, {info['bytes'] / 1e6:,.1f} MB)"
+    if not yes:
+        if not sys.stdin.isatty():
+            raise AsmError(f"delete-model removes {what} and its checkpoints: add --yes to confirm")
+        typer.confirm(f"delete {what} and its checkpoints?", abort=True)
+    info = delete_model(model)
+    if as_json:
+        typer.echo(json.dumps({"deleted": info["name"], "id": info["id"], "bytes": info["bytes"]}))
+        return
+    console.print(f"deleted {what}")

@@ -7,8 +7,8 @@ import json
 import typer
 from rich.table import Table
 
+from asm.cli import choices
 from asm.cli.app import app, console
-from asm.midi.mode import Mode
 
 perf_app = typer.Typer(help="Speed benchmarks: print renders/s, examples/s, samples/s, seconds per match.",
                        no_args_is_help=True)
@@ -18,10 +18,10 @@ app.add_typer(perf_app, name="perf")
 @perf_app.command("render")
 def perf_render(
     synth: str = typer.Option("asm-sub", "--synth", "-s"),
-    sr: int = typer.Option(16000, "--sr"),
-    duration: float = typer.Option(1.0, "--duration"),
+    sr: int = typer.Option(16000, "--sr", callback=choices.sample_rate),
+    duration: float = typer.Option(1.0, "--duration", callback=choices.seconds),
     n: int = typer.Option(500, "--n", min=1),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", min=0),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Renders per second of one process through asm, beside the bare DawDreamer call on the same patches."""
@@ -49,18 +49,17 @@ def perf_generate(
     synth: str = typer.Option("asm-sub", "--synth", "-s"),
     n: int = typer.Option(2000, "--n", min=1, help="Examples to generate (a temporary dataset, deleted afterwards)."),
     workers: str = typer.Option("auto", "--workers", "-j", help="Worker processes (auto = number of cores)."),
-    mode: str = typer.Option("mono", "--mode", help="mono or poly."),
-    sr: int = typer.Option(16000, "--sr"),
-    duration: float = typer.Option(1.0, "--duration"),
+    mode: choices.Mode = typer.Option(choices.Mode.mono, "--mode", help="mono or poly."),
+    sr: int = typer.Option(16000, "--sr", callback=choices.sample_rate),
+    duration: float = typer.Option(1.0, "--duration", callback=choices.seconds),
     shard_size: int = typer.Option(None, "--shard-size", min=1, help="Examples per shard (default: auto)."),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", min=0),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Dataset generation end to end (render + features + write + commit) beside workers x the bare render rate."""
     from asm.perf.generate_speed import measure_generate_speed
 
-    mode = Mode.parse(mode)
-    r = measure_generate_speed(synth, n, workers, sr, duration, mode, seed, shard_size=shard_size)
+    r = measure_generate_speed(synth, n, workers, sr, duration, mode.value, seed, shard_size=shard_size)
     if as_json:
         typer.echo(json.dumps(r))
         return
@@ -86,8 +85,8 @@ def perf_batch(
     population: int = typer.Option(50, "--population", min=1, help="Candidates per batch (a search generation)."),
     generations: int = typer.Option(20, "--generations", min=1),
     workers: str = typer.Option("auto", "--workers", "-j"),
-    sr: int = typer.Option(16000, "--sr"),
-    duration: float = typer.Option(1.0, "--duration"),
+    sr: int = typer.Option(16000, "--sr", callback=choices.sample_rate),
+    duration: float = typer.Option(1.0, "--duration", callback=choices.seconds),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Batches of candidates rendered by the worker pool (as a search does) against serial rendering."""
@@ -110,13 +109,13 @@ def perf_batch(
 
 @perf_app.command("metrics")
 def perf_metrics(
-    sr: int = typer.Option(16000, "--sr"),
+    sr: int = typer.Option(16000, "--sr", callback=choices.sample_rate),
     durations: str = typer.Option("1,2", "--durations", help="comma-separated seconds of audio"),
     batch: int = typer.Option(1500, "--batch", min=1, help="candidates scored against one target"),
     threads: int = typer.Option(0, "--threads", min=0, help="torch threads (0: torch's default)"),
     chunk: int = typer.Option(0, "--chunk", min=0, help="candidates analysed at once (0: the module default)"),
     repeats: int = typer.Option(3, "--repeats", min=1),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", min=0),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Milliseconds per candidate/target pair of every metric and objective set on asm-sub renders."""
@@ -127,6 +126,8 @@ def perf_metrics(
         secs = tuple(float(d) for d in durations.split(","))
     except ValueError:
         raise AsmError(f"--durations must be comma-separated seconds, got {durations!r}") from None
+    if not all(choices.MIN_SECONDS <= d <= choices.MAX_SECONDS for d in secs):  # NaN fails too
+        raise AsmError(f"--durations must be in [0.01, 600] seconds, got {durations!r}")
     result = measure_metric_speed(sr, secs, batch, repeats=repeats, threads=threads or None, chunk=chunk or None,
                                   seed=seed)
     if as_json:
@@ -151,12 +152,12 @@ def perf_match(
                                 "neighbours from its training split."),
     model: str = typer.Option(None, "--model", help="Trained model for model and hybrid (omit: those "
                               "methods run without it: hybrid seeded by neighbours)."),
-    targets: int = typer.Option(32, "--targets", "-n", min=1),
+    targets: int = typer.Option(32, "--targets", min=1),
     budget: int = typer.Option(1500, "--budget", min=1, help="Renders per search."),
     methods: str = typer.Option(None, "--methods", help="Comma-separated subset of: hybrid, model, nn, "
                                 "'nsga2 (autosoundmatch)', 'nsga2 (asm)'."),
     workers: str = typer.Option("auto", "--workers", "-j"),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", min=0),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Matching methods on held-out targets with one render budget: median distance and seconds per target."""
@@ -198,10 +199,10 @@ def perf_train(
                                "architecture, named like it)."),
     dataset: str = typer.Option(None, "--dataset", help="Dataset to read (default: a 1 s, 16 kHz asm-sub set)."),
     synth: str = typer.Option("asm-sub", "--synth", "-s"),
-    size: int = typer.Option(2048, "--size", help="Examples of the default dataset when it is made."),
+    size: int = typer.Option(2048, "--size", min=1, help="Examples of the default dataset when it is made."),
     batch_size: int = typer.Option(64, "--batch-size", min=1),
     steps: int = typer.Option(30, "--steps", min=1, help="Timed optimiser steps per model."),
-    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
+    device: choices.Device = typer.Option(choices.Device.auto, "--device", help="Where to train."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Training samples/s of each model and the data loader's share of the step time."""
@@ -210,7 +211,7 @@ def perf_train(
 
     name = ensure_perf_dataset(dataset, synth, size, 0)
     chosen = [m.strip() for m in models.split(",") if m.strip()] if models else list(trainable())
-    rows = measure_train_speed(chosen, name, batch_size, steps, device)
+    rows = measure_train_speed(chosen, name, batch_size, steps, device.value)
     if as_json:
         typer.echo(json.dumps(rows))
         return

@@ -14,7 +14,7 @@ from asm.cli.app import app, console, err_console
 @app.command("register-synth")
 def register_synth(
     name: str = typer.Argument(..., help="Name for the synth in the registry, e.g. amsynth."),
-    path: Path = typer.Option(..., "--path", "-p", help="VST2 .so or VST3 bundle."),
+    path: Path = typer.Option(..., "--path", help="VST2 .so or VST3 bundle."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     replace: bool = typer.Option(False, "--replace", help="Allow an update that loses stored work (another "
                                  "plugin, parameters that presets or locks use); the registry is backed up first."),

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from asm.cli import choices
 from asm.cli.app import app, console, err_console
 from asm.errors import AsmError
 
@@ -18,7 +19,7 @@ SYSTEM_DIRS = ("/usr/share/", "/usr/lib/", "/usr/local/share/", "/opt/")
 def import_presets_cmd(
     patterns: list[str] = typer.Argument(..., help="Preset files or quoted globs (.fxp .fxb .vstpreset .json .bank)."),
     synth: str = typer.Option(..., "--synth", "-s", help="Registered synth the presets are for."),
-    origin: str | None = typer.Option(None, "--origin", help="factory or user (default: factory for files "
+    origin: choices.Origin | None = typer.Option(None, "--origin", help="factory or user (default: factory for files "
                                          "under system directories such as /usr/share, else user)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
@@ -29,12 +30,10 @@ def import_presets_cmd(
     from asm.registry.db import session_scope
     from asm.registry.synths import get_synth
 
-    if origin is not None and origin not in ("factory", "user"):
-        raise AsmError(f"--origin must be factory or user, not {origin!r}")
     files, unmatched = expand(patterns)
     if not files:
         raise AsmError(f"no preset files match {' '.join(patterns)}")
-    chosen = origin or ("factory" if all(str(f.resolve()).startswith(SYSTEM_DIRS) for f in files) else "user")
+    chosen = origin.value if origin is not None else ("factory" if all(str(f.resolve()).startswith(SYSTEM_DIRS) for f in files) else "user")
     with session_scope() as session:
         row = get_synth(session, synth)
         with Progress(TextColumn("importing"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),

@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from asm.cli import choices
 from asm.cli.app import app, console
 from asm.errors import AsmError
 
@@ -21,9 +22,12 @@ def render(
     chord: Optional[str] = typer.Option(None, "--chord", help="Notes struck together, e.g. 60,64,67."),
     midi: Optional[Path] = typer.Option(None, "--midi", help="Play the notes of a MIDI file."),
     velocity: Optional[int] = typer.Option(None, "--velocity", min=1, max=127, help="Note-on velocity."),
-    duration: Optional[float] = typer.Option(None, "--duration", "-d", help="Seconds of audio."),
-    note_off: Optional[float] = typer.Option(None, "--note-off", help="Seconds until note-off."),
-    sr: Optional[int] = typer.Option(None, "--sr", help="Sample rate."),
+    duration: Optional[float] = typer.Option(None, "--duration", callback=choices.seconds,
+                                             help="Seconds of audio (0.01 to 600)."),
+    note_off: Optional[float] = typer.Option(None, "--note-off", callback=choices.seconds,
+                                             help="Seconds until note-off."),
+    sr: Optional[int] = typer.Option(None, "--sr", callback=choices.sample_rate,
+                                     help="Sample rate: 16000, 22050, 44100 or 48000."),
 ) -> None:
     """Render a note, a chord or a MIDI file with a synth and write mono float audio."""
     from asm.audio.io import check_writable, write_audio
@@ -40,7 +44,7 @@ def render(
     with session_scope() as session:
         row = get_synth(session, synth)
         defaults = render_defaults(row)
-        sample_rate = sr or defaults.sample_rate
+        sample_rate = sr if sr is not None else defaults.sample_rate
         if sample_rate not in (16000, 22050, 44100, 48000) and not 8000 <= sample_rate <= 192000:
             raise AsmError(f"unsupported sample rate {sample_rate}")
         spec = spec_of(row, sample_rate)
@@ -52,15 +56,15 @@ def render(
         console.print(f"[yellow]note:[/yellow] locked parameters keep their locked value: {', '.join(locked)}")
     values = space.from_named(assignments, base)
 
-    vel = velocity or defaults.velocity
+    vel = velocity if velocity is not None else defaults.velocity
     if midi is not None:
         notes = load_midi(midi)
-        if velocity:
+        if velocity is not None:
             notes = [n._replace(velocity=velocity) for n in notes]
-        length = duration or (max(n.end for n in notes) + defaults.tail)
+        length = duration if duration is not None else max(n.end for n in notes) + defaults.tail
     else:
         pitches = parse_chord(chord) if chord else [parse_pitch(note) if note else defaults.note]
-        length = duration or defaults.duration
+        length = duration if duration is not None else defaults.duration
         off = note_off if note_off is not None else min(defaults.note_off, 0.75 * length)
         if not 0 < off <= length:
             raise AsmError(f"--note-off must be in (0, duration], got {off} with duration {length}")

@@ -7,7 +7,6 @@ a ``DatasetShard`` row exists only for a shard file that is complete on disk, wi
 
 from __future__ import annotations
 
-import fcntl
 import os
 import re
 import shutil
@@ -21,10 +20,10 @@ from sqlalchemy.orm import Session
 
 from asm import paths
 from asm.errors import AsmError
+from asm.locks import LOCK_FILE, DirectoryLock, is_locked  # noqa: F401 - LOCK_FILE, is_locked: re-exported
 from asm.registry.models import Dataset
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
-LOCK_FILE = ".lock"
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
 
 
@@ -70,51 +69,12 @@ def get_dataset(session: Session, name: str) -> Dataset:
     return row
 
 
-class DatasetLock:
+class DatasetLock(DirectoryLock):
     """An exclusive lock on a dataset directory (released when the process dies, even by kill -9)."""
 
     def __init__(self, directory: Path, what: str = "generated"):
-        self.directory = Path(directory)
+        super().__init__(directory, f"dataset {Path(directory).name} is being {what}")
         self.what = what
-        self._fd: int | None = None
-
-    def __enter__(self) -> "DatasetLock":
-        paths.ensure_dir(self.directory)
-        try:
-            self._fd = os.open(self.directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:
-            raise AsmError(f"cannot write in {self.directory}: {exc.strerror or exc}") from None
-        try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(self._fd)
-            self._fd = None
-            raise AsmError(f"dataset {self.directory.name} is being {self.what} by another asm process") from None
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
-
-
-def is_locked(directory: Path) -> bool:
-    path = Path(directory) / LOCK_FILE
-    if not path.exists():
-        return False
-    try:
-        fd = os.open(path, os.O_RDWR)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return False
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
 
 
 def disk_usage(row: Dataset) -> int:

@@ -1,15 +1,21 @@
 """``train-model``: train a registered model config on a generated dataset and record it.
 
-The model row is committed (status ``training``) before the first epoch, each completed epoch
-commits its metrics, and the row becomes ``complete`` with the best checkpoint at the end. After
-Ctrl-C or ``kill -9``, ``--resume NAME`` continues from the last completed epoch (``last.pt``);
-epochs whose metrics were not committed before the kill are filled in from the checkpoint.
-``nn`` needs no training: it indexes the training split.
+The settings, the config, the dataset and its splits are checked before the model row exists.
+The row is committed (status ``training``) before the first epoch, each completed epoch commits
+its metrics, and the row becomes ``complete`` with the best checkpoint at the end. One process
+at a time trains a model: it holds the lock of the model's checkpoint directory (``asm.locks``),
+so a second ``--resume`` is refused with the holder's pid, host and start time. An error after
+the row exists marks it ``failed``. After Ctrl-C or ``kill -9``, ``--resume NAME`` continues from
+the last completed epoch (``last.pt``); epochs whose metrics were not committed before the kill
+are filled in from the checkpoint. ``nn`` needs no training: it indexes the training split.
 """
 
 from __future__ import annotations
 
+import math
+import re
 import time
+from contextlib import ExitStack, suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -19,9 +25,11 @@ import torch
 
 from asm import paths
 from asm.errors import AsmError
+from asm.models.checkpoint import model_lock
 from asm.models.loop import EpochReport, Trainer, TrainSettings
 
 META_FORMAT = 1
+MODEL_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")  # as Model.name's column allows
 NORM_SAMPLE = 2048  # examples used for the per-band feature statistics
 
 
@@ -94,78 +102,160 @@ def default_name(config: str, dataset: str, seed: int) -> str:
     return f"{config}-{dataset}-s{seed}"
 
 
+def check_overrides(epochs: int | None, batch_size: int | None, lr: float | None, patience: int | None) -> None:
+    """Explicit training settings are used as given, so they must be valid (0 is not "the default")."""
+    for flag, value in (("--epochs", epochs), ("--batch-size", batch_size), ("--patience", patience)):
+        if value is not None and value < 1:
+            raise AsmError(f"{flag} must be at least 1, got {value}")
+    if lr is not None and not (math.isfinite(lr) and lr > 0):
+        raise AsmError(f"--lr must be a finite number greater than 0, got {lr:g}")
+
+
+def open_splits(dataset: str) -> tuple:
+    """The train and val splits of a dataset, refused (before any model row exists) when either is empty."""
+    from asm.data.torch_dataset import ShardDataset
+
+    train_ds, val_ds = ShardDataset(dataset, "train"), ShardDataset(dataset, "val")
+    if len(train_ds) == 0 or len(val_ds) == 0:
+        raise AsmError(f"dataset {dataset} needs examples in both its train and val splits "
+                       f"(it has {len(train_ds)} train and {len(val_ds)} val examples)")
+    return train_ds, val_ds
+
+
 def train_model(config: str, dataset: str, *, epochs: int | None = None, batch_size: int | None = None,
                 lr: float | None = None, patience: int | None = None, device: str = "auto", seed: int = 0,
                 name: str | None = None, resume: str | None = None,
                 reporter: TrainReporter | None = None) -> dict:
-    """Train (or resume) a model and return the summary ``--json`` prints."""
+    """Train (or resume) a model and return the summary ``--json`` prints.
+
+    Settings and data are checked before the model row exists; the row's process holds the
+    model's lock until it finishes; a failure after that marks the row ``failed`` (``--resume``
+    retries it, ``asm delete-model`` removes it). Ctrl-C leaves it ``training``, to resume.
+    """
+    reporter = reporter or TrainReporter()
+    device = resolve_device(device)
+    check_overrides(epochs, batch_size, lr, patience)
+    with ExitStack() as held:
+        if resume:
+            plan = _resume_plan(resume, device, held)
+        else:
+            plan = _new_plan(config, dataset, epochs, batch_size, lr, patience, device, seed, name, held)
+        try:
+            return _train(plan, bool(resume), reporter)
+        except KeyboardInterrupt:
+            raise  # resumable: the row stays "training"
+        except BaseException:
+            with suppress(Exception):  # the original error matters more than this row update
+                _mark(plan["model_id"], "failed")
+            raise
+
+
+def _mark(model_id: int, status: str) -> None:
+    from asm.registry.db import session_scope
+    from asm.registry.models import Model
+
+    with session_scope() as session:
+        session.get(Model, model_id).status = status
+
+
+def _meta(row, dataset_name: str) -> dict:
+    return {"format": META_FORMAT, "arch": row.arch, "config_settings": dict(row.config_settings),
+            "free_parameters": list(row.free_parameters), "free_signature": row.free_signature,
+            "lock_signature": row.lock_signature, "feature_settings": dict(row.feature_settings),
+            "sample_rate": row.sample_rate, "dataset": dataset_name, "dataset_id": row.dataset_id,
+            "seed": row.seed, "code_version": row.code_version, "model_name": row.name}
+
+
+def _resume_plan(resume: str, device: str, held: ExitStack) -> dict:
+    """Lock an unfinished model (refused while another process trains it) and set it training again."""
+    from asm.models.estimator import find_model
+    from asm.registry.db import session_scope
+
+    with session_scope() as session:
+        row = find_model(session, resume)
+        if row.status == "complete":
+            raise AsmError(f"model {row.name} already finished training ({row.epochs_done} epochs)")
+        held.enter_context(model_lock(row.name, row.checkpoint))
+        row.status = "training"
+        return {"model_id": row.id, "name": row.name, "arch": row.arch, "dataset": row.dataset.name,
+                "checkpoint": row.checkpoint, "device": device, "meta": _meta(row, row.dataset.name),
+                "settings": TrainSettings(**{**row.train_settings, "device": device})}
+
+
+def _new_plan(config, dataset, epochs, batch_size, lr, patience, device, seed, name, held: ExitStack) -> dict:
+    """Check the config, the dataset and the name, then create the model row and take its lock."""
     from sqlalchemy import select
 
     from asm.data.store import code_version, get_dataset
-    from asm.data.torch_dataset import ShardDataset
     from asm.models.config import ModelConfig
-    from asm.models.estimator import find_model
     from asm.registry.db import session_scope
     from asm.registry.models import Model, ModelConfigRow
     from asm.registry.shipped import ensure_model_config, shipped_model_configs
 
-    reporter = reporter or TrainReporter()
-    device = resolve_device(device)
-    with session_scope() as session:
-        if resume:
-            row = find_model(session, resume)
-            if row.status == "complete":
-                raise AsmError(f"model {row.name} already finished training ({row.epochs_done} epochs)")
-            cfg_row = row.config
-            dataset_row = row.dataset
-            settings = TrainSettings(**{**row.train_settings, "device": device})
-            model_id = row.id
-        else:
-            cfg_row = ensure_model_config(session, config)  # a shipped config is applied on first use
-            if cfg_row is None:
-                known = sorted({*session.scalars(select(ModelConfigRow.name)), *shipped_model_configs()})
-                raise AsmError(f"unknown model config {config!r}; known: {', '.join(known) or 'none'} "
-                               "(add one with a fixture and asm update-registry)")
-            dataset_row = get_dataset(session, dataset)
-            if dataset_row.status != "complete":
-                raise AsmError(f"dataset {dataset} is incomplete; finish it with its generate-dataset command")
-            cfg = ModelConfig.from_row(cfg_row)
-            settings = TrainSettings(
-                epochs=epochs or cfg.train.epochs, batch_size=batch_size or cfg.train.batch_size,
-                lr=lr or cfg.train.lr, weight_decay=cfg.train.weight_decay,
-                patience=patience or cfg.train.patience, seed=seed, device=device)
-            if settings.epochs < 1 or settings.batch_size < 1 or not settings.lr > 0:
-                raise AsmError("--epochs and --batch-size must be positive and --lr greater than 0")
-            model_name = name or default_name(cfg_row.name, dataset_row.name, seed)
-            existing = session.scalar(select(Model).where(Model.name == model_name))
-            if existing is not None:
-                hint = (f"resume it with --resume {model_name}" if existing.status == "training"
-                        else "pick another --name or --seed")
-                raise AsmError(f"model {model_name} exists ({existing.status}); {hint}")
-            ds_settings = dict(dataset_row.settings)
-            row = Model(
-                name=model_name, config_id=cfg_row.id, dataset_id=dataset_row.id, synth_id=dataset_row.synth_id,
-                arch=cfg_row.arch, status="training", seed=seed, device=device,
-                train_settings={k: v for k, v in asdict(settings).items() if k != "device"},
-                config_settings=dict(cfg_row.settings), feature_settings=dict(ds_settings["features"]),
-                sample_rate=int(ds_settings["sample_rate"]), free_signature=dataset_row.free_signature,
-                lock_signature=dataset_row.lock_signature, free_parameters=list(dataset_row.free_parameters),
-                checkpoint="", code_version=code_version())
-            session.add(row)
-            session.flush()
-            row.checkpoint = f"models/{row.id:05d}-{model_name}"
-            model_id = row.id
-        model_name, arch, dataset_name = row.name, row.arch, dataset_row.name
-        directory = paths.ensure_dir(paths.data_dir() / row.checkpoint)
-        meta = {"format": META_FORMAT, "arch": row.arch, "config_settings": dict(row.config_settings),
-                "free_parameters": list(row.free_parameters), "free_signature": row.free_signature,
-                "lock_signature": row.lock_signature, "feature_settings": dict(row.feature_settings),
-                "sample_rate": row.sample_rate, "dataset": dataset_name, "dataset_id": row.dataset_id,
-                "seed": row.seed, "code_version": row.code_version, "model_name": model_name}
+    def name_is_free(session, model_name: str) -> None:
+        existing = session.scalar(select(Model).where(Model.name == model_name))
+        if existing is not None:
+            hint = {"training": f"resume it with --resume {model_name}",
+                    "failed": f"retry it with --resume {model_name} or remove it with asm delete-model {model_name}",
+                    }.get(existing.status, "pick another --name or --seed")
+            raise AsmError(f"model {model_name} exists ({existing.status}); {hint}")
 
-    train_ds, val_ds = ShardDataset(dataset_name, "train"), ShardDataset(dataset_name, "val")
-    if len(train_ds) == 0 or len(val_ds) == 0:
-        raise AsmError(f"dataset {dataset_name} needs examples in both its train and val splits")
+    with session_scope() as session:
+        cfg_row = ensure_model_config(session, config)  # a shipped config is applied on first use
+        if cfg_row is None:
+            known = sorted({*session.scalars(select(ModelConfigRow.name)), *shipped_model_configs()})
+            raise AsmError(f"unknown model config {config!r}; known: {', '.join(known) or 'none'} "
+                           "(add one with a fixture and asm update-registry)")
+        dataset_row = get_dataset(session, dataset)
+        if dataset_row.status != "complete":
+            raise AsmError(f"dataset {dataset} is incomplete; finish it with its generate-dataset command")
+        cfg = ModelConfig.from_row(cfg_row)
+        pick = lambda given, default: default if given is None else given  # noqa: E731
+        settings = TrainSettings(
+            epochs=pick(epochs, cfg.train.epochs), batch_size=pick(batch_size, cfg.train.batch_size),
+            lr=pick(lr, cfg.train.lr), weight_decay=cfg.train.weight_decay,
+            patience=pick(patience, cfg.train.patience), seed=seed, device=device)
+        if settings.epochs < 1 or settings.batch_size < 1 or not settings.lr > 0:
+            raise AsmError("--epochs and --batch-size must be positive and --lr greater than 0")
+        model_name = name if name is not None else default_name(cfg_row.name, dataset_row.name, seed)
+        if not MODEL_NAME_RE.fullmatch(model_name):  # it names the checkpoint directory too
+            raise AsmError(f"bad model name {model_name!r}: use letters, digits, '.', '_' or '-' (at most 200)")
+        name_is_free(session, model_name)
+        dataset_name = dataset_row.name
+    open_splits(dataset_name)  # no model row for a dataset it cannot train on
+
+    with session_scope() as session:
+        name_is_free(session, model_name)
+        cfg_row = session.scalar(select(ModelConfigRow).where(ModelConfigRow.name == config))
+        dataset_row = get_dataset(session, dataset_name)
+        ds_settings = dict(dataset_row.settings)
+        row = Model(
+            name=model_name, config_id=cfg_row.id, dataset_id=dataset_row.id, synth_id=dataset_row.synth_id,
+            arch=cfg_row.arch, status="training", seed=seed, device=device,
+            train_settings={k: v for k, v in asdict(settings).items() if k != "device"},
+            config_settings=dict(cfg_row.settings), feature_settings=dict(ds_settings["features"]),
+            sample_rate=int(ds_settings["sample_rate"]), free_signature=dataset_row.free_signature,
+            lock_signature=dataset_row.lock_signature, free_parameters=list(dataset_row.free_parameters),
+            checkpoint="", code_version=code_version())
+        session.add(row)
+        session.flush()
+        row.checkpoint = f"models/{row.id:05d}-{model_name}"
+        held.enter_context(model_lock(model_name, row.checkpoint))  # before the row is visible to others
+        return {"model_id": row.id, "name": model_name, "arch": row.arch, "dataset": dataset_name,
+                "checkpoint": row.checkpoint, "device": device, "meta": _meta(row, dataset_name),
+                "settings": settings}
+
+
+def _train(plan: dict, resume: bool, reporter: TrainReporter) -> dict:
+    """Everything after the row exists: statistics, the fit (or the nn index), the final row update."""
+    from datetime import datetime, timezone
+
+    from asm.registry.db import session_scope
+    from asm.registry.models import Model
+
+    model_id, settings, meta = plan["model_id"], plan["settings"], plan["meta"]
+    directory = paths.ensure_dir(paths.data_dir() / plan["checkpoint"])
+    train_ds, val_ds = open_splits(plan["dataset"])
     train, val = SplitArrays(train_ds), SplitArrays(val_ds)
     meta["input_shape"] = list(train_ds.feature_shape)
     started = time.perf_counter()
@@ -173,13 +263,11 @@ def train_model(config: str, dataset: str, *, epochs: int | None = None, batch_s
 
     from asm.models import architectures
 
-    if architectures.get(arch).kind == "index":
+    if architectures.get(plan["arch"]).kind == "index":
         result = _build_neighbours(train_ds, mean, std, meta, directory, reporter)
     else:
-        result = _fit(meta, settings, mean, std, train, val, directory, model_id, bool(resume), reporter)
+        result = _fit(meta, settings, mean, std, train, val, directory, model_id, resume, reporter)
     seconds = time.perf_counter() - started
-
-    from datetime import datetime, timezone
 
     with session_scope() as session:
         row = session.get(Model, model_id)
@@ -191,8 +279,8 @@ def train_model(config: str, dataset: str, *, epochs: int | None = None, batch_s
         row.seconds = (row.seconds or 0.0) + seconds
         row.completed_at = datetime.now(timezone.utc).replace(tzinfo=None)
         total_seconds = row.seconds
-    return {"model_id": model_id, "name": model_name, "arch": arch, "dataset": dataset_name, "device": device,
-            "seconds": round(total_seconds, 3), **result}
+    return {"model_id": model_id, "name": plan["name"], "arch": plan["arch"], "dataset": plan["dataset"],
+            "device": plan["device"], "seconds": round(total_seconds, 3), **result}
 
 
 def _build_neighbours(train_ds, mean, std, meta, directory: Path, reporter: TrainReporter) -> dict:

@@ -48,7 +48,8 @@ def measure_generate_speed(synth_name: str, n: int, workers, sample_rate: int, d
     features = FeatureSettings()
     settings = DatasetSettings(synth=synth_name, mode=mode, size=n, sample_rate=sample_rate, duration=duration,
                                note_off=0.75 * duration, seed=seed, features=features,
-                               shard_size=shard_size or auto_shard_size(duration, sample_rate, features))
+                               shard_size=shard_size if shard_size is not None
+                               else auto_shard_size(duration, sample_rate, features))
     spec, _, plan, _ = _prepare(name, settings, Reporter())
     bare_before, label = _bare_rate(spec, plan, duration, min(n, bare_n))
     t = time.perf_counter()
