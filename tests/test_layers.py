@@ -13,7 +13,8 @@ ROOT = Path(__file__).resolve().parents[1] / "asm"
 # Lowest first. Packages named here but not yet written are placed where DESIGN.md puts them.
 LAYERS: list[set[str]] = [
     {"errors"},
-    {"paths", "atomic", "locks", "progress"},
+    {"paths", "atomic", "progress"},
+    {"locks"},  # file locks held by datasets and models (they name the data directory)
     {"midi"},
     {"audio"},
     {"synth"},  # host, plugins, built-in Faust synths, parameter space
