@@ -5,15 +5,19 @@ A slot tries its first-choice preset, then replacements from its own random stre
 keyed by the slot), skipping presets already used elsewhere, until a render is finite and audible.
 The stored parameters are the exact float32 values that were rendered, so the label always belongs
 to the audio. ``ShardJob.crashed`` lists (slot, attempt) pairs that killed a worker before: they
-count as rejected without being rendered again.
+count as rejected without being rendered again (and so does a crashed preset met again in the shard).
+
+``GenerationContext`` is the ``ShardWork`` the render executors run (``asm.render.executor``): its
+``run`` builds a shard in the worker, its ``crashed`` accounts for a crash. A steady crash rate only
+slows generation; it stops when one example's presets keep crashing (``MAX_CRASHES_PER_EXAMPLE``).
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
@@ -23,8 +27,10 @@ from asm.data.settings import DatasetSettings
 from asm.data.shards import encode_shard, write_shard
 from asm.errors import AsmError
 from asm.midi.notes import Note
+from asm.render.executor import NoProgress, Progress
 
 MAX_ATTEMPTS = 200  # presets one slot may try before generation stops with an error
+MAX_CRASHES_PER_EXAMPLE = 16  # presets of one slot that may crash the synth before generation stops
 FEATURE_BATCH = 8  # renders per log-mel batch: small enough to stay in cache (32 cost ~25% more per example)
 REJECTION_KINDS = ("silent", "nonfinite", "crashed", "duplicate")
 
@@ -39,6 +45,23 @@ class GenerationContext:
     forbidden: np.ndarray  # sorted uint64 keys of every first-choice preset
     spare: FactoryPool
     fault: dict | None = None  # testing only: {"crash_slots": [...]} makes the worker die there
+
+    def run(self, synth, job: "ShardJob", progress: Progress, *, shared_fs: bool = True) -> "ShardResult":
+        """``ShardWork.run``: build ``job`` and write it (``shared_fs=False``: return its bytes)."""
+        return generate_shard(synth, self, job, progress, write=shared_fs)
+
+    def crashed(self, job: "ShardJob", position: int, attempt: int, why: str) -> tuple["ShardJob", str]:
+        """``ShardWork.crashed``: that preset counts as rejected and the shard is redone without it;
+        an example whose presets keep crashing stops generation."""
+        slot = job.start + position
+        crashed = job.crashed | {(slot, attempt)}
+        n = sum(1 for s, _ in crashed if s == slot)
+        if n >= MAX_CRASHES_PER_EXAMPLE:
+            raise AsmError(f"{self.settings.synth} crashed on {n} different presets for example {slot} "
+                           f"(last: {why}); giving up: check its locks")
+        return replace(job, crashed=crashed), (
+            f"the synth crashed on example {slot} (preset attempt {attempt}, {why}); "
+            "that preset counts as rejected and the shard is redone")
 
 
 @dataclass
@@ -72,19 +95,6 @@ class ShardResult:
     payload: bytes | None = None  # the encoded shard, when the writer is not the worker (Ray)
 
 
-class Progress(Protocol):
-    def mark(self, position: int, attempt: int) -> None: ...
-    def done(self, count: int) -> None: ...
-
-
-class _NoProgress:
-    def mark(self, position: int, attempt: int) -> None:
-        pass
-
-    def done(self, count: int) -> None:
-        pass
-
-
 def _contains(sorted_keys: np.ndarray | None, key: int) -> bool:
     if sorted_keys is None or len(sorted_keys) == 0:
         return False
@@ -116,7 +126,7 @@ def build_shard(synth, ctx: GenerationContext, job: ShardJob, progress: Progress
 
     from asm.audio.features import logmel
 
-    progress = progress or _NoProgress()
+    progress = progress or NoProgress()
     s = ctx.settings
     space = synth.space
     n, n_free, T = job.count, space.n_free, s.n_samples
@@ -132,6 +142,7 @@ def build_shard(synth, ctx: GenerationContext, job: ShardJob, progress: Progress
     peaks = np.empty(n, dtype=np.float32)
     rejected = dict.fromkeys(REJECTION_KINDS, 0)
     used: set[int] = set()
+    crashed_keys: set[int] = set()  # presets that crashed the synth for an earlier slot
     duration = float(s.duration)
     t_features = 0.0
 
@@ -164,8 +175,9 @@ def build_shard(synth, ctx: GenerationContext, job: ShardJob, progress: Progress
             tried.add(key)
             if taken:
                 rejected["duplicate"] += 1
-            elif (slot, k) in job.crashed:
+            elif (slot, k) in job.crashed or key in crashed_keys:
                 rejected["crashed"] += 1
+                crashed_keys.add(key)
             else:
                 progress.mark(j, k)
                 if slot in crash_slots and k == 0:
