@@ -4,6 +4,7 @@ import os
 
 import numpy as np
 import pytest
+from conftest import run_cli_process
 
 from asm.audio.signal import peak_dbfs
 from asm.errors import AsmError
@@ -12,6 +13,8 @@ from asm.registry.db import session_scope
 from asm.render import RenderPool, resolve_workers
 from asm.synth.host import open_synth
 from asm.synth.loader import load_spec
+
+pytest_plugins = ["plugin_helpers"]  # fixtures: crashy_plugin
 
 
 class CrashOnce:
@@ -129,3 +132,61 @@ def test_perf_commands_report_their_figures_and_leave_nothing_behind(cli):
     r = cli("perf", "batch", "--population", "8", "--generations", "2", "--workers", "2", "--duration", "0.5", "--json")
     assert r.code == 0, r.err
     assert r.json()["pool_ms"] > 0 and r.json()["serial_ms"] > 0
+
+
+def test_the_stall_timeout_follows_the_render_length_and_a_hang_costs_only_that():
+    from asm.data.generate import Reporter, generate_dataset
+    from asm.data.settings import DatasetSettings
+    from asm.render import stall_timeout_for
+
+    assert stall_timeout_for(0.5) == 60 and stall_timeout_for(10) == 200  # not the flat 300 s of before
+    events = []
+    s = DatasetSettings(synth="asm-sub", size=8, duration=0.3, note_off=0.2, shard_size=8)
+    info = generate_dataset("hang", s, workers=1, fault={"hang_slots": [3]}, stall_timeout=2.0,
+                            reporter=Reporter(event=events.append))
+    assert info["status"] == "complete" and info["rejections"]["crashed"] == 1
+    assert any("made no progress for 2 s" in e for e in events)
+
+
+def test_bad_stall_timeouts_exit_2_with_one_line(cli):
+    r = cli("generate-dataset", "x", "--size", "4", "--stall-timeout", "0")
+    assert r.code == 2 and "--stall-timeout must be a positive" in r.err and r.err.strip().count("\n") == 0
+
+
+def _crashy_registry(cli, crashy_plugin) -> dict:
+    from asm.paths import data_dir
+
+    assert cli("register-synth", "crashy", "--path", crashy_plugin).code == 0
+    return {"ASM_DATA": str(data_dir()), "ASM_DB": os.environ["ASM_DB"], "HOME": os.environ["HOME"]}
+
+
+def test_a_plugin_crashing_on_a_tenth_of_presets_still_makes_its_dataset(cli, crashy_plugin):
+    """The crashy plugin segfaults on presets with tone >= 0.9. One 160-example shard meets more than
+    16 of them (the old per-job limit); each is rejected, the dataset completes, and the count shows."""
+    env = {**_crashy_registry(cli, crashy_plugin), "CRASHY_MODE": "presets"}
+    r = run_cli_process("generate-dataset", "crashes", "--synth", "crashy", "--size", "160", "--shard-size", "160",
+                        "--workers", "1", "--duration", "0.2", "--note-off", "0.1", "--sr", "16000", env=env)
+    assert r.returncode == 0, r.stderr
+    info = cli("show-dataset", "crashes", "--json").json()
+    crashed = info["rejections"]["crashed"]
+    assert info["status"] == "complete" and crashed > 16
+    share = 100 * crashed / (160 + crashed)
+    assert 5 < share < 20
+    assert f"{crashed} presets crashed the plugin ({share:.1f}%)" in r.stdout
+    assert f"{crashed} presets crashed the plugin ({share:.1f}%)" in cli("show-dataset", "crashes").out
+    assert cli("verify-dataset", "crashes").code == 0
+    from asm.data.torch_dataset import ShardDataset
+
+    ds = ShardDataset("crashes", None)
+    assert all(ds.params(i)[1] < 0.9 for i in range(160))  # no label of a crashing preset
+
+
+def test_an_example_whose_every_preset_crashes_stops_generation_with_one_line(monkeypatch):
+    from asm.data import shardgen
+    from asm.data.generate import generate_dataset
+    from asm.data.settings import DatasetSettings
+
+    monkeypatch.setattr(shardgen, "MAX_CRASHES_PER_EXAMPLE", 4)  # checked in this process; 16 restarts cost ~15 s
+    s = DatasetSettings(synth="asm-sub", size=8, duration=0.3, note_off=0.2, shard_size=8)
+    with pytest.raises(AsmError, match="asm-sub crashed on 4 different presets for example 2"):
+        generate_dataset("doomed", s, workers=1, fault={"doomed_slots": [2]})

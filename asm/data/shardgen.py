@@ -44,7 +44,9 @@ class GenerationContext:
     settings: DatasetSettings
     forbidden: np.ndarray  # sorted uint64 keys of every first-choice preset
     spare: FactoryPool
-    fault: dict | None = None  # testing only: {"crash_slots": [...]} makes the worker die there
+    # testing only: {"crash_slots": [...]} / {"hang_slots": [...]} kill / hang the worker on those slots'
+    # first presets, {"doomed_slots": [...]} kills it on every preset of those slots
+    fault: dict | None = None
 
     def run(self, synth, job: "ShardJob", progress: Progress, *, shared_fs: bool = True) -> "ShardResult":
         """``ShardWork.run``: build ``job`` and write it (``shared_fs=False``: return its bytes)."""
@@ -131,6 +133,8 @@ def build_shard(synth, ctx: GenerationContext, job: ShardJob, progress: Progress
     space = synth.space
     n, n_free, T = job.count, space.n_free, s.n_samples
     crash_slots = set((ctx.fault or {}).get("crash_slots", ()))
+    hang_slots = set((ctx.fault or {}).get("hang_slots", ()))
+    doomed_slots = set((ctx.fault or {}).get("doomed_slots", ()))
     int16 = s.audio_dtype == "int16"
     stored = np.empty((n, T), dtype=np.int16 if int16 else np.float16)
     feats = np.empty((n, s.features.n_mels, s.n_frames), dtype=np.float16)
@@ -180,11 +184,13 @@ def build_shard(synth, ctx: GenerationContext, job: ShardJob, progress: Progress
                 crashed_keys.add(key)
             else:
                 progress.mark(j, k)
-                if slot in crash_slots and k == 0:
+                if (slot in crash_slots and k == 0) or slot in doomed_slots:
                     import os
                     import signal
 
                     os.kill(os.getpid(), signal.SIGSEGV)
+                if slot in hang_slots and k == 0:
+                    time.sleep(3600)
                 a = synth.render(space.full(free.astype(np.float64)), notes, duration)
                 peak = max(float(a.max()), -float(a.min())) if a.size else 0.0  # no |a| temporary
                 if not np.isfinite(peak):
