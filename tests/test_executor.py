@@ -190,3 +190,43 @@ def test_an_example_whose_every_preset_crashes_stops_generation_with_one_line(mo
     s = DatasetSettings(synth="asm-sub", size=8, duration=0.3, note_off=0.2, shard_size=8)
     with pytest.raises(AsmError, match="asm-sub crashed on 4 different presets for example 2"):
         generate_dataset("doomed", s, workers=1, fault={"doomed_slots": [2]})
+
+
+def test_a_redone_shard_resumes_from_its_checkpoint_and_equals_one_built_in_one_go(tmp_path):
+    """After a crash at example 17 the redo starts at 16 (the last saved feature batch), not at 0."""
+    from dataclasses import replace
+
+    from asm.data.generate import Reporter, _job, _prepare
+    from asm.data.settings import DatasetSettings
+    from asm.data.shardgen import GenerationContext, build_shard, checkpoint_of
+
+    s = DatasetSettings(synth="asm-sub", size=24, duration=0.3, note_off=0.2, shard_size=24)
+    spec, s, plan, _ = _prepare("ckpt", s, Reporter())
+    ctx = GenerationContext("ckpt", str(tmp_path), s, np.sort(plan.keys), plan.spare)
+    synth = open_synth(spec, isolate=False)
+    job = replace(_job(plan, 0, "shard.safetensors"), crashed=frozenset({(5, 0)}))
+
+    class Crash(Exception):
+        pass
+
+    class Marks:
+        def __init__(self, crash_at=None):
+            self.crash_at, self.positions = crash_at, []
+
+        def mark(self, position, attempt):
+            self.positions.append(position)
+            if position == self.crash_at:
+                raise Crash  # where the plugin would kill the worker
+
+        def done(self, count):
+            pass
+
+    with pytest.raises(Crash):
+        build_shard(synth, ctx, job, Marks(crash_at=17), checkpoint_of(ctx, job))
+    job = replace(job, crashed=job.crashed | {(17, 0)})
+    marks = Marks()
+    resumed, stats = build_shard(synth, ctx, job, marks, checkpoint_of(ctx, job))
+    assert min(p for p in marks.positions if p >= 0) == 16
+    whole, whole_stats = build_shard(synth, ctx, job)
+    assert resumed.keys() == whole.keys() and all(np.array_equal(resumed[k], whole[k]) for k in whole)
+    assert stats["rejections"] == whole_stats["rejections"] and whole_stats["rejections"]["crashed"] == 2

@@ -121,9 +121,56 @@ def _replacement(ctx: GenerationContext, space, rng: np.random.Generator, factor
     return free, int(preset_keys(space, free)[0]), -1
 
 
-def build_shard(synth, ctx: GenerationContext, job: ShardJob, progress: Progress | None = None
-                ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Render, check and featurise one shard; returns its arrays and statistics."""
+class _Checkpoint:
+    """The finished feature batches of a shard that is being redone after a crash, one file per batch
+    (written atomically), so the redo resumes where the crash happened instead of rendering the shard
+    again from its first example. A batch holds everything later slots depend on (the keys used,
+    the rejection counts, the presets that crashed), so a resumed shard equals one built in one go.
+    Only redone shards keep one: a shard without crashes writes nothing extra."""
+
+    ROWS = ("stored", "feats", "params", "keys", "sources", "attempts", "peaks")
+
+    def __init__(self, directory: Path):
+        self.dir = directory
+
+    def load(self) -> list[dict[str, np.ndarray]]:
+        """The saved batches, in order and contiguous from the first example."""
+        out: list[dict[str, np.ndarray]] = []
+        if not self.dir.is_dir():
+            return out
+        for f in sorted(self.dir.glob("*.npz")):
+            with np.load(f) as z:
+                batch = {k: z[k] for k in z.files}
+            if int(batch["start"]) != (int(out[-1]["end"]) if out else 0):
+                break
+            out.append(batch)
+        return out
+
+    def save(self, start: int, end: int, rows: dict[str, np.ndarray], rejected: dict[str, int],
+             crashed_keys: set[int]) -> None:
+        import os
+
+        self.dir.mkdir(exist_ok=True)
+        tmp = self.dir / f"{end:06d}.tmp"
+        with open(tmp, "wb") as f:
+            np.savez(f, start=start, end=end, rejected=np.array([rejected[k] for k in REJECTION_KINDS]),
+                     crashed_keys=np.fromiter(crashed_keys, np.uint64, len(crashed_keys)), **rows)
+        os.replace(tmp, self.dir / f"{end:06d}.npz")
+
+    def remove(self) -> None:
+        import shutil
+
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def checkpoint_of(ctx: GenerationContext, job: ShardJob) -> _Checkpoint:
+    return _Checkpoint(Path(ctx.directory) / f".partial-{job.file}")
+
+
+def build_shard(synth, ctx: GenerationContext, job: ShardJob, progress: Progress | None = None,
+                checkpoint: _Checkpoint | None = None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Render, check and featurise one shard; returns its arrays and statistics. With ``checkpoint``,
+    a redone shard (one with crashes) resumes from its saved batches and saves the ones it finishes."""
     import torch
 
     from asm.audio.features import logmel
@@ -164,8 +211,18 @@ def build_shard(synth, ctx: GenerationContext, job: ShardJob, progress: Progress
             stored[rows] = batch[:b]
         return time.perf_counter() - t
 
+    checkpoint = checkpoint if job.crashed else None
+    first = 0
+    for saved in checkpoint.load() if checkpoint is not None else []:
+        rows = slice(int(saved["start"]), int(saved["end"]))
+        for name, arr in zip(_Checkpoint.ROWS, (stored, feats, params, keys, sources, attempts, peaks)):
+            arr[rows] = saved[name]
+        rejected = dict(zip(REJECTION_KINDS, (int(v) for v in saved["rejected"])))
+        crashed_keys = {int(k) for k in saved["crashed_keys"]}
+        first = rows.stop
+    used.update(int(k) for k in keys[:first])
     t0 = time.perf_counter()
-    for j in range(n):
+    for j in range(first, n):
         slot = job.start + j
         notes = _notes_of(job, j)
         free, key, source = job.free[j], int(job.keys[j]), int(job.sources[j])
@@ -218,6 +275,11 @@ def build_shard(synth, ctx: GenerationContext, job: ShardJob, progress: Progress
         if (j + 1) % FEATURE_BATCH == 0 or j + 1 == n:
             progress.mark(-1, 0)
             t_features += flush(j + 1)
+            if checkpoint is not None:
+                rows = slice((j // FEATURE_BATCH) * FEATURE_BATCH, j + 1)
+                checkpoint.save(rows.start, rows.stop, dict(zip(_Checkpoint.ROWS, (
+                    a[rows] for a in (stored, feats, params, keys, sources, attempts, peaks)))),
+                    rejected, crashed_keys)
         progress.done(j + 1)
     t1 = time.perf_counter()
     arrays: dict[str, np.ndarray] = {"audio": stored}
@@ -249,11 +311,13 @@ def shard_metadata(ctx: GenerationContext, job: ShardJob) -> dict[str, str]:
 def generate_shard(synth, ctx: GenerationContext, job: ShardJob, progress: Progress | None = None,
                    write: bool = True) -> ShardResult:
     """Build a shard and write it into the dataset directory (``write=False``: return its bytes)."""
-    arrays, stats = build_shard(synth, ctx, job, progress)
+    checkpoint = checkpoint_of(ctx, job) if write else None  # Ray's workers may not share our disk
+    arrays, stats = build_shard(synth, ctx, job, progress, checkpoint)
     t = time.perf_counter()
     meta = shard_metadata(ctx, job)
     if write:
         sha, size = write_shard(Path(ctx.directory) / job.file, arrays, meta)
+        checkpoint.remove()
         payload = None
     else:
         import hashlib
