@@ -145,6 +145,7 @@ class RenderPool:
         self._next_token = 0
         self._next_job = 0
         self._closed = False
+        self._spare: _Worker | None = None  # started at the first replacement, so the next one is instant
         self.workers: list[_Worker] = [_Worker(self, i) for i in range(self.size)]
         self._wait_ready(self.workers)
 
@@ -191,6 +192,9 @@ class RenderPool:
         if self._closed:
             return
         self._closed = True
+        if self._spare is not None:
+            self.workers.append(self._spare)  # stopped with the others
+            self._spare = None
         for w in self.workers:
             try:
                 if w.alive():
@@ -263,9 +267,13 @@ class RenderPool:
     def _replace(self, w: _Worker, why: str) -> _Worker:
         self._event(f"render worker {w.wid} (pid {w.process.pid}) {why}; starting a replacement")
         w.kill()
-        fresh = _Worker(self, w.wid)
+        fresh = self._spare if self._spare is not None else _Worker(self, w.wid)
+        fresh.wid = w.wid
+        self._spare = None
         self.workers[self.workers.index(w)] = fresh
         self._wait_ready([fresh])
+        # a plugin that crashed once may crash again: open the next replacement while this one works
+        self._spare = _Worker(self, -1)
         return fresh
 
     def _event(self, text: str) -> None:
