@@ -10,7 +10,7 @@ from asm.audio.signal import peak_dbfs
 from asm.errors import AsmError
 from asm.midi.notes import held
 from asm.registry.db import session_scope
-from asm.render import RenderPool, resolve_workers
+from asm.render import RenderPool, ShardExecutor, resolve_workers
 from asm.synth.host import open_synth
 from asm.synth.loader import load_spec
 
@@ -52,6 +52,17 @@ def test_workers_auto_is_the_core_count_and_bad_counts_are_refused():
         resolve_workers("many")
 
 
+def test_the_render_layer_imports_none_of_its_callers():
+    import subprocess
+    import sys
+
+    code = ("import sys, asm.render, asm.render.ray; "
+            "print([m for m in sys.modules if m.split('.')[:2] in (['asm', 'data'], ['asm', 'models'], "
+            "['asm', 'search'], ['asm', 'match'], ['asm', 'bench'], ['asm', 'cli'])])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
 def test_batch_renders_come_back_in_order_and_equal_serial_renders(tmp_path):
     spec = _spec()
     space = spec.space
@@ -61,6 +72,7 @@ def test_batch_renders_come_back_in_order_and_equal_serial_renders(tmp_path):
     want = [serial.render(v, notes, 0.5) for v in values]
     events = []
     with RenderPool(spec, 2, on_event=events.append) as pool:
+        assert isinstance(pool, ShardExecutor)
         got = pool.render(values, notes, 0.5)
         assert len(got) == 25 and all(np.array_equal(a, b) for a, b in zip(got, want))
         peaks = pool.render(values, notes, 0.5, reduce=peak_dbfs)  # computed in the workers
