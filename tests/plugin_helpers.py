@@ -54,6 +54,6 @@ def crashy_plugin(tmp_path_factory):
     if cc is None:
         pytest.skip("no C compiler to build the crashing test plugin")
     out = tmp_path_factory.mktemp("crashy") / "crashy.so"
-    subprocess.run([cc, "-shared", "-fPIC", "-O1", "-o", str(out), str(ROOT / "tests" / "data" / "crashy_vst.c")],
+    subprocess.run([cc, "-shared", "-fPIC", "-O1", "-o", str(out), str(ROOT / "tests" / "data" / "crashy_vst.c"), "-lm"],
                    check=True, capture_output=True)
     return out

@@ -42,6 +42,9 @@ def generate_dataset_cmd(
     workers: str = typer.Option("auto", "--workers", "-j", help="Worker processes (auto = number of cores)."),
     executor: choices.Executor = typer.Option(choices.Executor.local, "--executor", help="local (process pool) or ray."),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Join this Ray cluster (default: start one)."),
+    stall_timeout: Optional[float] = typer.Option(
+        None, "--stall-timeout", help="Seconds a worker may make no progress before it counts as hung: it is replaced "
+        "and that preset rejected (local executor; default: 60 s, or 20x --duration if longer)."),
     shard_size: Optional[int] = typer.Option(None, "--shard-size", min=1, max=65536, help="Examples per shard (default: ~16 MB shards)."),
     audio_dtype: choices.AudioDtype = typer.Option(choices.AudioDtype.int16, "--audio-dtype", help="Stored audio: int16 (with a per-example scale) or float16."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
@@ -68,6 +71,8 @@ def generate_dataset_cmd(
         raise AsmError("give --note or --note-range, not both")
     if note is not None and mode == "poly":
         raise AsmError("--note is for mono datasets; poly datasets take --note-range")
+    if stall_timeout is not None and not stall_timeout > 0:
+        raise AsmError(f"--stall-timeout must be a positive number of seconds, got {stall_timeout:g}")
     n_workers = resolve_workers(workers)
     kind, fraction = parse_presets(presets)
     split_t = parse_split(split)
@@ -108,7 +113,8 @@ def generate_dataset_cmd(
         where = ".".join(str(x) for x in err.get("loc", ())) or "settings"
         raise AsmError(f"bad dataset settings ({where}): {err['msg'].removeprefix('Value error, ')}") from None
 
-    result = _run_generation(name, settings, n_workers, executor.value, ray_address, quiet=as_json)
+    result = _run_generation(name, settings, n_workers, executor.value, ray_address, quiet=as_json,
+                             stall_timeout=stall_timeout)
     if as_json:
         typer.echo(json.dumps(result))
         return
@@ -122,7 +128,8 @@ def generate_dataset_cmd(
     _print_rejections(result)
 
 
-def _run_generation(name, settings, workers, executor, ray_address, quiet: bool) -> dict:
+def _run_generation(name, settings, workers, executor, ray_address, quiet: bool,
+                    stall_timeout: float | None = None) -> dict:
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -160,13 +167,27 @@ def _run_generation(name, settings, workers, executor, ray_address, quiet: bool)
 
     with progress:
         return generate_dataset(name, settings, workers=workers, executor=executor, ray_address=ray_address,
-                                reporter=Reporter(start=start, advance=advance, event=event))
+                                reporter=Reporter(start=start, advance=advance, event=event),
+                                stall_timeout=stall_timeout)
 
 
 def _print_rejections(info: dict) -> None:
     rej = {k: v for k, v in (info.get("rejections") or {}).items() if v}
     if rej:
         console.print("rejected and replaced: " + ", ".join(f"{v} {k}" for k, v in rej.items()))
+    crashes = _crash_line(info)
+    if crashes:
+        console.print(crashes)
+
+
+def _crash_line(info: dict) -> str | None:
+    """``N presets crashed the plugin (x%)``: the share of the presets rendered that killed a worker."""
+    rej = info.get("rejections") or {}
+    n = int(rej.get("crashed", 0))
+    if not n:
+        return None
+    rendered = int(info.get("examples_done", info["size"])) + sum(int(rej.get(k, 0)) for k in ("silent", "nonfinite", "crashed"))
+    return f"{n} preset{'s' if n != 1 else ''} crashed the plugin ({100 * n / rendered:.1f}%)"
 
 
 @app.command("list-datasets")
@@ -223,6 +244,7 @@ def show_dataset_cmd(name: str = typer.Argument(...), as_json: bool = typer.Opti
         ("features", ", ".join(f"{k}={v}" for k, v in s["features"].items())),
         ("shards", f"{info['shards_done']}/{info['shards']} of {info['shard_size']} examples, {_mb(info['bytes'])}"),
         ("rejections", ", ".join(f"{k} {v}" for k, v in info["rejections"].items()) or "none"),
+        *([("crashes", _crash_line(info))] if _crash_line(info) else []),
         ("free parameters", f"{len(info['free_parameters'])}: " + ", ".join(p["name"] for p in info["free_parameters"])),
         ("locks", ", ".join(f"{k}={v:g}" for k, v in (s.get("locks") or {}).items()) or "none"),
         ("signatures", f"free {info['free_signature']}, locks {info['lock_signature']}"),

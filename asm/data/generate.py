@@ -175,11 +175,15 @@ def _check_space(directory: Path, s: DatasetSettings, n_free: int, examples: int
                        f"{free / 1e6:.0f} MB free")
 
 
-def make_executor(spec, executor: str, workers, ray_address: str | None, on_event):
+def make_executor(spec, executor: str, workers, ray_address: str | None, on_event,
+                  stall_timeout: float | None = None):
+    """A ``ShardExecutor``; ``stall_timeout`` (local only: Ray has no progress to watch) is the seconds
+    without progress after which a worker counts as hung."""
     if executor == "local":
         from asm.render import RenderPool
+        from asm.render.pool import DEFAULT_STALL_TIMEOUT
 
-        return RenderPool(spec, workers, on_event=on_event)
+        return RenderPool(spec, workers, on_event=on_event, stall_timeout=stall_timeout or DEFAULT_STALL_TIMEOUT)
     if executor == "ray":
         from asm.render import RayExecutor
 
@@ -187,16 +191,40 @@ def make_executor(spec, executor: str, workers, ray_address: str | None, on_even
     raise AsmError(f"unknown executor {executor!r}: use local or ray")
 
 
+class CrashNotes:
+    """Passes executor notes on, but only the first ``shown`` synth crashes (and their worker
+    replacements): a steady crash rate is summed up once generation ends, not one line per crash."""
+
+    def __init__(self, event: Callable[[str], None], shown: int = 3):
+        self.event, self.shown, self.crashes, self._mute_next = event, shown, 0, False
+
+    def __call__(self, text: str) -> None:
+        if "crashed on example" in text:
+            self.crashes += 1
+            if self.crashes == self.shown + 1:
+                self.event("more presets crash the synth; each is rejected, counted and reported at the end")
+            self._mute_next = self.crashes > self.shown
+            if self._mute_next:
+                return
+        elif self._mute_next and "starting a replacement" in text:
+            self._mute_next = False
+            return
+        self.event(text)
+
+
 def generate_dataset(name: str, s: DatasetSettings, *, workers: int | str = "auto", executor: str = "local",
                      ray_address: str | None = None, pool=None, reporter: Reporter | None = None,
-                     fault: dict | None = None) -> dict:
+                     fault: dict | None = None, stall_timeout: float | None = None) -> dict:
     """Generate (or resume) dataset ``name``; returns its summary plus this run's statistics.
 
     ``pool``: an already started executor for the same synth spec (kept open; ``asm perf`` uses it
     to time generation without the start-up). ``fault`` is for tests (see ``GenerationContext``).
+    ``stall_timeout``: seconds without progress before a worker counts as hung (default: derived
+    from the render length, ``asm.render.stall_timeout_for``).
     """
     from asm.registry.db import session_scope
     from asm.registry.models import Dataset, utcnow
+    from asm.render import stall_timeout_for
 
     check_name(name)
     reporter = reporter or Reporter()
@@ -218,7 +246,8 @@ def generate_dataset(name: str, s: DatasetSettings, *, workers: int | str = "aut
         _check_space(directory, s, space.n_free, s.size - done_examples)
         ctx = GenerationContext(name, str(directory), s, np.sort(plan.keys), plan.spare, fault)
         own = pool is None
-        ex = make_executor(spec, executor, workers, ray_address, reporter.event) if own else pool
+        stall = stall_timeout if stall_timeout is not None else stall_timeout_for(s.duration)
+        ex = make_executor(spec, executor, workers, ray_address, CrashNotes(reporter.event), stall) if own else pool
         try:
             committed = [done_examples]
 

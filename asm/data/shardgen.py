@@ -5,15 +5,19 @@ A slot tries its first-choice preset, then replacements from its own random stre
 keyed by the slot), skipping presets already used elsewhere, until a render is finite and audible.
 The stored parameters are the exact float32 values that were rendered, so the label always belongs
 to the audio. ``ShardJob.crashed`` lists (slot, attempt) pairs that killed a worker before: they
-count as rejected without being rendered again.
+count as rejected without being rendered again (and so does a crashed preset met again in the shard).
+
+``GenerationContext`` is the ``ShardWork`` the render executors run (``asm.render.executor``): its
+``run`` builds a shard in the worker, its ``crashed`` accounts for a crash. A steady crash rate only
+slows generation; it stops when one example's presets keep crashing (``MAX_CRASHES_PER_EXAMPLE``).
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
@@ -23,8 +27,10 @@ from asm.data.settings import DatasetSettings
 from asm.data.shards import encode_shard, write_shard
 from asm.errors import AsmError
 from asm.midi.notes import Note
+from asm.render.executor import NoProgress, Progress
 
 MAX_ATTEMPTS = 200  # presets one slot may try before generation stops with an error
+MAX_CRASHES_PER_EXAMPLE = 16  # presets of one slot that may crash the synth before generation stops
 FEATURE_BATCH = 8  # renders per log-mel batch: small enough to stay in cache (32 cost ~25% more per example)
 REJECTION_KINDS = ("silent", "nonfinite", "crashed", "duplicate")
 
@@ -38,7 +44,26 @@ class GenerationContext:
     settings: DatasetSettings
     forbidden: np.ndarray  # sorted uint64 keys of every first-choice preset
     spare: FactoryPool
-    fault: dict | None = None  # testing only: {"crash_slots": [...]} makes the worker die there
+    # testing only: {"crash_slots": [...]} / {"hang_slots": [...]} kill / hang the worker on those slots'
+    # first presets, {"doomed_slots": [...]} kills it on every preset of those slots
+    fault: dict | None = None
+
+    def run(self, synth, job: "ShardJob", progress: Progress, *, shared_fs: bool = True) -> "ShardResult":
+        """``ShardWork.run``: build ``job`` and write it (``shared_fs=False``: return its bytes)."""
+        return generate_shard(synth, self, job, progress, write=shared_fs)
+
+    def crashed(self, job: "ShardJob", position: int, attempt: int, why: str) -> tuple["ShardJob", str]:
+        """``ShardWork.crashed``: that preset counts as rejected and the shard is redone without it;
+        an example whose presets keep crashing stops generation."""
+        slot = job.start + position
+        crashed = job.crashed | {(slot, attempt)}
+        n = sum(1 for s, _ in crashed if s == slot)
+        if n >= MAX_CRASHES_PER_EXAMPLE:
+            raise AsmError(f"{self.settings.synth} crashed on {n} different presets for example {slot} "
+                           f"(last: {why}); giving up: check its locks")
+        return replace(job, crashed=crashed), (
+            f"the synth crashed on example {slot} (preset attempt {attempt}, {why}); "
+            "that preset counts as rejected and the shard is redone")
 
 
 @dataclass
@@ -72,19 +97,6 @@ class ShardResult:
     payload: bytes | None = None  # the encoded shard, when the writer is not the worker (Ray)
 
 
-class Progress(Protocol):
-    def mark(self, position: int, attempt: int) -> None: ...
-    def done(self, count: int) -> None: ...
-
-
-class _NoProgress:
-    def mark(self, position: int, attempt: int) -> None:
-        pass
-
-    def done(self, count: int) -> None:
-        pass
-
-
 def _contains(sorted_keys: np.ndarray | None, key: int) -> bool:
     if sorted_keys is None or len(sorted_keys) == 0:
         return False
@@ -109,18 +121,67 @@ def _replacement(ctx: GenerationContext, space, rng: np.random.Generator, factor
     return free, int(preset_keys(space, free)[0]), -1
 
 
-def build_shard(synth, ctx: GenerationContext, job: ShardJob, progress: Progress | None = None
-                ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Render, check and featurise one shard; returns its arrays and statistics."""
+class _Checkpoint:
+    """The finished feature batches of a shard that is being redone after a crash, one file per batch
+    (written atomically), so the redo resumes where the crash happened instead of rendering the shard
+    again from its first example. A batch holds everything later slots depend on (the keys used,
+    the rejection counts, the presets that crashed), so a resumed shard equals one built in one go.
+    Only redone shards keep one: a shard without crashes writes nothing extra."""
+
+    ROWS = ("stored", "feats", "params", "keys", "sources", "attempts", "peaks")
+
+    def __init__(self, directory: Path):
+        self.dir = directory
+
+    def load(self) -> list[dict[str, np.ndarray]]:
+        """The saved batches, in order and contiguous from the first example."""
+        out: list[dict[str, np.ndarray]] = []
+        if not self.dir.is_dir():
+            return out
+        for f in sorted(self.dir.glob("*.npz")):
+            with np.load(f) as z:
+                batch = {k: z[k] for k in z.files}
+            if int(batch["start"]) != (int(out[-1]["end"]) if out else 0):
+                break
+            out.append(batch)
+        return out
+
+    def save(self, start: int, end: int, rows: dict[str, np.ndarray], rejected: dict[str, int],
+             crashed_keys: set[int]) -> None:
+        import os
+
+        self.dir.mkdir(exist_ok=True)
+        tmp = self.dir / f"{end:06d}.tmp"
+        with open(tmp, "wb") as f:
+            np.savez(f, start=start, end=end, rejected=np.array([rejected[k] for k in REJECTION_KINDS]),
+                     crashed_keys=np.fromiter(crashed_keys, np.uint64, len(crashed_keys)), **rows)
+        os.replace(tmp, self.dir / f"{end:06d}.npz")
+
+    def remove(self) -> None:
+        import shutil
+
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def checkpoint_of(ctx: GenerationContext, job: ShardJob) -> _Checkpoint:
+    return _Checkpoint(Path(ctx.directory) / f".partial-{job.file}")
+
+
+def build_shard(synth, ctx: GenerationContext, job: ShardJob, progress: Progress | None = None,
+                checkpoint: _Checkpoint | None = None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Render, check and featurise one shard; returns its arrays and statistics. With ``checkpoint``,
+    a redone shard (one with crashes) resumes from its saved batches and saves the ones it finishes."""
     import torch
 
     from asm.audio.features import logmel
 
-    progress = progress or _NoProgress()
+    progress = progress or NoProgress()
     s = ctx.settings
     space = synth.space
     n, n_free, T = job.count, space.n_free, s.n_samples
     crash_slots = set((ctx.fault or {}).get("crash_slots", ()))
+    hang_slots = set((ctx.fault or {}).get("hang_slots", ()))
+    doomed_slots = set((ctx.fault or {}).get("doomed_slots", ()))
     int16 = s.audio_dtype == "int16"
     stored = np.empty((n, T), dtype=np.int16 if int16 else np.float16)
     feats = np.empty((n, s.features.n_mels, s.n_frames), dtype=np.float16)
@@ -132,6 +193,7 @@ def build_shard(synth, ctx: GenerationContext, job: ShardJob, progress: Progress
     peaks = np.empty(n, dtype=np.float32)
     rejected = dict.fromkeys(REJECTION_KINDS, 0)
     used: set[int] = set()
+    crashed_keys: set[int] = set()  # presets that crashed the synth for an earlier slot
     duration = float(s.duration)
     t_features = 0.0
 
@@ -149,8 +211,18 @@ def build_shard(synth, ctx: GenerationContext, job: ShardJob, progress: Progress
             stored[rows] = batch[:b]
         return time.perf_counter() - t
 
+    checkpoint = checkpoint if job.crashed else None
+    first = 0
+    for saved in checkpoint.load() if checkpoint is not None else []:
+        rows = slice(int(saved["start"]), int(saved["end"]))
+        for name, arr in zip(_Checkpoint.ROWS, (stored, feats, params, keys, sources, attempts, peaks)):
+            arr[rows] = saved[name]
+        rejected = dict(zip(REJECTION_KINDS, (int(v) for v in saved["rejected"])))
+        crashed_keys = {int(k) for k in saved["crashed_keys"]}
+        first = rows.stop
+    used.update(int(k) for k in keys[:first])
     t0 = time.perf_counter()
-    for j in range(n):
+    for j in range(first, n):
         slot = job.start + j
         notes = _notes_of(job, j)
         free, key, source = job.free[j], int(job.keys[j]), int(job.sources[j])
@@ -164,15 +236,18 @@ def build_shard(synth, ctx: GenerationContext, job: ShardJob, progress: Progress
             tried.add(key)
             if taken:
                 rejected["duplicate"] += 1
-            elif (slot, k) in job.crashed:
+            elif (slot, k) in job.crashed or key in crashed_keys:
                 rejected["crashed"] += 1
+                crashed_keys.add(key)
             else:
                 progress.mark(j, k)
-                if slot in crash_slots and k == 0:
+                if (slot in crash_slots and k == 0) or slot in doomed_slots:
                     import os
                     import signal
 
                     os.kill(os.getpid(), signal.SIGSEGV)
+                if slot in hang_slots and k == 0:
+                    time.sleep(3600)
                 a = synth.render(space.full(free.astype(np.float64)), notes, duration)
                 peak = max(float(a.max()), -float(a.min())) if a.size else 0.0  # no |a| temporary
                 if not np.isfinite(peak):
@@ -200,6 +275,11 @@ def build_shard(synth, ctx: GenerationContext, job: ShardJob, progress: Progress
         if (j + 1) % FEATURE_BATCH == 0 or j + 1 == n:
             progress.mark(-1, 0)
             t_features += flush(j + 1)
+            if checkpoint is not None:
+                rows = slice((j // FEATURE_BATCH) * FEATURE_BATCH, j + 1)
+                checkpoint.save(rows.start, rows.stop, dict(zip(_Checkpoint.ROWS, (
+                    a[rows] for a in (stored, feats, params, keys, sources, attempts, peaks)))),
+                    rejected, crashed_keys)
         progress.done(j + 1)
     t1 = time.perf_counter()
     arrays: dict[str, np.ndarray] = {"audio": stored}
@@ -231,11 +311,13 @@ def shard_metadata(ctx: GenerationContext, job: ShardJob) -> dict[str, str]:
 def generate_shard(synth, ctx: GenerationContext, job: ShardJob, progress: Progress | None = None,
                    write: bool = True) -> ShardResult:
     """Build a shard and write it into the dataset directory (``write=False``: return its bytes)."""
-    arrays, stats = build_shard(synth, ctx, job, progress)
+    checkpoint = checkpoint_of(ctx, job) if write else None  # Ray's workers may not share our disk
+    arrays, stats = build_shard(synth, ctx, job, progress, checkpoint)
     t = time.perf_counter()
     meta = shard_metadata(ctx, job)
     if write:
         sha, size = write_shard(Path(ctx.directory) / job.file, arrays, meta)
+        checkpoint.remove()
         payload = None
     else:
         import hashlib

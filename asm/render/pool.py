@@ -1,10 +1,11 @@
-"""The render executor: a persistent pool of worker processes, each holding one opened synth.
+"""The local render executor: a persistent pool of worker processes, each holding one opened synth.
 
 ``RenderPool(spec, workers)`` starts ``workers`` processes (forkserver: the heavy imports are paid
-once) that each call ``open_synth(spec, isolate=False)`` once and then serve two kinds of work:
+once, see ``asm.render.worker``) that each call ``open_synth(spec, isolate=False)`` once and then
+serve two kinds of work:
 
-* ``run_shards(context, jobs, on_result)``: whole dataset shards, rendered, featurised and written
-  inside the worker (``asm.data.shardgen``); only a small ``ShardResult`` comes back.
+* ``run_shards(work, jobs, on_result)``: jobs of a ``ShardWork`` (``asm.render.executor``), which
+  is installed once in every worker and runs each job there; only a small result comes back.
 * ``render(values, notes, duration, reduce=None)``: a batch of candidate presets played with the same
   notes (the search's population), split into contiguous chunks, one message per chunk. Returns, in
   order, the audio of each candidate or ``reduce(audio)`` computed in the worker. ``reduce`` (any
@@ -12,16 +13,12 @@ once) that each call ``open_synth(spec, isolate=False)`` once and then serve two
   once and reused while the same object is passed again; one with a ``reduce_batch(audios)``
   method gets a worker's whole chunk at once instead (batched scoring).
 
-Each worker publishes what it is doing in shared memory (job, position, attempt, heartbeat), so
-progress costs no messages and a worker that dies (a plugin segfault) or stops making progress for
-``stall_timeout`` seconds is detected, reported through ``on_event``, killed and replaced, and its
-work is re-queued: the crashing candidate gets ``None`` in ``render``; the crashing (slot, preset)
-counts as a rejected preset in ``run_shards``. A job that keeps killing workers fails with an
-``AsmError`` instead of looping. Workers exit the moment their pool's process dies (even by
-``kill -9``): each holds the read end of a pipe only that process can write, watched by a thread.
-
-``RayExecutor`` runs the same shard jobs on Ray actors (``pip install 'asm[ray]'``) and produces
-byte-identical shards.
+A worker that dies (a plugin segfault) or stops making progress for ``stall_timeout`` seconds is
+detected, reported through ``on_event``, killed and replaced, and its work is re-queued. A crash
+during a render is pinned on that render: the candidate gets ``None`` in ``render``; in
+``run_shards`` the work's ``crashed()`` accounts for it (a rejected preset) and decides the retry,
+so a steady crash rate only slows the work. A job that keeps killing workers outside any render
+fails with an ``AsmError`` instead of looping.
 """
 
 from __future__ import annotations
@@ -30,240 +27,63 @@ import logging
 import os
 import signal
 import time
-import traceback
-from collections import deque
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from multiprocessing.connection import wait
 from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
 from asm.errors import AsmError
+from asm.render import worker as _w
+from asm.render.cores import resolve_workers
+from asm.render.executor import ShardWork
+from asm.render.messages import (
+    Failed,
+    Fatal,
+    Install,
+    JobReply,
+    Ready,
+    RenderBatch,
+    RunShard,
+    ShardDone,
+    Stop,
+    Uninstall,
+)
+from asm.render.queue import LazyQueue
 
 log = logging.getLogger("asm.render")
 
-# shared state slots of one worker
-_JOB, _POS, _ATTEMPT, _DONE, _BEAT = range(5)
-PRELOAD = ["numpy", "torch", "dawdreamer", "librosa.filters", "asm.data.shardgen", "asm.synth.host", "asm.audio.features"]
-MAX_CRASHES_PER_JOB = 16
+MAX_UNPLACED_CRASHES = 5  # deaths of one job outside any render (features, writing) before giving up
 MAX_AUTO_INSTALLED = 8  # reduce objects kept in the workers at once
+DEFAULT_STALL_TIMEOUT = 300.0
 
 
-def cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
-def resolve_workers(workers: int | str | None) -> int:
-    """``auto``/None -> the number of usable cores; otherwise a positive int."""
-    if workers is None or (isinstance(workers, str) and workers.strip().lower() == "auto"):
-        return cpu_count()
-    try:
-        n = int(workers)
-    except (TypeError, ValueError):
-        raise AsmError(f"--workers must be a positive number or 'auto', got {workers!r}") from None
-    if n < 1:
-        raise AsmError(f"--workers must be at least 1, got {n}")
-    return n
-
-
-def _context():
-    import multiprocessing as mp
-
-    ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(PRELOAD)
-    return ctx
-
-
-# ---------------------------------------------------------------------------------------------
-# worker side
-class _SharedProgress:
-    def __init__(self, state):
-        self.state = state
-
-    def mark(self, position: int, attempt: int) -> None:
-        st = self.state
-        st[_POS] = position
-        st[_ATTEMPT] = attempt
-        st[_BEAT] += 1
-
-    def done(self, count: int) -> None:
-        self.state[_DONE] = count
-
-
-def _die_with_parent(parent: int) -> None:
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG: the forkserver's exit kills us
-    except Exception:  # not Linux: the pipe watch in _watch_parent still applies
-        pass
-    if os.getppid() != parent:  # the parent died before prctl took effect
-        os._exit(1)
-
-
-def _watch_parent(alive) -> None:
-    """Exit the moment the pool's process dies: ``alive``'s other end is held only by that process,
-    so it becomes readable (EOF) exactly then. (The forkserver outlives it while any worker lives.)"""
-    import threading
-
-    def watch() -> None:
-        try:
-            wait([alive])
-        finally:
-            os._exit(1)
-
-    threading.Thread(target=watch, name="asm-parent-watch", daemon=True).start()
-
-
-def _warm_up(synth) -> None:
-    """One render and one default log-mel, so the first job does not pay for first-call set-up
-    (plugin buffers, FFT plans, the mel filter bank)."""
-    from asm.audio.features import FeatureSettings, logmel
-    from asm.midi.notes import Note
-
-    audio = synth.render(synth.space.defaults(), [Note(60, 100, 0.0, 0.1)], 0.2)
-    logmel(np.stack([audio, audio]), synth.sample_rate, FeatureSettings())
-
-
-def _redirect_output() -> None:
-    """Send what a worker prints (Faust's "Steal release voice" notices, plugin chatter) to
-    ``<data dir>/logs/render-workers.log`` instead of the terminal, where it would break the
-    parent's progress bar. Workers report errors over their pipe, never by printing."""
-    from asm.paths import data_dir
-
-    try:
-        logs = data_dir() / "logs"
-        logs.mkdir(parents=True, exist_ok=True)
-        fd = os.open(logs / "render-workers.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    except OSError:
-        fd = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(fd, 1)
-    os.dup2(fd, 2)
-    os.close(fd)
-
-
-def _worker_main(conn, alive, spec, state, forkserver_pid: int) -> None:
-    """A render worker: open the synth once, then serve messages until told to stop."""
-    _die_with_parent(forkserver_pid)
-    _watch_parent(alive)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is handled by the parent
-    _redirect_output()
-    try:
-        import torch
-
-        torch.set_num_threads(1)
-        from asm.synth.host import open_synth
-
-        synth = open_synth(spec, isolate=False)
-        _warm_up(synth)
-    except BaseException as exc:  # noqa: BLE001 - reported to the parent as one line
-        msg = str(exc) if isinstance(exc, AsmError) else f"{type(exc).__name__}: {exc}"
-        conn.send(("fatal", f"cannot open synth {spec.name} in a worker: {msg}"))
-        return
-    progress = _SharedProgress(state)
-    installed: dict[int, Any] = {}
-    conn.send(("ready", os.getpid()))
-    while True:
-        try:
-            msg = conn.recv()
-        except (EOFError, OSError):
-            return
-        kind = msg[0]
-        if kind == "stop":
-            return
-        if kind == "install":
-            installed[msg[1]] = msg[2]
-            continue
-        if kind == "uninstall":
-            installed.pop(msg[1], None)
-            continue
-        job_id = msg[1]
-        state[_JOB], state[_DONE] = job_id, 0
-        try:
-            if kind == "shard":
-                from asm.data.shardgen import generate_shard
-
-                result = generate_shard(synth, installed[msg[2]], msg[3], progress)
-                reply = ("shard_done", job_id, result)
-            elif kind == "render":
-                _, _, token, values, notes, duration, free, offset, per_row = msg
-                reduce = installed.get(token) if token is not None else None
-                batch = getattr(reduce, "reduce_batch", None)  # scores a whole chunk at once
-                out = []
-                for i, v in enumerate(values):
-                    progress.mark(offset + i, 0)
-                    row_notes = notes[i] if per_row else notes
-                    audio = (synth.render_free(v, row_notes, duration) if free
-                             else synth.render(v, row_notes, duration))
-                    out.append(reduce(audio) if reduce is not None and batch is None else audio)
-                if batch is not None:
-                    out = list(batch(out))
-                reply = ("rendered", job_id, out)
-            else:
-                reply = ("error", job_id, False, f"unknown message {kind!r}")
-        except AsmError as exc:
-            reply = ("error", job_id, True, str(exc))
-        except Exception:  # noqa: BLE001 - a bug: the parent shows the traceback
-            reply = ("error", job_id, False, traceback.format_exc())
-        state[_JOB] = -1
-        try:
-            conn.send(reply)
-        except (BrokenPipeError, OSError):
-            return
-
-
-# ---------------------------------------------------------------------------------------------
-# parent side
-class _Queue:
-    """Tasks handed out in order: retries first, then the next task drawn lazily from ``source``
-    (so a huge dataset's jobs are built as workers free up, not all before the first one starts)."""
-
-    def __init__(self, source: Iterable = ()):
-        self.front: deque = deque()
-        self.source = iter(source)
-
-    def appendleft(self, task) -> None:
-        self.front.appendleft(task)
-
-    def popleft(self):
-        if self.front:
-            return self.front.popleft()
-        return next(self.source)
-
-    def __bool__(self) -> bool:
-        if self.front:
-            return True
-        try:
-            self.front.append(next(self.source))
-        except StopIteration:
-            return False
-        return True
+def stall_timeout_for(render_seconds: float) -> float:
+    """Seconds without progress after which a worker counts as hung, for renders of ``render_seconds``
+    of audio: far more than a render takes (they run many times faster than real time, even on a
+    loaded machine), far less than the flat 300 s a hanging plugin used to cost per render."""
+    return max(60.0, 20.0 * float(render_seconds))
 
 
 @dataclass
 class _Task:
     kind: str  # shard | render
-    payload: Any
+    payload: Any  # a shard job, or (values, notes, duration, free, offset, per_row)
     token: int | None = None
-    crashes: int = 0
-    meta: dict = field(default_factory=dict)
+    crashes: int = 0  # deaths not pinned on a render
 
 
 class _Worker:
     def __init__(self, pool: "RenderPool", wid: int):
         ctx = pool._ctx
         self.wid = wid
-        self.state = ctx.RawArray("q", 5)
-        self.state[_JOB] = -1
+        self.state = ctx.RawArray("q", _w.STATE_SLOTS)
+        self.state[_w.JOB] = -1
         parent_conn, child_conn = ctx.Pipe(duplex=True)
         alive_r, self._alive_w = ctx.Pipe(duplex=False)  # never written: EOF tells the worker we died
         self.conn = parent_conn
         self.process = ctx.Process(
-            target=_worker_main,
+            target=_w.worker_main,
             args=(child_conn, alive_r, pool.spec, self.state, pool._forkserver_pid()),
             daemon=True,
             name=f"asm-render-{wid}",
@@ -309,20 +129,23 @@ class RenderPool:
     """Persistent render workers for one synth spec. Use as a context manager, or call ``close()``."""
 
     def __init__(self, spec, workers: int | str | None = "auto", *, start_timeout: float = 180.0,
-                 stall_timeout: float = 300.0, on_event: Callable[[str], None] | None = None):
+                 stall_timeout: float = DEFAULT_STALL_TIMEOUT, on_event: Callable[[str], None] | None = None):
         self.spec = spec
         self.size = resolve_workers(workers)
         self.start_timeout = start_timeout
-        self.stall_timeout = stall_timeout
+        if not stall_timeout > 0:
+            raise AsmError(f"the stall timeout must be positive, got {stall_timeout}")
+        self.stall_timeout = float(stall_timeout)
         self.on_event = on_event or (lambda text: log.warning(text))
         self.events: list[str] = []
-        self._ctx = _context()
+        self._ctx = _w.mp_context()
         self._installed: dict[int, Any] = {}  # token -> object (resent to replacement workers)
         self._tokens_by_id: dict[int, int] = {}
         self._auto: list[int] = []  # tokens of reduce objects installed by render(), oldest first
         self._next_token = 0
         self._next_job = 0
         self._closed = False
+        self._spare: _Worker | None = None  # started at the first replacement, so the next one is instant
         self.workers: list[_Worker] = [_Worker(self, i) for i in range(self.size)]
         self._wait_ready(self.workers)
 
@@ -351,12 +174,12 @@ class RenderPool:
                         msg = w.conn.recv() if w.conn.poll() else None
                     except (EOFError, OSError):
                         msg = None
-                    if msg and msg[0] == "ready":
+                    if isinstance(msg, Ready):
                         w.ready = True
                         pending.remove(w)
-                    elif msg and msg[0] == "fatal":
+                    elif isinstance(msg, Fatal):
                         self.close()
-                        raise AsmError(msg[1])
+                        raise AsmError(msg.text)
                     elif not w.alive():
                         code = w.process.exitcode
                         self.close()
@@ -369,10 +192,13 @@ class RenderPool:
         if self._closed:
             return
         self._closed = True
+        if self._spare is not None:
+            self.workers.append(self._spare)  # stopped with the others
+            self._spare = None
         for w in self.workers:
             try:
                 if w.alive():
-                    w.conn.send(("stop",))
+                    w.conn.send(Stop())
             except (BrokenPipeError, OSError):
                 pass
         deadline = time.monotonic() + 5
@@ -416,7 +242,7 @@ class RenderPool:
         if token in w.installed:
             return
         try:
-            w.conn.send(("install", token, self._installed[token]))
+            w.conn.send(Install(token, self._installed[token]))
             w.installed.add(token)
         except (BrokenPipeError, OSError):
             pass  # found dead by the dispatch loop
@@ -433,7 +259,7 @@ class RenderPool:
             if token in w.installed:
                 w.installed.discard(token)
                 try:
-                    w.conn.send(("uninstall", token))
+                    w.conn.send(Uninstall(token))
                 except (BrokenPipeError, OSError):
                     pass
 
@@ -441,9 +267,13 @@ class RenderPool:
     def _replace(self, w: _Worker, why: str) -> _Worker:
         self._event(f"render worker {w.wid} (pid {w.process.pid}) {why}; starting a replacement")
         w.kill()
-        fresh = _Worker(self, w.wid)
+        fresh = self._spare if self._spare is not None else _Worker(self, w.wid)
+        fresh.wid = w.wid
+        self._spare = None
         self.workers[self.workers.index(w)] = fresh
         self._wait_ready([fresh])
+        # a plugin that crashed once may crash again: open the next replacement while this one works
+        self._spare = _Worker(self, -1)
         return fresh
 
     def _event(self, text: str) -> None:
@@ -454,11 +284,11 @@ class RenderPool:
         job_id = self._next_job
         self._next_job += 1
         if task.kind == "shard":
-            msg = ("shard", job_id, task.token, task.payload)
+            msg = RunShard(job_id, task.token, task.payload)
         else:
             values, notes, duration, free, offset, per_row = task.payload
-            msg = ("render", job_id, task.token, values, notes, duration, free, offset, per_row)
-        w.state[_POS], w.state[_ATTEMPT], w.state[_DONE] = -1, 0, 0  # nothing stale to blame on a crash
+            msg = RenderBatch(job_id, task.token, values, notes, duration, free, offset, per_row)
+        w.state[_w.POS], w.state[_w.ATTEMPT], w.state[_w.DONE] = -1, 0, 0  # nothing stale to blame on a crash
         try:
             w.conn.send(msg)
         except (BrokenPipeError, OSError):
@@ -467,7 +297,7 @@ class RenderPool:
         w.last_beat, w.last_change = -1, time.monotonic()
         return True
 
-    def _dispatch(self, tasks: _Queue, on_done: Callable[[_Task, Any], None],
+    def _dispatch(self, tasks: LazyQueue, on_done: Callable[[_Task, Any], None],
                   on_crash: Callable[[_Task, int, int, str], list[_Task]],
                   on_tick: Callable[[], None] | None = None, tick: float = 0.25) -> None:
         """Run ``tasks`` to completion on the workers, replacing any that die or stall."""
@@ -505,7 +335,7 @@ class RenderPool:
                 for w in self.workers:
                     if w.task is None:
                         continue
-                    beat = w.state[_BEAT]
+                    beat = w.state[_w.BEAT]
                     if beat != w.last_beat:
                         w.last_beat, w.last_change = beat, now
                     elif now - w.last_change > self.stall_timeout:
@@ -520,22 +350,20 @@ class RenderPool:
             self.close()
             raise
 
-    def _handle_message(self, w: _Worker, msg) -> tuple[_Task | None, Any]:
-        kind = msg[0]
+    def _handle_message(self, w: _Worker, msg: JobReply) -> tuple[_Task | None, Any]:
         task = w.task
-        if msg[1] != w.job_id or task is None:
-            return None, None
+        if getattr(msg, "job_id", None) != w.job_id or task is None:
+            return None, None  # a stale reply
         w.task, w.job_id = None, -1
-        if kind == "error":
-            _, _, user, text = msg
-            if user:
-                raise AsmError(text)
-            raise RuntimeError(f"render worker failed:\n{text}")
-        return task, msg[2]
+        if isinstance(msg, Failed):
+            if msg.user:
+                raise AsmError(msg.text)
+            raise RuntimeError(f"render worker failed:\n{msg.text}")
+        return task, msg.result if isinstance(msg, ShardDone) else msg.out
 
-    def _handle_death(self, w: _Worker, tasks: _Queue, on_crash, stalled: bool = False) -> None:
+    def _handle_death(self, w: _Worker, tasks: LazyQueue, on_crash, stalled: bool = False) -> None:
         task = w.task
-        pos, attempt = int(w.state[_POS]), int(w.state[_ATTEMPT])
+        pos, attempt = int(w.state[_w.POS]), int(w.state[_w.ATTEMPT])
         if stalled:
             why = f"made no progress for {self.stall_timeout:.0f} s"
         else:
@@ -545,44 +373,46 @@ class RenderPool:
         if task is None:
             self._replace(w, why)
             return
-        task.crashes += 1
-        if task.crashes > MAX_CRASHES_PER_JOB:
-            self._replace(w, why)
-            raise AsmError(f"render workers for {self.spec.name} died {task.crashes} times on the same job "
-                           f"(last: {why}); giving up")
-        retry = on_crash(task, pos, attempt, why)
+        try:
+            retry = on_crash(task, pos, attempt, why)  # may raise AsmError: the work gives up
+        except BaseException:
+            w.kill()
+            raise
+        for t in retry:
+            if t.crashes > MAX_UNPLACED_CRASHES:
+                w.kill()
+                raise AsmError(f"render workers for {self.spec.name} died {t.crashes} times on the same job "
+                               f"outside any render (last: {why}); giving up")
         self._replace(w, why)
         for t in reversed(retry):
             tasks.appendleft(t)
 
     # -- shards ----------------------------------------------------------------------------------
-    def run_shards(self, context, jobs: Iterable, on_result: Callable[[Any], None],
+    def run_shards(self, work: ShardWork, jobs: Iterable, on_result: Callable[[Any], None],
                    on_tick: Callable[[int], None] | None = None) -> None:
-        """Generate shard ``jobs`` (``asm.data.shardgen.ShardJob``) with ``context`` installed.
+        """Run ``jobs`` with ``work`` installed in every worker (``ShardExecutor``).
 
-        ``on_result(ShardResult)`` runs in this process as each shard completes (in completion order);
-        ``on_tick(examples_in_flight)`` runs a few times a second for progress display.
+        ``on_result(result)`` runs in this process as each job completes (in completion order);
+        ``on_tick(items_in_flight)`` runs a few times a second for progress display.
         """
-        token = self.install(context)
-        tasks = _Queue(_Task("shard", job, token) for job in jobs)
+        token = self.install(work)
+        tasks = LazyQueue(_Task("shard", job, token) for job in jobs)
 
         def done(task: _Task, result) -> None:
             on_result(result)
 
         def crash(task: _Task, pos: int, attempt: int, why: str) -> list[_Task]:
-            job = task.payload
             if pos >= 0:
-                slot = job.start + pos
-                self._event(f"the synth crashed on example {slot} (preset attempt {attempt}, {why}); "
-                            "that preset counts as rejected and the shard is redone")
-                task.payload = replace(job, crashed=job.crashed | {(slot, attempt)})
+                task.payload, text = work.crashed(task.payload, pos, attempt, why)
             else:
-                self._event(f"a worker {why} while finishing shard {job.index}; retrying it")
+                task.crashes += 1
+                text = f"a worker {why} outside any render (job {getattr(task.payload, 'index', '?')}); retrying it"
+            self._event(text)
             return [task]
 
         def tick() -> None:
             if on_tick is not None:
-                on_tick(sum(int(w.state[_DONE]) for w in self.workers if w.task is not None))
+                on_tick(sum(int(w.state[_w.DONE]) for w in self.workers if w.task is not None))
 
         try:
             self._dispatch(tasks, done, crash, tick)
@@ -621,7 +451,7 @@ class RenderPool:
 
         parts = max(1, min(n, self.size * chunks_per_worker))
         bounds = np.linspace(0, n, parts + 1).round().astype(int)
-        tasks = _Queue([
+        tasks = LazyQueue([
             _Task("render", (values[a:b], notes_for(a, b), float(duration), free, int(a), per_row_notes), token)
             for a, b in zip(bounds[:-1], bounds[1:]) if b > a
         ])
@@ -635,6 +465,7 @@ class RenderPool:
             vals, nts, dur, fr, offset, per_row = task.payload
             end = offset + len(vals)
             if not (offset <= pos < end):  # died outside a render: retry the whole chunk
+                task.crashes += 1
                 return [task]
             self._event(f"the synth crashed on candidate {pos} ({why}); its result is None")
             retry = []
@@ -648,107 +479,3 @@ class RenderPool:
         return results
 
 
-# ---------------------------------------------------------------------------------------------
-class RayExecutor:
-    """Shard generation on Ray actors (one per worker, each with the synth open once).
-
-    Actors return the encoded shard bytes; the caller writes them, so the cluster needs no shared
-    filesystem. The shards are byte-identical to the local executor's.
-    """
-
-    def __init__(self, spec, workers: int | str | None = "auto", address: str | None = None,
-                 on_event: Callable[[str], None] | None = None):
-        try:
-            import ray
-        except ImportError:
-            raise AsmError("--executor ray needs Ray: pip install 'asm[ray]'") from None
-        self.ray = ray
-        self.spec = spec
-        self.on_event = on_event or (lambda text: log.warning(text))
-        self.events: list[str] = []
-        self._started = False
-        if not ray.is_initialized():
-            try:
-                if address:
-                    ray.init(address=address, log_to_driver=False, include_dashboard=False)
-                else:
-                    n = resolve_workers(workers)
-                    ray.init(num_cpus=n, log_to_driver=False, include_dashboard=False)
-            except Exception as exc:  # noqa: BLE001 - connection problems are the user's to fix
-                raise AsmError(f"cannot start or join Ray{f' at {address}' if address else ''}: {exc}") from None
-            self._started = True
-        cpus = int(ray.cluster_resources().get("CPU", 1))
-        self.size = cpus if workers in (None, "auto") else min(resolve_workers(workers), max(1, cpus))
-        self._actor_cls = ray.remote(num_cpus=1, max_restarts=0)(_RayWorker)
-        self.actors = [self._actor_cls.remote(spec) for _ in range(self.size)]
-
-    def run_shards(self, context, jobs: Iterable, on_result: Callable[[Any], None],
-                   on_tick: Callable[[int], None] | None = None) -> None:
-        ray = self.ray
-        ctx_ref = ray.put(context)
-        queue = _Queue(jobs)
-        inflight: dict = {}
-        crashes: dict[int, int] = {}
-        idle = list(range(len(self.actors)))
-        while queue or inflight:
-            while idle and queue:
-                i = idle.pop()
-                job = queue.popleft()
-                inflight[self.actors[i].generate.remote(ctx_ref, job)] = (i, job)
-            done, _ = ray.wait(list(inflight), num_returns=1, timeout=0.5)
-            for ref in done:
-                i, job = inflight.pop(ref)
-                try:
-                    result = ray.get(ref)
-                except ray.exceptions.RayTaskError as exc:
-                    cause = exc.cause if hasattr(exc, "cause") else None
-                    if isinstance(cause, AsmError):
-                        raise AsmError(str(cause)) from None
-                    raise RuntimeError(f"Ray worker failed: {exc}") from None
-                except ray.exceptions.RayActorError as exc:
-                    crashes[job.index] = crashes.get(job.index, 0) + 1
-                    text = f"Ray worker died on shard {job.index} ({type(exc).__name__}); starting a replacement"
-                    self.events.append(text)
-                    self.on_event(text)
-                    if crashes[job.index] > 3:
-                        raise AsmError(f"Ray workers died {crashes[job.index]} times on shard {job.index}; giving up")
-                    self.actors[i] = self._actor_cls.remote(self.spec)
-                    queue.appendleft(job)
-                    idle.append(i)
-                    continue
-                idle.append(i)
-                on_result(result)
-            if on_tick is not None:
-                on_tick(0)
-
-    def close(self) -> None:
-        for a in self.actors:
-            try:
-                self.ray.kill(a)
-            except Exception:  # noqa: BLE001
-                pass
-        self.actors = []
-        if self._started:
-            self.ray.shutdown()
-            self._started = False
-
-    def __enter__(self) -> "RayExecutor":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
-class _RayWorker:
-    def __init__(self, spec):
-        import torch
-
-        torch.set_num_threads(1)
-        from asm.synth.host import open_synth
-
-        self.synth = open_synth(spec, isolate=False)
-
-    def generate(self, context, job):
-        from asm.data.shardgen import generate_shard
-
-        return generate_shard(self.synth, context, job, write=False)

@@ -2,8 +2,11 @@
  *   CRASHY_MODE=load    segfault inside VSTPluginMain (while the host loads it)
  *   CRASHY_MODE=render  segfault in processReplacing once it has received MIDI (a render with notes)
  *   CRASHY_MODE=abort   abort() there instead
+ *   CRASHY_MODE=presets a sine (louder with "level") that segfaults only on presets with
+ *                       "tone" >= 0.9: about 10% of random presets
  * Otherwise it is a silent synth with two parameters. Built by tests/plugin_helpers.py with cc.
  */
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +37,7 @@ struct AEffect {
 
 static float params[2] = {0.5f, 0.25f};
 static int got_midi = 0;
+static double phase = 0.0;
 
 static const char *mode(void) { const char *m = getenv("CRASHY_MODE"); return m ? m : ""; }
 
@@ -58,7 +62,7 @@ static intptr_t dispatcher(AEffect *e, int32_t op, int32_t index, intptr_t value
         return 1;
     case 35: return 2; /* effGetPlugCategory: synth */
     case 25: /* effProcessEvents: VstEvents { int32 numEvents; intptr reserved; ... } */
-        if (ptr && *(int32_t *)ptr > 0) got_midi = 1;
+        if (ptr && *(int32_t *)ptr > 0) { got_midi = 1; phase = 0.0; }
         return 1;
     case 58: return 2400; /* effGetVstVersion */
     default: return 0;
@@ -71,6 +75,14 @@ static float getParameter(AEffect *e, int32_t i) { (void)e; return (i >= 0 && i 
 static void processReplacing(AEffect *e, float **in, float **out, int32_t n) {
     (void)e; (void)in;
     if (got_midi && (strcmp(mode(), "render") == 0 || strcmp(mode(), "abort") == 0)) crash();
+    if (got_midi && strcmp(mode(), "presets") == 0) {
+        if (params[1] >= 0.9f) crash();
+        for (int32_t i = 0; i < n; i++) {
+            out[0][i] = out[1][i] = (float)((0.2 + 0.6 * params[0]) * sin(phase));
+            phase += 2.0 * 3.14159265358979 * 440.0 / 16000.0;
+        }
+        return;
+    }
     memset(out[0], 0, sizeof(float) * (size_t)n);
     memset(out[1], 0, sizeof(float) * (size_t)n);
 }
