@@ -12,7 +12,10 @@ Methods (``METHODS``):
 Every method renders through the same ``RenderPool`` and scores with the same metric code; the
 best preset is the best by multi-resolution STFT distance among everything rendered, re-rendered
 once at the end for its audio and full metrics (so the reported match is exactly what the
-exported preset plays).
+exported preset plays). That final render must be usable (finite, audible) whenever the search
+found an audible candidate: a plugin can leave a worker's instance in a state that renders silence
+(amsynth, about once in 48 matches), so a silent or non-finite final render is redone in a fresh
+synth instance, and failing that the next best candidate is taken (``final_render``).
 """
 
 from __future__ import annotations
@@ -20,18 +23,22 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from asm.audio.metrics import REPORT_METRICS, distances
+from asm.audio.signal import is_usable
 from asm.errors import AsmError
 from asm.midi.notes import Note
-from asm.search.config import HEADLINE, SearchSettings
-from asm.search.problem import Archive, CandidateScorer, MatchProblem
-from asm.search.seeding import SeedSet, estimator_seeds
+
+if TYPE_CHECKING:  # torch and pymoo load when a match runs, not when the CLI starts
+    from asm.search.config import SearchSettings
+    from asm.search.problem import Archive
+    from asm.search.seeding import SeedSet
 
 METHODS = ("model", "nn", "nsga2", "hybrid")
 STALL_TIMEOUT = 30.0  # seconds without progress on one candidate before its worker is replaced
+FINAL_CANDIDATES = 8  # best candidates tried, in order, for a usable final render
 
 
 @dataclass
@@ -53,6 +60,7 @@ class MatchResult:
     notes: list[Note]
     sample_rate: int
     events: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)  # search, final_render (seconds)
 
     def renders_to_reach(self, score: float) -> int | None:
         """Renders after which the best-so-far was at most ``score`` (None: never)."""
@@ -63,6 +71,8 @@ class MatchResult:
 
     def summary(self) -> dict:
         """JSON-ready summary (match.json, result rows, benchmark tables)."""
+        from asm.search.config import HEADLINE
+
         return {
             "method": self.method,
             "metrics": {k: float(v) for k, v in self.metrics.items()},
@@ -109,6 +119,11 @@ def match_target(
     free vectors of factory presets (``hybrid`` draws ``settings.seeds.factory`` of them).
     The budget, time limit and other terminations come from ``settings``.
     """
+    from asm.audio.metrics import REPORT_METRICS, distances
+    from asm.search.config import HEADLINE
+    from asm.search.problem import Archive, CandidateScorer, MatchProblem
+    from asm.search.seeding import estimator_seeds
+
     if method not in METHODS:
         raise AsmError(f"unknown method {method!r}: choose from {', '.join(METHODS)}")
     target = np.ascontiguousarray(target, dtype=np.float32)
@@ -158,12 +173,13 @@ def match_target(
             generations, stopped, initial = outcome.generations, outcome.stopped, outcome.initial
         if archive.renders == 0:
             raise AsmError("the search rendered nothing (budget 0?)")
-        best_free = archive.best_values()
+        searched = time.perf_counter()
+        best, audio, notices = final_render(pool, spec, archive, scorer.worst[scorer.headline_column()], notes,
+                                            duration)
+        best_free = archive.all_values()[best]
         best_full = space.full(best_free)
-        audio = pool.render(best_free[None], notes, duration, free=True)[0]
-        seconds = time.perf_counter() - start
-        if audio is None:
-            raise AsmError("the synth crashed re-rendering the best preset")
+        finished = time.perf_counter()
+        seconds = finished - start
         names = tuple(dict.fromkeys(REPORT_METRICS + scorer.objectives))
         metrics = {k: float(v[0]) for k, v in distances(audio, target, sr, names).items()}
         values, scores, head = archive.all_values(), archive.all_scores(), archive.all_headline()
@@ -174,12 +190,62 @@ def match_target(
             method=method, values=best_free, full=best_full, audio=audio, metrics=metrics,
             objectives=scorer.objectives, renders=archive.renders, seconds=seconds, generations=generations,
             stopped=stopped, curve=list(archive.curve), front=front, initial=initial,
-            best_source=archive.sources[archive.best_index], notes=notes, sample_rate=sr,
-            events=list(pool.events[events_before:]),
+            best_source=archive.sources[best], notes=notes, sample_rate=sr,
+            events=list(pool.events[events_before:]) + notices,
+            timings={"search": round(searched - start, 4), "final_render": round(finished - searched, 4)},
         )
     finally:
         if own_pool:
             pool.close()
+
+
+def final_render(pool, spec, archive: Archive, worst: float, notes, duration: float
+                 ) -> tuple[int, np.ndarray, list[str]]:
+    """(archive index, audio, notices) of the best candidate whose render is finite and audible.
+
+    Each candidate, best first, is rendered by the pool, then (if that render is silent, non-finite
+    or crashed) once more in a fresh synth instance opened here. A search that found nothing audible
+    gets its best candidate's render as it is; one that did but whose best candidates no longer
+    render audibly is an AsmError (never a silent match reported as found)."""
+    values, head = archive.all_values(), archive.all_headline()
+    order = [int(i) for i in np.argsort(head, kind="stable")]
+    audible = [i for i in order if head[i] < worst]
+    notices: list[str] = []
+    if not audible:
+        audio = pool.render(values[archive.best_index][None], notes, duration, free=True)[0]
+        if audio is None:
+            raise AsmError("the synth crashed re-rendering the best preset")
+        return archive.best_index, audio, notices
+    for rank, i in enumerate(audible[:FINAL_CANDIDATES]):
+        audio = pool.render(values[i][None], notes, duration, free=True)[0]
+        if audio is not None and is_usable(audio):
+            return i, audio, notices
+        what = "crashed" if audio is None else ("was non-finite" if not np.isfinite(audio).all() else "was silent")
+        audio = fresh_render(spec, values[i], notes, duration)
+        if audio is not None and is_usable(audio):
+            notices.append(f"the final render of candidate {rank + 1} {what}; rendered again in a fresh synth instance")
+            return i, audio, notices
+        notices.append(f"candidate {rank + 1} (mr-stft {head[i]:.4f} in the search) no longer renders audibly; "
+                       "trying the next")
+    raise AsmError(f"the {min(len(audible), FINAL_CANDIDATES)} best presets of the search rendered audibly during "
+                   "the search but no longer do (silent or non-finite, also in a fresh synth instance)")
+
+
+def fresh_render(spec, free: np.ndarray, notes, duration: float) -> np.ndarray | None:
+    """``free`` rendered by a synth instance opened for this one render (a plugin in its own child
+    process, so a crash is None, not the end of the match)."""
+    from asm.synth.host import open_synth
+
+    try:
+        synth = open_synth(spec, isolate=True)
+    except AsmError:
+        return None
+    try:
+        return synth.render_free(np.asarray(free, dtype=np.float64), notes, duration)
+    except AsmError:
+        return None
+    finally:
+        synth.close()
 
 
 def hybrid_seeds(target: np.ndarray, sr: int, space, settings: SearchSettings, estimator, neighbours,
@@ -187,6 +253,8 @@ def hybrid_seeds(target: np.ndarray, sr: int, space, settings: SearchSettings, e
     """The seeds of a hybrid search, interleaved by rank: every source's best guess first (estimator,
     neighbour, factory, default), then every source's second, and so on, so the most trusted
     candidates are rendered first whatever the number asked of each source."""
+    from asm.search.seeding import SeedSet, estimator_seeds
+
     s = settings.seeds
     groups: list[tuple[np.ndarray, str]] = []
     if estimator is not None and s.estimator:
