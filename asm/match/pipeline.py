@@ -12,10 +12,7 @@ Methods (``METHODS``):
 Every method renders through the same ``RenderPool`` and scores with the same metric code; the
 best preset is the best by multi-resolution STFT distance among everything rendered, re-rendered
 once at the end for its audio and full metrics (so the reported match is exactly what the
-exported preset plays). That final render must be usable (finite, audible) whenever the search
-found an audible candidate: a plugin can leave a worker's instance in a state that renders silence
-(amsynth, about once in 48 matches), so a silent or non-finite final render is redone in a fresh
-synth instance, and failing that the next best candidate is taken (``final_render``).
+exported preset plays; see ``asm.match.final``: for plugins it is a fresh instance's render).
 """
 
 from __future__ import annotations
@@ -27,7 +24,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from asm.audio.signal import is_usable
 from asm.errors import AsmError
 from asm.midi.notes import Note
 
@@ -38,7 +34,6 @@ if TYPE_CHECKING:  # torch and pymoo load when a match runs, not when the CLI st
 
 METHODS = ("model", "nn", "nsga2", "hybrid")
 STALL_TIMEOUT = 30.0  # seconds without progress on one candidate before its worker is replaced
-FINAL_CANDIDATES = 8  # best candidates tried, in order, for a usable final render
 
 
 @dataclass
@@ -120,6 +115,7 @@ def match_target(
     The budget, time limit and other terminations come from ``settings``.
     """
     from asm.audio.metrics import REPORT_METRICS, distances
+    from asm.match.final import FreshSynths, final_render
     from asm.search.config import HEADLINE
     from asm.search.problem import Archive, CandidateScorer, MatchProblem
     from asm.search.seeding import estimator_seeds
@@ -148,6 +144,7 @@ def match_target(
         pool = RenderPool(spec, workers, stall_timeout=STALL_TIMEOUT)
     events_before = len(pool.events)
     start = time.perf_counter()  # after the pool is up: a shared pool's start is not this target's cost
+    fresh = FreshSynths(spec, prefetch=spec.kind != "faust")  # a plugin instance opens during the search
     try:
         duration = len(target) / sr
         scorer = CandidateScorer(target, sr, settings.objective_names)
@@ -174,7 +171,7 @@ def match_target(
         if archive.renders == 0:
             raise AsmError("the search rendered nothing (budget 0?)")
         searched = time.perf_counter()
-        best, audio, notices = final_render(pool, spec, archive, scorer.worst[scorer.headline_column()], notes,
+        best, audio, notices = final_render(pool, fresh, archive, scorer.worst[scorer.headline_column()], notes,
                                             duration)
         best_free = archive.all_values()[best]
         best_full = space.full(best_free)
@@ -195,57 +192,9 @@ def match_target(
             timings={"search": round(searched - start, 4), "final_render": round(finished - searched, 4)},
         )
     finally:
+        fresh.close()
         if own_pool:
             pool.close()
-
-
-def final_render(pool, spec, archive: Archive, worst: float, notes, duration: float
-                 ) -> tuple[int, np.ndarray, list[str]]:
-    """(archive index, audio, notices) of the best candidate whose render is finite and audible.
-
-    Each candidate, best first, is rendered by the pool, then (if that render is silent, non-finite
-    or crashed) once more in a fresh synth instance opened here. A search that found nothing audible
-    gets its best candidate's render as it is; one that did but whose best candidates no longer
-    render audibly is an AsmError (never a silent match reported as found)."""
-    values, head = archive.all_values(), archive.all_headline()
-    order = [int(i) for i in np.argsort(head, kind="stable")]
-    audible = [i for i in order if head[i] < worst]
-    notices: list[str] = []
-    if not audible:
-        audio = pool.render(values[archive.best_index][None], notes, duration, free=True)[0]
-        if audio is None:
-            raise AsmError("the synth crashed re-rendering the best preset")
-        return archive.best_index, audio, notices
-    for rank, i in enumerate(audible[:FINAL_CANDIDATES]):
-        audio = pool.render(values[i][None], notes, duration, free=True)[0]
-        if audio is not None and is_usable(audio):
-            return i, audio, notices
-        what = "crashed" if audio is None else ("was non-finite" if not np.isfinite(audio).all() else "was silent")
-        audio = fresh_render(spec, values[i], notes, duration)
-        if audio is not None and is_usable(audio):
-            notices.append(f"the final render of candidate {rank + 1} {what}; rendered again in a fresh synth instance")
-            return i, audio, notices
-        notices.append(f"candidate {rank + 1} (mr-stft {head[i]:.4f} in the search) no longer renders audibly; "
-                       "trying the next")
-    raise AsmError(f"the {min(len(audible), FINAL_CANDIDATES)} best presets of the search rendered audibly during "
-                   "the search but no longer do (silent or non-finite, also in a fresh synth instance)")
-
-
-def fresh_render(spec, free: np.ndarray, notes, duration: float) -> np.ndarray | None:
-    """``free`` rendered by a synth instance opened for this one render (a plugin in its own child
-    process, so a crash is None, not the end of the match)."""
-    from asm.synth.host import open_synth
-
-    try:
-        synth = open_synth(spec, isolate=True)
-    except AsmError:
-        return None
-    try:
-        return synth.render_free(np.asarray(free, dtype=np.float64), notes, duration)
-    except AsmError:
-        return None
-    finally:
-        synth.close()
 
 
 def hybrid_seeds(target: np.ndarray, sr: int, space, settings: SearchSettings, estimator, neighbours,
