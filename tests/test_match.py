@@ -53,6 +53,10 @@ def test_match_writes_every_output_and_the_preset_re_renders_to_the_reported_mat
     assert {"best.json", "match.wav", "target.wav", "spectrograms.png", "match.json"} <= names
     assert {f"pareto-{k}.json" for k in range(1, len(doc["front"]) + 1)} <= names and doc["front"]
     assert json.loads((out / "match.json").read_text())["result_id"] == doc["result_id"]
+    stages = {"startup", "registry", "target", "pool_start", "pool_wait", "search", "final_render", "outputs",
+              "store", "total"}
+    assert stages <= set(doc["timings"]) and all(v >= 0 for v in doc["timings"].values())
+    assert doc["timings"]["search"] <= doc["timings"]["total"]
     # the exported preset, rendered again with the reported notes, is the match and scores as reported
     with session_scope() as session:
         spec = load_spec(session, "asm-sub", doc["sample_rate"])
@@ -91,6 +95,32 @@ def test_default_method_is_hybrid_seeded_from_a_dataset_and_notes_can_be_given(c
             "--workers", "1")
     assert r.code == 0, r.err
     assert r.json()["renders"] == 1 and r.json()["best_source"] == "nn:tiny"
+
+
+def test_the_neighbour_index_is_kept_beside_the_dataset_and_rebuilt_when_the_dataset_changes(cli, tmp_path):
+    from asm.data.store import dataset_dir
+    from asm.registry.db import session_scope
+    from asm.registry.models import Dataset
+    from asm.search.seeding import DatasetNeighbours
+
+    r = cli("generate-dataset", "tiny", "--synth", "asm-sub", "--size", "40", "--duration", "0.5", "--note-off",
+            "0.3", "--workers", "1")
+    assert r.code == 0, r.err
+    target, _ = sf.read(_render(cli, tmp_path / "t.wav"), dtype="float32")
+    built = DatasetNeighbours("tiny")
+    files = list(dataset_dir("tiny").glob("neighbours-*.safetensors"))
+    assert not built.loaded and [f.name for f in files] == ["neighbours-train-32.safetensors"]
+    stored = DatasetNeighbours("tiny")
+    assert stored.loaded
+    assert np.array_equal(built.candidates(target, 16000, 5), stored.candidates(target, 16000, 5))
+    assert cli("verify-dataset", "tiny").code == 0  # the index beside the shards is not a problem
+    with session_scope() as session:  # another shard content (the checksum the registry vouches for)
+        shard = session.query(Dataset).filter_by(name="tiny").one().shards[0]
+        shard.sha256 = "0" * 64
+    assert not DatasetNeighbours("tiny").loaded and DatasetNeighbours("tiny").loaded
+    files[0].write_bytes(b"damaged")
+    again = DatasetNeighbours("tiny")
+    assert not again.loaded and np.array_equal(again.candidates(target, 16000, 5), built.candidates(target, 16000, 5))
 
 
 def test_models_drive_model_and_hybrid_and_a_model_for_other_locks_is_refused(cli, tmp_path):
@@ -145,6 +175,8 @@ def test_bad_inputs_exit_2_with_one_line_and_store_nothing(cli, tmp_path):
     short = tmp_path / "short.wav"
     sf.write(short, 0.5 * np.sin(np.arange(800) * 0.2).astype(np.float32), 16000)  # 0.05 s
     low = _midi(tmp_path / "low.mid", 10)
+    long = tmp_path / "long.wav"
+    sf.write(long, np.full(31 * 8000, 0.3, np.float32), 8000)
     out = tmp_path / "out"
     cases = [
         ((tmp_path / "missing.wav",), "not found"),
@@ -163,6 +195,9 @@ def test_bad_inputs_exit_2_with_one_line_and_store_nothing(cli, tmp_path):
         ((good, "--method", "nn"), "needs a dataset"),
         ((good, "--search", "nope"), "unknown search config"),
         ((good, "--out-dir", good), "not a directory"),
+        ((long,), "too long: it lasts 31.0 s"),
+        ((good, "--crop", "5:2"), "--crop"),
+        ((good, "--crop", "3:4"), "after the end"),
     ]
     for args, expected in cases:
         r = cli("match", *args, "--out-dir", out, "--budget", "10") if "--out-dir" not in args else \
