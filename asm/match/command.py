@@ -215,12 +215,24 @@ def run_match(opts: MatchOptions, on_start: Callable[[dict], None] | None = None
             with times.stage("neighbour_index"), session_scope() as session:
                 neighbours = neighbours_for(get_dataset(session, prepared.dataset))
             prepared.context["neighbour_index"] = "stored" if neighbours.loaded else "built"
+        if not pool_future.done():  # spare time while the workers start: the output writers' imports
+            with times.stage("warm_imports"):
+                _import_output_writers()
         with times.stage("pool_wait"):
             pool = pool_future.result()
     except BaseException:
         _discard_pool(pool_future)
         raise
     return _match_and_write(opts, prepared, pool, estimator, neighbours, times, started, on_start, on_batch)
+
+
+def _import_output_writers() -> None:
+    """Import what writing the outputs needs (matplotlib is ~1 s), so it is not paid after the search."""
+    import matplotlib.backends.backend_agg  # noqa: F401
+    import matplotlib.figure  # noqa: F401
+
+    import asm.audio.plots  # noqa: F401
+    import asm.presets.exporter  # noqa: F401
 
 
 @dataclass

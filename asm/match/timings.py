@@ -2,8 +2,9 @@
 
 Stages (seconds, wall clock): ``startup`` (interpreter and imports until the command runs),
 ``registry``, ``target`` (reading it and finding its notes), ``pool_start`` (render workers
-starting, in a thread beside ``model_load`` and ``neighbour_index``), ``pool_wait`` (what the
-command still waited for the workers after its own preparation), ``search``, ``final_render``,
+starting, in a thread beside ``model_load``, ``neighbour_index`` and ``warm_imports``, the output
+writers' imports done while the workers still start), ``pool_wait`` (what the command still waited
+for the workers after its own preparation), ``pool_close``, ``search``, ``final_render``,
 ``outputs`` (files), ``store`` (registry rows) and ``total`` (process start to the end). Stages
 that overlap ``pool_start`` are why the stages add up to more than ``total``.
 """
