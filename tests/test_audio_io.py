@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from asm.audio.io import MIN_TARGET_SECONDS, load_target, write_audio
+from asm.audio.io import MAX_TARGET_SECONDS, MIN_TARGET_SECONDS, load_target, parse_crop, write_audio
 from asm.errors import AsmError
 
 
@@ -75,3 +75,25 @@ def test_bad_files_fail_with_one_clear_line(tmp_path):
         assert "\n" not in str(info.value)
     assert MIN_TARGET_SECONDS == 0.1
 
+
+
+def test_a_target_longer_than_the_maximum_is_refused_from_its_header_and_a_crop_picks_a_part(tmp_path):
+    rate = 8000
+    seconds = MAX_TARGET_SECONDS + 2
+    t = np.arange(int(seconds * rate)) / rate
+    tone = (0.5 * np.sin(2 * np.pi * 220 * t) * (1 + (t > 10) * (t < 12))).astype(np.float32)  # louder 10..12 s
+    long = tmp_path / "long.flac"
+    sf.write(long, tone, rate)
+    with pytest.raises(AsmError, match=f"too long: it lasts {seconds:.1f} s .* at most {MAX_TARGET_SECONDS:g} s"):
+        load_target(long, 16000)
+    part = load_target(long, 16000, crop=(10.0, 12.5))
+    assert len(part) == 40000 and np.abs(part[:16000]).max() > 0.9  # 2.5 s, starting in the louder span
+    assert len(load_target(long, 16000, crop=(seconds - 1, None))) == 16000  # START: up to the end
+    with pytest.raises(AsmError, match="the cropped span lasts 31.0 s"):
+        load_target(long, 16000, crop=(1.0, None))
+    with pytest.raises(AsmError, match="after the end"):
+        load_target(long, 16000, crop=(40.0, 45.0))
+    assert parse_crop("2:3.5") == (2.0, 3.5) and parse_crop(":4") == (0.0, 4.0) and parse_crop("5:") == (5.0, None)
+    for bad in ("3", "a:b", "4:2", "-1:2", "1:2:3"):
+        with pytest.raises(AsmError, match="--crop"):
+            parse_crop(bad)

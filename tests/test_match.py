@@ -9,6 +9,7 @@ import pytest
 import soundfile as sf
 from plugin_paths import needs_amsynth
 
+from asm.errors import AsmError
 from asm.search.config import BUILTIN_RECIPES
 
 pytest_plugins = ["plugin_helpers"]
@@ -52,6 +53,10 @@ def test_match_writes_every_output_and_the_preset_re_renders_to_the_reported_mat
     assert {"best.json", "match.wav", "target.wav", "spectrograms.png", "match.json"} <= names
     assert {f"pareto-{k}.json" for k in range(1, len(doc["front"]) + 1)} <= names and doc["front"]
     assert json.loads((out / "match.json").read_text())["result_id"] == doc["result_id"]
+    stages = {"startup", "registry", "target", "pool_start", "pool_wait", "search", "final_render", "outputs",
+              "store", "total"}
+    assert stages <= set(doc["timings"]) and all(v >= 0 for v in doc["timings"].values())
+    assert doc["timings"]["search"] <= doc["timings"]["total"]
     # the exported preset, rendered again with the reported notes, is the match and scores as reported
     with session_scope() as session:
         spec = load_spec(session, "asm-sub", doc["sample_rate"])
@@ -90,6 +95,32 @@ def test_default_method_is_hybrid_seeded_from_a_dataset_and_notes_can_be_given(c
             "--workers", "1")
     assert r.code == 0, r.err
     assert r.json()["renders"] == 1 and r.json()["best_source"] == "nn:tiny"
+
+
+def test_the_neighbour_index_is_kept_beside_the_dataset_and_rebuilt_when_the_dataset_changes(cli, tmp_path):
+    from asm.data.store import dataset_dir
+    from asm.registry.db import session_scope
+    from asm.registry.models import Dataset
+    from asm.search.seeding import DatasetNeighbours
+
+    r = cli("generate-dataset", "tiny", "--synth", "asm-sub", "--size", "40", "--duration", "0.5", "--note-off",
+            "0.3", "--workers", "1")
+    assert r.code == 0, r.err
+    target, _ = sf.read(_render(cli, tmp_path / "t.wav"), dtype="float32")
+    built = DatasetNeighbours("tiny")
+    files = list(dataset_dir("tiny").glob("neighbours-*.safetensors"))
+    assert not built.loaded and [f.name for f in files] == ["neighbours-train-32.safetensors"]
+    stored = DatasetNeighbours("tiny")
+    assert stored.loaded
+    assert np.array_equal(built.candidates(target, 16000, 5), stored.candidates(target, 16000, 5))
+    assert cli("verify-dataset", "tiny").code == 0  # the index beside the shards is not a problem
+    with session_scope() as session:  # another shard content (the checksum the registry vouches for)
+        shard = session.query(Dataset).filter_by(name="tiny").one().shards[0]
+        shard.sha256 = "0" * 64
+    assert not DatasetNeighbours("tiny").loaded and DatasetNeighbours("tiny").loaded
+    files[0].write_bytes(b"damaged")
+    again = DatasetNeighbours("tiny")
+    assert not again.loaded and np.array_equal(again.candidates(target, 16000, 5), built.candidates(target, 16000, 5))
 
 
 def test_models_drive_model_and_hybrid_and_a_model_for_other_locks_is_refused(cli, tmp_path):
@@ -144,6 +175,8 @@ def test_bad_inputs_exit_2_with_one_line_and_store_nothing(cli, tmp_path):
     short = tmp_path / "short.wav"
     sf.write(short, 0.5 * np.sin(np.arange(800) * 0.2).astype(np.float32), 16000)  # 0.05 s
     low = _midi(tmp_path / "low.mid", 10)
+    long = tmp_path / "long.wav"
+    sf.write(long, np.full(31 * 8000, 0.3, np.float32), 8000)
     out = tmp_path / "out"
     cases = [
         ((tmp_path / "missing.wav",), "not found"),
@@ -162,6 +195,9 @@ def test_bad_inputs_exit_2_with_one_line_and_store_nothing(cli, tmp_path):
         ((good, "--method", "nn"), "needs a dataset"),
         ((good, "--search", "nope"), "unknown search config"),
         ((good, "--out-dir", good), "not a directory"),
+        ((long,), "too long: it lasts 31.0 s"),
+        ((good, "--crop", "5:2"), "--crop"),
+        ((good, "--crop", "3:4"), "after the end"),
     ]
     for args, expected in cases:
         r = cli("match", *args, "--out-dir", out, "--budget", "10") if "--out-dir" not in args else \
@@ -224,3 +260,82 @@ def test_a_polyphonic_target_plays_the_midi_files_notes(cli, tmp_path):
     assert doc["notes_from"] == "midi" and sorted(n["pitch"] for n in doc["notes"]) == [48, 52, 55]
     assert min(n["start"] for n in doc["notes"]) == 0.0  # shifted: the target's leading silence is trimmed
     assert doc["renders"] == 16
+
+
+def test_final_render_takes_the_next_candidate_when_the_best_no_longer_renders_audibly():
+    """The archive says candidate 0 was the best (as when a worker's render was audible in the search),
+    but it renders silence now, also in a fresh instance: the match is the next audible candidate."""
+    from test_search import asm_sub_spec
+
+    from asm.audio.signal import is_usable
+    from asm.match.final import FreshSynths, final_render
+    from asm.midi.notes import held
+    from asm.render import RenderPool
+    from asm.search.problem import Archive
+
+    spec = asm_sub_spec()
+    space = spec.space
+    silent = space.free_part(space.defaults()).copy()
+    for name in ("osc1_level", "osc2_level", "noise_level"):
+        silent[[p.name for p in space.free].index(name)] = 0.0
+    audible = space.free_part(space.defaults())
+    archive = Archive(space.n_free, 1)
+    archive.add(np.stack([silent, audible, audible]), np.array([[0.5], [1.0], [100.0]]), np.array([0.5, 1.0, 100.0]),
+                ["search", "default", "search"])
+    notes = held([57], 100, 0.5)
+    with RenderPool(spec, 1, stall_timeout=30) as pool:
+        index, audio, notices = final_render(pool, FreshSynths(spec), archive, 100.0, notes, 0.8)
+        assert index == 1 and is_usable(audio) and len(notices) == 1 and "no longer renders" in notices[0]
+        only_silent = Archive(space.n_free, 1)
+        only_silent.add(silent[None], np.array([[0.5]]), np.array([0.5]), "search")
+        with pytest.raises(AsmError, match="no longer do"):
+            final_render(pool, FreshSynths(spec), only_silent, 100.0, notes, 0.8)
+        nothing = Archive(space.n_free, 1)  # a search that found nothing audible keeps its (silent) best
+        nothing.add(silent[None], np.array([[100.0]]), np.array([100.0]), "search")
+        index, audio, _ = final_render(pool, FreshSynths(spec), nothing, 100.0, notes, 0.8)
+        assert index == 0 and not is_usable(audio)
+
+
+def _level_db(audio: np.ndarray) -> float:
+    return float(10 * np.log10(np.mean(np.square(audio, dtype=np.float64)) + 1e-20))
+
+
+@needs_amsynth
+@pytest.mark.slow
+def test_consecutive_amsynth_matches_of_one_pool_report_what_a_fresh_instance_plays():
+    """Many matches on one worker pool (plugin state carried from match to match): every final render
+    is audible when the search found an audible preset, and sounds like a fresh instance's render."""
+    from plugin_paths import amsynth_spec
+
+    from asm.audio.signal import is_usable
+    from asm.match.pipeline import match_target
+    from asm.midi.notes import held
+    from asm.render import RenderPool
+    from asm.search.config import SearchSettings
+    from asm.synth.plugin import PluginSynth
+
+    spec = amsynth_spec()
+    space = spec.space
+    rng = np.random.default_rng(11)
+    settings = SearchSettings(population=12, budget=24)
+    fresh = PluginSynth(spec)
+    levels = []
+    with RenderPool(spec, 2, stall_timeout=60) as pool:
+        for k in range(12):
+            notes = held([int(rng.integers(40, 70))], 100, 0.6)
+            target = fresh.render_free(space.random_free(rng, 1)[0], notes, 1.0)
+            if not is_usable(target):
+                continue
+            r = match_target(target, notes, spec, "nsga2", settings, pool=pool, seed=k)
+            found = min(b for _, _, b in r.curve) < 100
+            again = PluginSynth(spec).render_free(r.values, notes, 1.0)
+            if found:
+                assert is_usable(r.audio), (k, r.events)
+            if is_usable(again):
+                # amsynth draws random oscillator phases and noise, so two renders of one preset differ
+                # sample by sample (mr-stft up to ~2); their levels stay within ~2.5 dB
+                assert is_usable(r.audio), k
+                gap = abs(_level_db(r.audio) - _level_db(again))
+                levels.append(gap)
+                assert gap < 6.0, (k, gap, r.events)
+    assert len(levels) >= 8

@@ -36,6 +36,8 @@ def match(
     out_dir: Path | None = typer.Option(None, "--out-dir", help="Output directory "
                                            "(default: data/matches/<target>-<n>)."),
     workers: str = typer.Option("auto", "--workers", "-j", help="Render processes (auto = number of cores)."),
+    crop: str | None = typer.Option(None, "--crop", help="Match only START:END (seconds) of the target file, "
+                                     "e.g. 12.5:20 or :10. A target (or crop) may last at most 30 s."),
     as_json: bool = typer.Option(False, "--json", help="Print match.json to stdout."),
 ) -> None:
     """Match a target sound: writes the best preset (native format), the top of the Pareto front,
@@ -49,7 +51,7 @@ def match(
     opts = MatchOptions(target=target, synth=synth, method=method.value if method is not None else None,
                         model=model, dataset=dataset, search=search,
                         budget=budget, time_limit=time_limit, note=note, midi=midi, seed=seed, out_dir=out_dir,
-                        workers=resolve_workers(workers))
+                        workers=resolve_workers(workers), crop=crop)
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("renders"),
                         TextColumn("best mr-stft {task.fields[best]}"), TimeElapsedColumn(), console=err_console,
                         transient=True, disable=as_json)

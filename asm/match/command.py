@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
@@ -19,6 +20,7 @@ from sqlalchemy import select
 
 from asm.errors import AsmError
 from asm.match.pipeline import METHODS
+from asm.match.timings import StageTimes
 from asm.midi.mode import Mode
 
 
@@ -37,6 +39,7 @@ class MatchOptions:
     seed: int = 0
     out_dir: Path | None = None
     workers: int | str = "auto"
+    crop: str | tuple[float, float | None] | None = None  # START:END seconds of the target file
 
 
 def _load_estimator(session, ref):
@@ -115,25 +118,56 @@ def _polyphonic(notes) -> bool:
     return any(b.start < a.end - 1e-6 for a, b in pairwise(notes))
 
 
+def _start_pool(spec, workers, times: StageTimes) -> Future:
+    """Start the render workers in a thread, so that the search settings, the target's analysis, the
+    model and the neighbour index load meanwhile (the workers' start is most of a match's fixed cost)."""
+
+    def start():
+        from asm.match.pipeline import STALL_TIMEOUT
+        from asm.render import RenderPool
+
+        with times.stage("pool_start"):
+            return RenderPool(spec, workers, stall_timeout=STALL_TIMEOUT)
+
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="asm-pool-start")
+    try:
+        return executor.submit(start)
+    finally:
+        executor.shutdown(wait=False)
+
+
+def _discard_pool(future: Future) -> None:
+    """Close the pool of ``future`` as soon as it is up, without waiting here (a user error was found
+    while it started; that error is what the caller raises)."""
+
+    def close(done: Future) -> None:
+        if not done.cancelled() and done.exception() is None:
+            done.result().close()
+
+    future.add_done_callback(close)
+
+
 def run_match(opts: MatchOptions, on_start: Callable[[dict], None] | None = None,
               on_batch: Callable | None = None) -> dict:
-    """Run ``asm match``; returns the match.json document (with the registry ids)."""
-    from asm.match import outputs
-    from asm.match.pipeline import match_target
-    from asm.match.target import prepare_target
+    """Run ``asm match``; returns the match.json document (with the registry ids and ``timings``).
+
+    The render workers start (in a thread) as soon as the synth and the sample rate are known and
+    the target file's header has been checked; torch, the target's analysis, the model and the
+    neighbour index load while they do."""
+    from asm.audio.io import parse_crop, target_frames
+    from asm.match.target import parse_note_option
     from asm.registry.db import session_scope
-    from asm.registry.models import Model
     from asm.registry.synth_loader import render_defaults, spec_of
     from asm.registry.synths import get_synth
-    from asm.search.config import load_search_settings
-    from asm.search.seeding import factory_presets
 
+    times = StageTimes()
     if opts.method is not None and opts.method not in METHODS:
         raise AsmError(f"unknown method {opts.method!r}: choose from {', '.join(METHODS)}")
     if opts.budget is not None and opts.budget < 1:
         raise AsmError(f"--budget must be at least 1 render, got {opts.budget}")
     if opts.time_limit is not None and not opts.time_limit > 0:
         raise AsmError(f"--time-limit must be positive, got {opts.time_limit}")
+    crop = parse_crop(opts.crop) if isinstance(opts.crop, str) else opts.crop
     started = time.perf_counter()
     target_path = Path(opts.target)
     poly = False
@@ -141,73 +175,170 @@ def run_match(opts: MatchOptions, on_start: Callable[[dict], None] | None = None
         from asm.midi.notes import load_midi
 
         poly = _polyphonic(load_midi(opts.midi))
+    t0 = time.perf_counter()
     with session_scope() as session:
         synth_row = get_synth(session, opts.synth)
         space = spec_of(synth_row).space
         if space.n_free == 0:
             raise AsmError(f"every parameter of {synth_row.name} is locked: nothing to search")
-        settings = load_search_settings(session, opts.search).with_limits(opts.budget, opts.time_limit)
-        estimator, model_row = None, None
+        model_row = None
         if opts.model is not None:
-            estimator = _load_estimator(session, opts.model)
-            estimator.check_space(space, synth_row.name)
-            model_row = session.get(Model, estimator.model_id)
+            from asm.models.estimator import find_model
+
+            model_row = _usable_model(session, find_model(session, opts.model), space, synth_row)
         elif opts.method in (None, "model", "hybrid"):
             model_row = best_model(session, synth_row, space, poly)
-            if model_row is not None:
-                estimator = _load_estimator(session, model_row.id)
-                estimator.check_space(space, synth_row.name)
         method = opts.method or "hybrid"
-        if method == "model" and estimator is None:
+        if method == "model" and model_row is None:
             raise AsmError(f"method model needs a trained model: none is trained for {synth_row.name} with its "
                            "current locks (train one with asm train-model, or give --model)")
-        sample_rate = estimator.sample_rate if estimator is not None else render_defaults(synth_row).sample_rate
+        sample_rate = int(model_row.sample_rate) if model_row is not None else render_defaults(synth_row).sample_rate
         spec = spec_of(synth_row, sample_rate)
-        target = prepare_target(target_path, sample_rate, synth_row, opts.note, opts.midi)
-        dataset_row = None
-        nn_model = estimator is not None and estimator.arch == "nn"
-        if method in ("nn", "hybrid") and not (method == "nn" and nn_model):
-            dataset_row = find_dataset(session, synth_row, space, opts.dataset, model_row,
-                                       poly or _polyphonic(target.notes))
-            if method == "nn" and dataset_row is None:
-                raise AsmError(f"method nn needs a dataset of {synth_row.name} with its current locks "
-                               "(--dataset NAME; make one with asm generate-dataset)")
-        elif opts.dataset is not None:
-            find_dataset(session, synth_row, space, opts.dataset)  # still refuse a bad name
-        factory = factory_presets(session, synth_row, space) if method == "hybrid" else None
-        out_dir = outputs.prepare_out_dir(Path(opts.out_dir) if opts.out_dir else outputs.default_out_dir(target_path))
-        context = {
-            "method": method,
-            "search": opts.search,
-            "settings": settings.model_dump(mode="json"),
-            "model": estimator.name if estimator is not None else None,
-            "model_id": estimator.model_id if estimator is not None else None,
-            "dataset": dataset_row.name if dataset_row is not None else None,
-            "dataset_id": dataset_row.id if dataset_row is not None else None,
-            "seed": int(opts.seed),
-            "budget": settings.budget,
-            "time_limit": settings.time_limit,
-        }
-        dataset_name = dataset_row.name if dataset_row is not None else None
-    neighbours = None
-    if dataset_name is not None:
-        from asm.data.store import get_dataset
+        target_frames(target_path, crop)  # a missing, unreadable or too long file: before any worker starts
+        parse_note_option(opts.note)
+        times.add("registry", time.perf_counter() - t0)
+        pool_future = _start_pool(spec, opts.workers, times)
+        try:
+            prepared = _prepare(session, opts, times, synth_row, space, spec, method, model_row, poly, crop)
+        except BaseException:
+            _discard_pool(pool_future)
+            raise
+    try:
+        estimator = neighbours = None
+        if prepared.model_id is not None:
+            with times.stage("model_load"), session_scope() as session:
+                estimator = _load_estimator(session, prepared.model_id)
+                estimator.check_space(space, synth_row.name)
+        if prepared.dataset is not None:
+            from asm.data.store import get_dataset
 
-        with session_scope() as session:
-            neighbours = neighbours_for(get_dataset(session, dataset_name))
-    if on_start is not None:
-        on_start({**context, "notes": target.notes, "out_dir": str(out_dir), "budget": settings.budget})
-    result = match_target(target.audio, target.notes, spec, method, settings, estimator=estimator,
-                          neighbours=neighbours, factory=factory, seed=opts.seed, workers=opts.workers,
-                          on_batch=on_batch)
+            with times.stage("neighbour_index"), session_scope() as session:
+                neighbours = neighbours_for(get_dataset(session, prepared.dataset))
+            prepared.context["neighbour_index"] = "stored" if neighbours.loaded else "built"
+        if not pool_future.done():  # spare time while the workers start: the output writers' imports
+            with times.stage("warm_imports"):
+                _import_output_writers()
+        with times.stage("pool_wait"):
+            pool = pool_future.result()
+    except BaseException:
+        _discard_pool(pool_future)
+        raise
+    return _match_and_write(opts, prepared, pool, estimator, neighbours, times, started, on_start, on_batch)
+
+
+def _import_output_writers() -> None:
+    """Import what writing the outputs needs (matplotlib is ~1 s), so it is not paid after the search."""
+    import matplotlib.backends.backend_agg  # noqa: F401
+    import matplotlib.figure  # noqa: F401
+
+    import asm.audio.plots  # noqa: F401
+    import asm.presets.exporter  # noqa: F401
+
+
+@dataclass
+class _Prepared:
+    """What ``run_match`` resolved before the first render."""
+
+    settings: object
+    target: object
+    context: dict
+    factory: object
+    out_dir: Path
+    model_id: int | None
+    dataset: str | None
+    spec: object
+
+
+def _prepare(session, opts: MatchOptions, times: StageTimes, synth_row, space, spec, method: str, model_row, poly: bool,
+             crop) -> _Prepared:
+    """Search settings, the target and its notes, the dataset, factory presets and the output directory
+    (every remaining user error), while the render workers start."""
+    from asm.match import outputs
+    from asm.match.target import prepare_target
+    from asm.search.config import load_search_settings
+    from asm.search.seeding import factory_presets
+
+    with times.stage("registry"):
+        settings = load_search_settings(session, opts.search).with_limits(opts.budget, opts.time_limit)
+    with times.stage("target"):
+        target = prepare_target(Path(opts.target), spec.sample_rate, synth_row, opts.note, opts.midi, crop)
+    t0 = time.perf_counter()
+    dataset_row = None
+    nn_model = model_row is not None and model_row.arch == "nn"
+    if method in ("nn", "hybrid") and not (method == "nn" and nn_model):
+        dataset_row = find_dataset(session, synth_row, space, opts.dataset, model_row,
+                                   poly or _polyphonic(target.notes))
+        if method == "nn" and dataset_row is None:
+            raise AsmError(f"method nn needs a dataset of {synth_row.name} with its current locks "
+                           "(--dataset NAME; make one with asm generate-dataset)")
+    elif opts.dataset is not None:
+        find_dataset(session, synth_row, space, opts.dataset)  # still refuse a bad name
+    factory = factory_presets(session, synth_row, space) if method == "hybrid" else None
+    out_dir = outputs.prepare_out_dir(Path(opts.out_dir) if opts.out_dir else outputs.default_out_dir(Path(opts.target)))
+    context = {
+        "method": method,
+        "search": opts.search,
+        "settings": settings.model_dump(mode="json"),
+        "model": model_row.name if model_row is not None else None,
+        "model_id": model_row.id if model_row is not None else None,
+        "dataset": dataset_row.name if dataset_row is not None else None,
+        "dataset_id": dataset_row.id if dataset_row is not None else None,
+        "seed": int(opts.seed),
+        "budget": settings.budget,
+        "time_limit": settings.time_limit,
+    }
+    if crop is not None:
+        context["crop"] = [crop[0], crop[1]]
+    times.add("registry", time.perf_counter() - t0)
+    return _Prepared(settings, target, context, factory, out_dir, model_row.id if model_row is not None else None,
+                     dataset_row.name if dataset_row is not None else None, spec)
+
+
+def _match_and_write(opts: MatchOptions, prepared: _Prepared, pool, estimator, neighbours, times: StageTimes,
+                     started: float, on_start, on_batch) -> dict:
+    """The search on the started pool (closed afterwards), then the files, the rows and match.json."""
+    from asm.match import outputs
+    from asm.match.pipeline import match_target
+    from asm.registry.db import session_scope
+    from asm.registry.synths import get_synth
+
+    target, context, settings, spec = prepared.target, prepared.context, prepared.settings, prepared.spec
+    try:
+        if on_start is not None:
+            on_start({**context, "notes": target.notes, "out_dir": str(prepared.out_dir), "budget": settings.budget})
+        result = match_target(target.audio, target.notes, spec, context["method"], settings, pool=pool,
+                              estimator=estimator, neighbours=neighbours, factory=prepared.factory, seed=opts.seed,
+                              on_batch=on_batch)
+    finally:
+        with times.stage("pool_close"):
+            pool.close()
+    for name, seconds in result.timings.items():
+        times.add(name, seconds)
+    out_dir = prepared.out_dir
+    target_path = Path(opts.target)
     with session_scope() as session:
         synth_row = get_synth(session, opts.synth)
         name = f"{target_path.stem} match"
-        files = outputs.write_files(out_dir, result, target, synth_row, spec.space, name)
-        doc = outputs.match_document(result, target, synth_row, spec.space, context, files)
-        outputs.finish(out_dir, doc)
-        ids = outputs.store(session, result, target, synth_row, context, files)
+        with times.stage("outputs"):
+            files = outputs.write_files(out_dir, result, target, synth_row, spec.space, name)
+            doc = outputs.match_document(result, target, synth_row, spec.space, context, files)
+            outputs.finish(out_dir, doc)
+        with times.stage("store"):
+            ids = outputs.store(session, result, target, synth_row, context, files)
     doc.update(ids)
+    doc["events"] = list(result.events)
     doc["wall_seconds"] = round(time.perf_counter() - started, 3)  # everything, render pool start included
+    doc["timings"] = times.as_dict()
     outputs.finish(out_dir, doc)
     return doc
+
+
+def _usable_model(session, row, space, synth_row):
+    """``row`` if it is complete and made for this synth and lock set (checked on the row, without
+    loading the network); otherwise the estimator's own check raises its one-line error."""
+    if (row.status == "complete" and row.synth_id == synth_row.id and row.free_signature == space.free_signature()
+            and row.lock_signature == space.lock_signature()):
+        return row
+    estimator = _load_estimator(session, row.id)  # raises: unfinished
+    estimator.check_space(space, synth_row.name)  # raises: another synth or other locks
+    return row

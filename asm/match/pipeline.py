@@ -12,7 +12,7 @@ Methods (``METHODS``):
 Every method renders through the same ``RenderPool`` and scores with the same metric code; the
 best preset is the best by multi-resolution STFT distance among everything rendered, re-rendered
 once at the end for its audio and full metrics (so the reported match is exactly what the
-exported preset plays).
+exported preset plays; see ``asm.match.final``: for plugins it is a fresh instance's render).
 """
 
 from __future__ import annotations
@@ -20,15 +20,17 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from asm.audio.metrics import REPORT_METRICS, distances
 from asm.errors import AsmError
 from asm.midi.notes import Note
-from asm.search.config import HEADLINE, SearchSettings
-from asm.search.problem import Archive, CandidateScorer, MatchProblem
-from asm.search.seeding import SeedSet, estimator_seeds
+
+if TYPE_CHECKING:  # torch and pymoo load when a match runs, not when the CLI starts
+    from asm.search.config import SearchSettings
+    from asm.search.problem import Archive
+    from asm.search.seeding import SeedSet
 
 METHODS = ("model", "nn", "nsga2", "hybrid")
 STALL_TIMEOUT = 30.0  # seconds without progress on one candidate before its worker is replaced
@@ -53,6 +55,7 @@ class MatchResult:
     notes: list[Note]
     sample_rate: int
     events: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)  # search, final_render (seconds)
 
     def renders_to_reach(self, score: float) -> int | None:
         """Renders after which the best-so-far was at most ``score`` (None: never)."""
@@ -63,6 +66,8 @@ class MatchResult:
 
     def summary(self) -> dict:
         """JSON-ready summary (match.json, result rows, benchmark tables)."""
+        from asm.search.config import HEADLINE
+
         return {
             "method": self.method,
             "metrics": {k: float(v) for k, v in self.metrics.items()},
@@ -109,6 +114,12 @@ def match_target(
     free vectors of factory presets (``hybrid`` draws ``settings.seeds.factory`` of them).
     The budget, time limit and other terminations come from ``settings``.
     """
+    from asm.audio.metrics import REPORT_METRICS, distances
+    from asm.match.final import FreshSynths, final_render
+    from asm.search.config import HEADLINE
+    from asm.search.problem import Archive, CandidateScorer, MatchProblem
+    from asm.search.seeding import estimator_seeds
+
     if method not in METHODS:
         raise AsmError(f"unknown method {method!r}: choose from {', '.join(METHODS)}")
     target = np.ascontiguousarray(target, dtype=np.float32)
@@ -133,6 +144,7 @@ def match_target(
         pool = RenderPool(spec, workers, stall_timeout=STALL_TIMEOUT)
     events_before = len(pool.events)
     start = time.perf_counter()  # after the pool is up: a shared pool's start is not this target's cost
+    fresh = FreshSynths(spec, prefetch=spec.kind != "faust")  # a plugin instance opens during the search
     try:
         duration = len(target) / sr
         scorer = CandidateScorer(target, sr, settings.objective_names)
@@ -158,12 +170,13 @@ def match_target(
             generations, stopped, initial = outcome.generations, outcome.stopped, outcome.initial
         if archive.renders == 0:
             raise AsmError("the search rendered nothing (budget 0?)")
-        best_free = archive.best_values()
+        searched = time.perf_counter()
+        best, audio, notices = final_render(pool, fresh, archive, scorer.worst[scorer.headline_column()], notes,
+                                            duration)
+        best_free = archive.all_values()[best]
         best_full = space.full(best_free)
-        audio = pool.render(best_free[None], notes, duration, free=True)[0]
-        seconds = time.perf_counter() - start
-        if audio is None:
-            raise AsmError("the synth crashed re-rendering the best preset")
+        finished = time.perf_counter()
+        seconds = finished - start
         names = tuple(dict.fromkeys(REPORT_METRICS + scorer.objectives))
         metrics = {k: float(v[0]) for k, v in distances(audio, target, sr, names).items()}
         values, scores, head = archive.all_values(), archive.all_scores(), archive.all_headline()
@@ -174,10 +187,12 @@ def match_target(
             method=method, values=best_free, full=best_full, audio=audio, metrics=metrics,
             objectives=scorer.objectives, renders=archive.renders, seconds=seconds, generations=generations,
             stopped=stopped, curve=list(archive.curve), front=front, initial=initial,
-            best_source=archive.sources[archive.best_index], notes=notes, sample_rate=sr,
-            events=list(pool.events[events_before:]),
+            best_source=archive.sources[best], notes=notes, sample_rate=sr,
+            events=list(pool.events[events_before:]) + notices,
+            timings={"search": round(searched - start, 4), "final_render": round(finished - searched, 4)},
         )
     finally:
+        fresh.close()
         if own_pool:
             pool.close()
 
@@ -187,6 +202,8 @@ def hybrid_seeds(target: np.ndarray, sr: int, space, settings: SearchSettings, e
     """The seeds of a hybrid search, interleaved by rank: every source's best guess first (estimator,
     neighbour, factory, default), then every source's second, and so on, so the most trusted
     candidates are rendered first whatever the number asked of each source."""
+    from asm.search.seeding import SeedSet, estimator_seeds
+
     s = settings.seeds
     groups: list[tuple[np.ndarray, str]] = []
     if estimator is not None and s.estimator:

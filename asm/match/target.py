@@ -1,7 +1,8 @@
 """A match target: the audio to match and the notes candidates play.
 
 The audio comes from ``asm.audio.io.load_target`` (any libsndfile format and rate, mixed to mono,
-resampled, leading silence trimmed; missing, empty, corrupt, silent and too-short files refused).
+resampled, leading silence trimmed; missing, empty, corrupt, silent, too-short and too-long files
+refused; ``--crop START:END`` picks a part of a long file).
 The notes: ``--midi FILE`` (shifted so the first note starts at 0, since the target's leading
 silence is trimmed), else detected (``asm.audio.analysis.detect_notes``: pitch, note-on/off,
 velocity), with ``--note N`` replacing the detected pitch by one held note N over the detected
@@ -99,8 +100,9 @@ def check_range(notes: list[Note], synth_name: str, lo: int, hi: int) -> None:
 
 
 def prepare_target(path: str | Path, sample_rate: int, synth_row, note: str | None = "auto",
-                   midi: str | Path | None = None) -> Target:
-    """Read ``path`` and find its notes; any problem is one AsmError line (nothing else happens)."""
+                   midi: str | Path | None = None, crop: tuple[float, float | None] | None = None) -> Target:
+    """Read ``path`` (only ``crop``'s span when given) and find its notes; any problem is one AsmError
+    line (nothing else happens)."""
     from asm.audio.io import load_target
 
     path = Path(path)
@@ -110,7 +112,7 @@ def prepare_target(path: str | Path, sample_rate: int, synth_row, note: str | No
     midi_path = Path(midi) if midi is not None else None
     if midi_path is not None and not midi_path.is_file():
         raise AsmError(f"MIDI file not found: {midi_path}")
-    audio = load_target(path, sample_rate)
+    audio = load_target(path, sample_rate, crop=crop)
     notes, source = find_notes(audio, sample_rate, pitch, midi_path)
     lo, hi = note_range(synth_row)
     check_range(notes, synth_row.name, lo, hi)

@@ -9,10 +9,13 @@ finds itself at distance 0.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from asm.errors import AsmError
 
 
 @dataclass
@@ -66,3 +69,26 @@ class NeighbourIndex:
     @classmethod
     def from_state(cls, state: dict) -> "NeighbourIndex":
         return cls(state["keys"], state["params"], state["mean"], state["std"], int(state["time_pool"]))
+
+    def save(self, path: Path, metadata: dict[str, str]) -> None:
+        """Write the index as one safetensors file (temporary file, then rename: never half-written)."""
+        from asm.data.shards import write_shard
+
+        arrays = {"keys": self.keys.numpy(), "params": self.params.numpy(),
+                  "mean": self.mean.numpy(), "std": self.std.numpy()}
+        write_shard(path, arrays, {**metadata, "time_pool": str(self.time_pool)})
+
+    @classmethod
+    def load(cls, path: Path) -> tuple["NeighbourIndex", dict[str, str]]:
+        """(index, metadata) of a file written by ``save``; AsmError if it cannot be read."""
+        from asm.data.shards import ShardFile
+
+        f = ShardFile(path)
+        try:
+            t = {k: torch.from_numpy(np.array(f[k])) for k in ("keys", "params", "mean", "std")}
+            meta = dict(f.metadata)
+        except (KeyError, ValueError, TypeError) as exc:
+            raise AsmError(f"cannot read neighbour index {path}: {exc}") from None
+        finally:
+            f.close()
+        return cls(t["keys"], t["params"], t["mean"], t["std"], int(meta.get("time_pool", 2))), meta

@@ -2,9 +2,11 @@
 
 ``SeedSet`` is a list of free vectors with where each came from. ``DatasetNeighbours`` is the ``nn``
 candidate generator over a generated dataset's training split without a trained ``nn`` model: the
-``nn`` estimator's index built on the fly from the stored log-mel; the target is featurised exactly
-as the dataset was (its sample rate, length and feature settings). Build one per dataset and reuse
-it across targets.
+``nn`` estimator's index built from the stored log-mel; the target is featurised exactly as the
+dataset was (its sample rate, length and feature settings). The index is built once and kept beside
+the dataset's shards (``neighbours-<split>-<n>.safetensors``, written atomically); it is rebuilt when
+its key (the dataset's shard checksums, split, size and the index format) no longer matches, so
+``asm match`` reads it instead of every shard. Reuse one ``DatasetNeighbours`` across targets.
 """
 
 from __future__ import annotations
@@ -66,30 +68,75 @@ class SeedSet:
 
 class DatasetNeighbours:
     """K nearest training examples of a dataset to a target (``asm.models.neighbours.NeighbourIndex``
-    built on the fly over the stored log-mel: standardised per mel band, pooled in time)."""
+    over the stored log-mel: standardised per mel band, pooled in time), kept beside the dataset."""
 
     TIME_POOL = 2
+    INDEX_FORMAT = 1  # bump when the index's content changes: every stored index is then rebuilt
 
-    def __init__(self, name: str, split: str = "train", limit: int | None = None):
-        import torch
-
+    def __init__(self, name: str, split: str = "train", limit: int | None = None, keep: bool = True):
         from asm.data.torch_dataset import ShardDataset
-        from asm.models.neighbours import NeighbourIndex
 
         ds = ShardDataset(name, split=split)
-        n = len(ds) if limit is None else min(len(ds), int(limit))
-        if n == 0:
-            raise AsmError(f"dataset {name} has no {split} examples to take neighbours from")
-        self.name = name
-        self.synth = ds.synth
-        self.sample_rate = ds.sample_rate
-        self.features = ds.settings.features
-        self.n_samples = ds.settings.n_samples
-        self.free_signature, self.lock_signature = ds.free_signature, ds.lock_signature
+        try:
+            n = len(ds) if limit is None else min(len(ds), int(limit))
+            if n == 0:
+                raise AsmError(f"dataset {name} has no {split} examples to take neighbours from")
+            self.name = name
+            self.synth = ds.synth
+            self.sample_rate = ds.sample_rate
+            self.features = ds.settings.features
+            self.n_samples = ds.settings.n_samples
+            self.free_signature, self.lock_signature = ds.free_signature, ds.lock_signature
+            self.loaded = False  # True: read from the stored index, not built
+            path = index_path(name, split, n)
+            key = self._key(name, split, n) if keep else ""
+            self.index = self._stored(path, key) if keep else None
+            if self.index is not None:
+                self.loaded = True
+            else:
+                self.index = self._build(ds, n)
+                if keep:
+                    try:
+                        self.index.save(path, {"key": key, "dataset": name, "split": split})
+                    except AsmError:  # a read-only dataset directory: the index is rebuilt next time
+                        pass
+        finally:
+            ds.close()
+
+    def _key(self, name: str, split: str, n: int) -> str:
+        """What the stored index must have been built from: the dataset's shards (checksums), split and size."""
+        import hashlib
+        import json
+
+        from asm.data.store import get_dataset
+        from asm.registry.db import session_scope
+
+        with session_scope() as session:
+            row = get_dataset(session, name)
+            shards = [[s.index, s.sha256] for s in row.shards]
+            ident = [row.id, row.name, row.size, row.seed, row.free_signature, row.lock_signature]
+        text = json.dumps([self.INDEX_FORMAT, self.TIME_POOL, split, n, ident, shards], separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def _stored(self, path, key: str):
+        from asm.models.neighbours import NeighbourIndex
+
+        if not path.is_file():
+            return None
+        try:
+            index, meta = NeighbourIndex.load(path)
+        except AsmError:  # damaged: rebuilt and replaced
+            return None
+        return index if meta.get("key") == key and index.time_pool == self.TIME_POOL else None
+
+    def _build(self, ds, n: int):
+        import torch
+
+        from asm.models.neighbours import NeighbourIndex
+
         mel = torch.from_numpy(np.stack([ds.features(i) for i in range(n)]))  # (N, n_mels, frames)
         params = np.stack([ds.params(i) for i in range(n)])
-        ds.close()
-        self.index = NeighbourIndex.build([mel], params, mel.mean(dim=(0, 2)), mel.std(dim=(0, 2)), self.TIME_POOL)
+        return NeighbourIndex.build([mel], params, mel.mean(dim=(0, 2)), mel.std(dim=(0, 2)), self.TIME_POOL)
 
     def __len__(self) -> int:
         return int(self.index.keys.shape[0])
@@ -119,6 +166,13 @@ class DatasetNeighbours:
     def candidates(self, audio: np.ndarray, sample_rate: int, k: int) -> np.ndarray:
         idx, _ = self.query(audio, sample_rate, k)
         return self.index.params[idx].numpy().astype(np.float64)
+
+
+def index_path(name: str, split: str, n: int):
+    """Where the neighbour index of ``n`` examples of a dataset's ``split`` is kept (inside the dataset)."""
+    from asm.data.store import dataset_dir
+
+    return dataset_dir(name) / f"neighbours-{split}-{n}.safetensors"
 
 
 def factory_presets(session, synth_row, space: ParameterSpace) -> np.ndarray:
