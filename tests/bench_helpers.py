@@ -32,9 +32,9 @@ def build_run(n_targets: int = 3, seed: int = 0, name: str = "test run", search_
     * ``nsga2``: best of ``search_budget`` random presets in batches of 8, with its best-so-far curve.
     Plus one out-of-domain-like target set (``ood``) of a plain sine, with audio metrics only.
     """
-    from asm.bench.runs import RunWriter
     from asm.registry.db import session_scope
     from asm.registry.synths import get_synth
+    from asm.runs import RunWriter
     from asm.synth.host import open_synth
     from asm.synth.loader import spec_of
 

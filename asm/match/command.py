@@ -9,7 +9,6 @@ was trained for this synth and lock set), the dataset, the output directory.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
@@ -19,6 +18,7 @@ from sqlalchemy import select
 
 from asm.errors import AsmError
 from asm.match.pipeline import METHODS
+from asm.progress import Reporter
 
 
 @dataclass
@@ -114,9 +114,10 @@ def _polyphonic(notes) -> bool:
     return any(b.start < a.end - 1e-6 for a, b in pairwise(notes))
 
 
-def run_match(opts: MatchOptions, on_start: Callable[[dict], None] | None = None,
-              on_batch: Callable | None = None) -> dict:
-    """Run ``asm match``; returns the match.json document (with the registry ids)."""
+def run_match(opts: MatchOptions, reporter: Reporter | None = None) -> dict:
+    """Run ``asm match``; returns the match.json document (with the registry ids).
+
+    Progress: one stage ``matching: <method>`` counting renders (figure: best MR-STFT so far)."""
     from asm.match import outputs
     from asm.match.pipeline import match_target
     from asm.match.target import prepare_target
@@ -195,11 +196,14 @@ def run_match(opts: MatchOptions, on_start: Callable[[dict], None] | None = None
 
         with session_scope() as session:
             neighbours = neighbours_for(get_dataset(session, dataset_name))
-    if on_start is not None:
-        on_start({**context, "notes": target.notes, "out_dir": str(out_dir), "budget": settings.budget})
+    reporter = reporter or Reporter()
+    stage = f"matching: {method}" + (f" ({context['model']})" if context.get("model") else "")
+    reporter.start(stage, settings.budget)
     result = match_target(target.audio, target.notes, spec, method, settings, estimator=estimator,
                           neighbours=neighbours, factory=factory, seed=opts.seed, workers=opts.workers,
-                          on_batch=on_batch)
+                          on_batch=lambda archive: reporter.update(archive.renders, stage=stage,
+                                                                   best=float(archive.best)))
+    reporter.finish(stage)
     with session_scope() as session:
         synth_row = get_synth(session, opts.synth)
         name = f"{target_path.stem} match"
