@@ -99,3 +99,14 @@ def build_run(n_targets: int = 3, seed: int = 0, name: str = "test run", search_
         run_id = w.run_id
     synth.close()
     return run_id
+
+
+def report_audio(index) -> list:
+    """The files the report's <audio> players point at (resolved against the report's directory)."""
+    import re
+    from pathlib import Path
+    from urllib.parse import unquote
+
+    index = Path(index)
+    return [(index.parent / unquote(src)).resolve()
+            for src in re.findall(r'<audio [^>]*src="([^"]+)"', index.read_text(encoding="utf-8"))]
