@@ -126,14 +126,3 @@ class RecordingReporter(Reporter):
 
     def messages(self) -> list[str]:
         return [e.text for e in self.events if isinstance(e, Message)]
-
-
-class ForwardingReporter(Reporter):
-    """Hands every event to another reporter (base for a reporter that also reacts to some events)."""
-
-    def __init__(self, target: Reporter) -> None:
-        super().__init__()
-        self.target = target
-
-    def emit(self, event: ProgressEvent) -> None:
-        self.target.emit(event)
