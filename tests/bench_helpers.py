@@ -32,10 +32,10 @@ def build_run(n_targets: int = 3, seed: int = 0, name: str = "test run", search_
     * ``nsga2``: best of ``search_budget`` random presets in batches of 8, with its best-so-far curve.
     Plus one out-of-domain-like target set (``ood``) of a plain sine, with audio metrics only.
     """
-    from asm.bench.runs import RunWriter
     from asm.registry.db import session_scope
     from asm.registry.synth_loader import spec_of
     from asm.registry.synths import get_synth
+    from asm.runs import RunWriter
     from asm.synth.host import open_synth
 
     with session_scope() as session:
@@ -99,3 +99,14 @@ def build_run(n_targets: int = 3, seed: int = 0, name: str = "test run", search_
         run_id = w.run_id
     synth.close()
     return run_id
+
+
+def report_audio(index) -> list:
+    """The files the report's <audio> players point at (resolved against the report's directory)."""
+    import re
+    from pathlib import Path
+    from urllib.parse import unquote
+
+    index = Path(index)
+    return [(index.parent / unquote(src)).resolve()
+            for src in re.findall(r'<audio [^>]*src="([^"]+)"', index.read_text(encoding="utf-8"))]

@@ -9,7 +9,8 @@ import pytest
 
 from asm.bench.config import BenchmarkRequest, ModeSettings, ScalePreset
 from asm.bench.ood import FORMAT
-from asm.bench.runner import Events, run_benchmark
+from asm.bench.runner import run_benchmark
+from asm.progress import RecordingReporter, StageFinished, StageProgress, StageStarted
 
 TINY = ScalePreset(name="tiny", description="tests", dataset_size=120, test_targets=3, factory_targets=3,
                    ood_targets=1, models=("mlp",), epochs=2, patience=2, batch_size=16, search_budget=40,
@@ -34,17 +35,43 @@ def _ood_dir(tmp_path, sr=22050):
     return d
 
 
+def test_the_dataset_stage_of_a_benchmark_reports_its_bar_and_its_events(asm_home):
+    """The runner passes its reporter to dataset generation (its old adapter's methods were hidden by
+    dataclass fields: no bar, no events, no worker-crash messages)."""
+    from asm.bench.config import plan
+    from asm.bench.runner import apply_setup, build_dataset
+
+    rec = RecordingReporter()
+    small = TINY.model_copy(update={"dataset_size": 24})
+    req = BenchmarkRequest(ood=False)
+    apply_setup(plan(req, small), [], rec)
+    name = build_dataset(plan(req, small), 2, rec)
+    assert rec.of(StageStarted, "generating") == [StageStarted(f"generating {name}", 24, 0)]
+    progress = rec.of(StageProgress, "generating")
+    assert progress and progress[-1].done == 24 and all(0 <= e.done <= 24 for e in progress)
+    assert StageFinished(f"generating {name}") in rec.events
+    said = rec.messages()
+    assert any(t.startswith("set-up: ") for t in said) and f"dataset {name}: 24 examples (generated)" in said
+
+
 @pytest.mark.slow
 def test_tiny_mono_benchmark_end_to_end_and_reuse(tmp_path, asm_home):
     from sqlalchemy import func, select
 
-    from asm.bench.runs import load_run
     from asm.registry.db import session_scope
     from asm.registry.models import Dataset, Model
+    from asm.runs import load_run
 
-    said: list[str] = []
+    rec = RecordingReporter()
     req = BenchmarkRequest(ood_dir=str(_ood_dir(tmp_path)))
-    first = run_benchmark(req, preset=TINY, workers=2, device="cpu", events=Events(say=said.append))
+    first = run_benchmark(req, preset=TINY, workers=2, device="cpu", reporter=rec)
+    # every stage reports: the dataset's bar, the training epochs, one step per (target, method) answer
+    stages = [e.stage for e in rec.of(StageStarted)]
+    assert stages[0].startswith("generating ") and any(s.startswith("training ") for s in stages)
+    assert rec.of(StageProgress, "generating")[-1].done == TINY.dataset_size
+    matching = rec.of(StageProgress, "matching")
+    assert [e.done for e in matching] == list(range(1, 4 * 6 + 1))
+    assert set(stages) <= {e.stage for e in rec.of(StageFinished)}
     run, records = load_run(first["run_id"])
     assert run["status"] == "complete" and run["kind"] == "benchmark"
     methods = ["random", "nn", "model:mlp", "nsga2-autosoundmatch", "nsga2", "hybrid"]
@@ -63,10 +90,10 @@ def test_tiny_mono_benchmark_end_to_end_and_reuse(tmp_path, asm_home):
     # the stored answer re-rendered with the stored notes gives the stored score: same notes, same length
     from asm.audio.io import read_audio
     from asm.audio.metrics import distances
-    from asm.bench.runs import resolve_data_path
     from asm.midi.notes import Note
     from asm.registry.synth_loader import spec_of
     from asm.registry.synths import get_synth
+    from asm.runs import resolve_data_path
     from asm.synth.host import open_synth
 
     r = next(x for x in by_set["test"] if x["method"] == "model:mlp")
@@ -79,8 +106,9 @@ def test_tiny_mono_benchmark_end_to_end_and_reuse(tmp_path, asm_home):
     assert again == pytest.approx(r["metrics"]["mr-stft"], rel=1e-3)
 
     # a second run reuses the dataset and the models, and scores the same targets the same way
-    said.clear()
-    second = run_benchmark(req, preset=TINY, workers=2, device="cpu", events=Events(say=said.append))
+    rec = RecordingReporter()
+    second = run_benchmark(req, preset=TINY, workers=2, device="cpu", reporter=rec)
+    said = rec.messages()
     assert any("already complete" in s for s in said) and sum("reused" in s for s in said) == 2
     with session_scope() as session:
         assert session.scalar(select(func.count()).select_from(Dataset)) == 1
@@ -95,7 +123,7 @@ def test_tiny_mono_benchmark_end_to_end_and_reuse(tmp_path, asm_home):
 
 @pytest.mark.slow
 def test_tiny_poly_benchmark_scores_the_polyphonic_render(asm_home):
-    from asm.bench.runs import load_run
+    from asm.runs import load_run
 
     first = run_benchmark(BenchmarkRequest(mode="poly", ood=False), preset=TINY, workers=2, device="cpu",
                           report=False)

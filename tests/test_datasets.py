@@ -415,7 +415,7 @@ def test_replacements_never_repeat_a_preset_of_another_shard(cli):
     """In a tiny space (2 free discrete parameters: 20 presets) the replacements of crashed presets
     in different shards collide (seed 1 makes them: generation is deterministic); the later shard is rebuilt
     without the earlier shards' presets."""
-    from asm.data.generate import Reporter, generate_dataset
+    from asm.data.generate import generate_dataset
     from asm.data.settings import DatasetSettings
     from asm.data.store import verify_dataset
 
@@ -423,12 +423,14 @@ def test_replacements_never_repeat_a_preset_of_another_shard(cli):
         space = space_of(get_synth(s, "asm-sub"))
     assert cli("lock", "asm-sub", *[f"{p.name}={p.default}" for p in space.params
                                      if p.name not in ("osc1_wave", "osc1_octave")]).code == 0
-    events = []
+    from asm.progress import RecordingReporter
+
+    rec = RecordingReporter()
     st = DatasetSettings(synth="asm-sub", size=12, duration=0.3, note_off=0.2, shard_size=3, seed=1)
     info = generate_dataset("tiny", st, workers=2, fault={"crash_slots": [0, 3, 6, 9]},
-                            reporter=Reporter(event=events.append))
+                            reporter=rec)
     assert info["rejections"]["crashed"] == 4 and info["rejections"]["duplicate"] > 0
-    assert any("repeats presets of earlier shards" in e for e in events)
+    assert any("repeats presets of earlier shards" in e for e in rec.messages())
     assert verify_dataset("tiny")["ok"]  # includes: every preset key unique
     ds = ShardDataset("tiny", None)
     assert len({tuple(ds.params(i)) for i in range(12)}) == 12

@@ -108,15 +108,18 @@ def test_a_synth_crash_during_generation_rejects_that_preset_and_the_dataset_com
     from asm.data.generate import generate_dataset
     from asm.data.settings import DatasetSettings
     from asm.data.store import verify_dataset
+    from asm.progress import Message, RecordingReporter, StageFinished, StageProgress, StageStarted
 
-    events = []
+    rec = RecordingReporter()
     s = DatasetSettings(synth="asm-sub", size=24, duration=0.5, note_off=0.3, shard_size=8)
-    from asm.data.generate import Reporter
-
-    info = generate_dataset("crash", s, workers=2, fault={"crash_slots": [5, 17]},
-                            reporter=Reporter(event=events.append))
+    info = generate_dataset("crash", s, workers=2, fault={"crash_slots": [5, 17]}, reporter=rec)
     assert info["status"] == "complete" and info["rejections"]["crashed"] == 2
-    assert sum("crashed on example" in e for e in events) == 2
+    crashes = [e for e in rec.of(Message) if "crashed on example" in e.text]
+    assert len(crashes) == 2 and all(e.level == "warning" and e.stage == "generating crash" for e in crashes)
+    assert rec.of(StageStarted) == [StageStarted("generating crash", 24, 0)]
+    done = [e.done for e in rec.of(StageProgress, "generating crash")]
+    assert done and done[-1] == 24 and max(done) == 24
+    assert rec.events[-1] == StageFinished("generating crash")
     assert verify_dataset("crash")["ok"]
     from asm.data.shards import ShardFile
     from asm.data.torch_dataset import ShardDataset

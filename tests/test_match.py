@@ -339,3 +339,39 @@ def test_consecutive_amsynth_matches_of_one_pool_report_what_a_fresh_instance_pl
                 levels.append(gap)
                 assert gap < 6.0, (k, gap, r.events)
     assert len(levels) >= 8
+
+
+def test_report_of_a_match_run_plays_its_target_and_its_match_also_for_rows_stored_before_the_common_layout(
+        cli, tmp_path):
+    from bench_helpers import report_audio
+
+    from asm.registry.db import _alembic_config, engine, session_scope
+    from asm.registry.models import Result
+
+    target = _render(cli, tmp_path / "target.wav")
+    out = tmp_path / "out"
+    r = cli("match", target, "--method", "nsga2", "--budget", "24", "--out-dir", out, "--json", "--workers", "1")
+    assert r.code == 0, r.err
+    doc = r.json()
+    r = cli("report", doc["run_id"], "--json")
+    assert r.code == 0, r.err
+    players = report_audio(r.json()["report"])
+    assert players == [(out / "target.wav").resolve(), (out / "match.wav").resolve()]
+    with session_scope() as session:
+        extra = dict(session.get(Result, doc["result_id"]).extra)
+    assert extra["preset"] == str((out / "best.json").resolve()) and extra["target_label"] == "target.wav"
+    assert extra["picture"] == str((out / "spectrograms.png").resolve()) and len(extra["curve"]) >= 1
+
+    # a match stored by older code named its files under "files" only: no players, until migration 0006
+    from alembic import command
+
+    old = {k: v for k, v in extra.items() if k not in ("audio", "target_audio", "picture", "preset", "target_label")}
+    with session_scope() as session:
+        session.get(Result, doc["result_id"]).extra = old
+    assert report_audio(cli("report", doc["run_id"], "--json").json()["report"]) == []
+    command.stamp(_alembic_config(engine()), "0005")
+    command.upgrade(_alembic_config(engine()), "head")
+    with session_scope() as session:
+        migrated = dict(session.get(Result, doc["result_id"]).extra)
+    assert migrated == extra
+    assert report_audio(cli("report", doc["run_id"], "--json").json()["report"]) == players

@@ -112,6 +112,13 @@ def test_same_seed_same_weights_and_saved_model_predicts_identically(home, cli):
         stored = np.array([r.values for r in sorted(s.get(Run, run_id).results, key=lambda r: r.example_index)])
     mel = torch.from_numpy(np.stack([ds.features(i) for i in range(8)]))
     np.testing.assert_array_equal(est.candidates_from_mel(mel, 1)[:, 0], stored)
+    # its report has a player for every target and prediction (8 examples: all kept with audio)
+    from bench_helpers import report_audio
+
+    r = cli("report", run_id, "--media-limit", "2", "--json")
+    assert r.code == 0, r.err
+    players = report_audio(r.json()["report"])
+    assert len(players) == 2 * 8 and all(p.is_file() for p in players)
 
 
 def test_nn_returns_the_exact_preset_of_a_training_example(home, cli):

@@ -89,7 +89,7 @@ def test_summary_statistics_medians_intervals_and_best():
 
 def test_report_from_a_real_run_loads_in_chromium(tmp_path, asm_home):
     from asm.bench.report import write_report
-    from asm.bench.runs import load_run
+    from asm.runs import load_run
 
     if CHROMIUM is None:
         pytest.skip("chromium is not installed (make system-deps installs it)")
@@ -144,7 +144,7 @@ def test_results_cli_lists_shows_and_compares(cli, asm_home):
     for text in ("random", "nn", "nsga2", "MR-STFT", "in-domain", "out of domain"):
         assert text in r.out
     shown = cli("results", "--run", a, "--json").json()
-    from asm.bench.runs import load_run
+    from asm.runs import load_run
 
     assert shown["summary"] == json.loads(json.dumps(summarise(load_run(a)[1])))
     nsga2 = next(e for e in shown["summary"] if e["method"] == "nsga2" and e["target_set"] == "test")
@@ -164,7 +164,7 @@ def test_results_cli_lists_shows_and_compares(cli, asm_home):
 
 
 def test_run_writer_marks_a_failed_run_and_keeps_its_rows(asm_home):
-    from asm.bench.runs import RunWriter, load_run
+    from asm.runs import RunWriter, load_run
 
     audio = np.sin(np.arange(16000) * 0.1).astype(np.float32) * 0.3
     with pytest.raises(RuntimeError), RunWriter("benchmark", "broken") as w:

@@ -1,7 +1,7 @@
 """The HTML report of a run: ``<data dir>/reports/run-<id>/index.html``.
 
 Built from the registry's ``run`` and ``result`` rows alone (layout of ``result.extra`` in
-``asm.bench.runs``), so ``asm report RUN`` can rewrite it at any time. The page is one HTML file
+``asm.runs.writer``), so ``asm report RUN`` can rewrite it at any time. The page is one HTML file
 with inline CSS and no scripts or external assets; beside it:
 
 * ``img/dist-<set>.png``: each report metric's distribution per method (box plot and points);
@@ -34,7 +34,6 @@ import numpy as np
 from asm.atomic import atomic_path, write_text
 from asm.audio.metrics import REPORT_METRICS
 from asm.audio.plots import save_figure
-from asm.bench.runs import data_relative, load_run, report_dir, resolve_data_path, slug
 from asm.bench.summary import (
     METRIC_LABELS,
     METRIC_SHORT,
@@ -50,6 +49,7 @@ from asm.bench.summary import (
     target_sets,
 )
 from asm.errors import AsmError
+from asm.runs import data_relative, load_run, report_dir, resolve_data_path, slug
 
 HEADLINE = "mr-stft"
 THUMB_ROWS = 96  # log-frequency rows of a thumbnail

@@ -17,15 +17,18 @@ Stages (each reuses what a previous run finished, keyed by its settings):
    the estimators' point estimates; the search methods run ``asm.match.pipeline.match_target``
    with the recipe and the same render budget.
 
-Results go to one ``run`` (kind ``benchmark``) through ``asm.bench.runs.RunWriter``; the summary
+Results go to one ``run`` (kind ``benchmark``) through ``asm.runs.RunWriter``; the summary
 table is printed and the HTML report written at the end.
+
+Progress goes to one ``asm.progress.Reporter``: the dataset stage (``generating <name>``, its
+worker-crash warnings included), each model's training stages, then ``matching ...`` with one step
+per (target, method) answer; the set-up and reuse decisions arrive as messages.
 """
 
 from __future__ import annotations
 
 import time
 import zlib
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +37,7 @@ import numpy as np
 from asm.bench.config import FIXTURES, SEARCH_METHODS, BenchmarkRequest, ScalePreset, plan
 from asm.errors import AsmError
 from asm.midi.notes import Note
+from asm.progress import Reporter
 
 AMSYNTH_BANKS = "/usr/share/amsynth/banks/*.bank"
 
@@ -52,17 +56,6 @@ class Target:
 
 
 @dataclass
-class Events:
-    """How the runner talks to its caller (the CLI passes rich output)."""
-
-    say: Callable[[str], None] = lambda text: None
-    start: Callable[[str, int], None] = lambda what, total: None  # a new stage of ``total`` steps
-    update: Callable[[int], None] = lambda done: None  # steps done so far in the stage
-    step: Callable[[], None] = lambda: None  # one more step done
-    done: Callable[[], None] = lambda: None  # the stage is over
-
-
-@dataclass
 class Prepared:
     dataset: str
     models: dict[str, str]  # config -> model name
@@ -76,7 +69,7 @@ def _seed_for(*parts) -> np.random.Generator:
 
 # ---- 1-3: set-up, dataset, models ------------------------------------------------------------------
 
-def apply_setup(p: dict, configs: list[str], events: Events) -> None:
+def apply_setup(p: dict, configs: list[str], reporter: Reporter) -> None:
     from asm.registry.db import session_scope
     from asm.registry.fixtures import apply_fixtures
 
@@ -89,13 +82,13 @@ def apply_setup(p: dict, configs: list[str], events: Events) -> None:
         paths.append(path)
     with session_scope() as session:
         apply_fixtures(session, paths)
-    events.say(f"set-up: {p['fixture']} ({p['free_parameters']} free parameters), model configs "
+    reporter.event(f"set-up: {p['fixture']} ({p['free_parameters']} free parameters), model configs "
                f"{', '.join([*configs, 'nn'])}")
     if p["request"]["synth"] == "amsynth":
-        _import_factory_presets(events)
+        _import_factory_presets(reporter)
 
 
-def _import_factory_presets(events: Events) -> None:
+def _import_factory_presets(reporter: Reporter) -> None:
     from glob import glob
 
     from sqlalchemy import func, select
@@ -114,38 +107,26 @@ def _import_factory_presets(events: Events) -> None:
         if not files:
             raise AsmError(f"no amsynth factory banks at {AMSYNTH_BANKS}: make synths installs amsynth")
         import_presets(session, synth, files, origin="factory")
-    events.say(f"imported amsynth's factory presets from {len(files)} banks")
+    reporter.event(f"imported amsynth's factory presets from {len(files)} banks")
 
 
-def build_dataset(p: dict, workers, events: Events) -> str:
-    from asm.data.generate import Reporter, generate_dataset
+def build_dataset(p: dict, workers, reporter: Reporter) -> str:
+    from asm.data.generate import generate_dataset
     from asm.data.settings import DatasetSettings
 
     name = p["dataset"]["name"]
     settings = DatasetSettings(**{k: v for k, v in p["dataset"]["settings"].items() if k != "synth_version"})
 
-    class _Rep(Reporter):
-        def start(self, total: int, done: int) -> None:
-            events.start(f"dataset {name}", total)
-            events.update(done)
-
-        def advance(self, done: int) -> None:
-            events.update(done)
-
-        def event(self, text: str) -> None:
-            events.say(text)
-
-    result = generate_dataset(name, settings, workers=workers, reporter=_Rep())
-    events.done()
+    result = generate_dataset(name, settings, workers=workers, reporter=reporter)
     outcome = result["run"]["outcome"]
-    events.say(f"dataset {name}: {result['size']:,} examples ({outcome})")
+    reporter.event(f"dataset {name}: {result['size']:,} examples ({outcome})")
     return name
 
 
-def build_models(p: dict, dataset: str, device: str, events: Events) -> tuple[dict[str, str], str]:
+def build_models(p: dict, dataset: str, device: str, reporter: Reporter) -> tuple[dict[str, str], str]:
     from sqlalchemy import select
 
-    from asm.models.training import TrainReporter, train_model
+    from asm.models.training import train_model
     from asm.registry.db import session_scope
     from asm.registry.models import Model
 
@@ -158,22 +139,16 @@ def build_models(p: dict, dataset: str, device: str, events: Events) -> tuple[di
             row = session.scalar(select(Model).where(Model.name == name))
             status = row.status if row is not None else None
         if status == "complete":
-            events.say(f"model {name}: reused")
+            reporter.event(f"model {name}: reused")
         else:
             train = m["train"]
-            reporter = TrainReporter(
-                start=lambda total, done, n=m["config"]: (events.start(f"training {n}", total), events.update(done)),
-                epoch=lambda report: events.update(report.epoch),
-                event=events.say,
-            )
             if status is None:
                 result = train_model(m["config"], dataset, epochs=train.get("epochs"),
                                      batch_size=train.get("batch_size"), patience=train.get("patience"),
                                      device=device, seed=train.get("seed", 0), name=name, reporter=reporter)
             else:
                 result = train_model(m["config"], dataset, device=device, resume=name, reporter=reporter)
-            events.done()
-            events.say(f"model {name}: {result.get('epochs', 0)} epochs in {result['seconds']:.0f} s")
+            reporter.event(f"model {name}: {result.get('epochs', 0)} epochs in {result['seconds']:.0f} s")
         out[m["config"]] = name
     nn = out.pop("nn")
     return out, nn
@@ -213,8 +188,9 @@ def collect_targets(p: dict, dataset: str) -> list[Target]:
 class Evaluator:
     """Answers targets with every method and stores the results of one run."""
 
-    def __init__(self, p: dict, prepared: Prepared, writer, pool, spec, events: Events):
-        self.p, self.prepared, self.writer, self.pool, self.spec, self.events = p, prepared, writer, pool, spec, events
+    def __init__(self, p: dict, prepared: Prepared, writer, pool, spec, reporter: Reporter):
+        self.p, self.prepared, self.writer, self.pool, self.spec = p, prepared, writer, pool, spec
+        self.reporter = reporter
         self.space = spec.space
         self.sr = int(spec.sample_rate)
         self.seed = int(p["request"]["seed"])
@@ -283,7 +259,7 @@ class Evaluator:
                 each = (time.perf_counter() - t0) / len(chunk)
                 for t, v, a in zip(chunk, values, audio):
                     self._store(t, method, v, a, 1, each, model_id=model_id)
-                    self.events.step()
+                    self.reporter.advance()
 
     def search_methods(self, targets: list[Target]) -> None:
         """The searches, target by target, each with its recipe and the same render budget."""
@@ -314,7 +290,7 @@ class Evaluator:
                 self._store(t, method, np.asarray(result.values), result.audio, result.renders, result.seconds,
                             curve=result.curve, extra={"best_source": result.best_source,
                                                         "stopped": result.stopped})
-                self.events.step()
+                self.reporter.advance()
 
     def _hybrid_estimator(self):
         """The estimator that seeds ``hybrid``: a flow model when trained (K candidates), else the first."""
@@ -342,23 +318,24 @@ class Evaluator:
 # ---- the whole run ---------------------------------------------------------------------------------------
 
 def run_benchmark(req: BenchmarkRequest, *, preset: ScalePreset | None = None, workers: str | int = "auto",
-                  device: str = "auto", events: Events | None = None, report: bool = True) -> dict:
+                  device: str = "auto", reporter: Reporter | None = None, report: bool = True) -> dict:
     """Run one benchmark end to end; returns {"run_id", "summary", "report", "seconds", "notes"}."""
     from asm.bench.report import write_report
-    from asm.bench.runs import RunWriter
+    from asm.bench.summary import summarise
     from asm.registry.db import session_scope
     from asm.registry.synth_loader import spec_of
     from asm.registry.synths import get_synth
     from asm.render import RenderPool
+    from asm.runs import RunWriter
 
-    events = events or Events()
+    reporter = reporter or Reporter()
     started = time.perf_counter()
     p = plan(req, preset)
     configs = [m["config"] for m in p["models"]]
-    apply_setup(p, configs, events)
+    apply_setup(p, configs, reporter)
     p = plan(req, preset)  # names are keyed by the registry's state after the set-up
-    dataset = build_dataset(p, workers, events)
-    models, nn = build_models(p, dataset, device, events)
+    dataset = build_dataset(p, workers, reporter)
+    models, nn = build_models(p, dataset, device, reporter)
     prepared = Prepared(dataset, models, nn)
     targets = collect_targets(p, dataset)
     with session_scope() as session:
@@ -372,17 +349,21 @@ def run_benchmark(req: BenchmarkRequest, *, preset: ScalePreset | None = None, w
     name = f"{req.mode} {req.synth} ({p['free_parameters']} free), {p['scale']['name']}, seed {req.seed}"
     with RenderPool(spec, workers) as pool, RunWriter(
             "benchmark", name, synth_id=synth_id, dataset_id=dataset_id, seed=req.seed,
-            settings={"plan": p, "models": models, "nn_model": nn}) as writer:
-        ev = Evaluator(p, prepared, writer, pool, spec, events)
+            settings={"plan": p, "models": models, "nn_model": nn},
+            summarise=lambda records: {"groups": summarise(records)}) as writer:
+        ev = Evaluator(p, prepared, writer, pool, spec, reporter)
         methods = ev.methods()
-        events.start(f"matching {len(targets)} targets x {len(methods)} methods", len(targets) * len(methods))
-        ev.point_methods(targets)
-        ev.search_methods(targets)
-        events.done()
+        stage = f"matching {len(targets)} targets x {len(methods)} methods"
+        reporter.start(stage, len(targets) * len(methods))
+        try:
+            ev.point_methods(targets)
+            ev.search_methods(targets)
+        finally:
+            reporter.finish(stage)
         run_id = writer.run_id
     path = write_report(run_id) if report else None
-    from asm.bench.runs import load_run
-    from asm.bench.summary import reach_summary, summarise
+    from asm.bench.summary import reach_summary
+    from asm.runs import load_run
 
     _, records = load_run(run_id)
     return {"run_id": run_id, "summary": summarise(records), "reach": reach_summary(records),

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 
 from asm.audio.metrics import REPORT_METRICS
+from asm.runs.read import record_of  # noqa: F401  (records are read in asm.runs)
 
 # Display order of methods (by name or "name:" prefix) and of target sets; others follow, sorted.
 METHOD_ORDER = ("random", "nn", "model", "nsga2-autosoundmatch", "nsga2", "hybrid")
@@ -48,17 +49,6 @@ def method_rank(method: str) -> tuple[int, str]:
 def target_set_rank(target_set: str) -> tuple[int, str]:
     return (TARGET_SET_ORDER.index(target_set) if target_set in TARGET_SET_ORDER else len(TARGET_SET_ORDER),
             target_set)
-
-
-def record_of(row) -> dict:
-    """A plain dict of a ``Result`` ORM row (what ``summarise`` and the report read)."""
-    return {
-        "id": row.id, "method": row.method, "target_set": row.target_set or "", "target": row.target or "",
-        "example_index": row.example_index, "model_id": row.model_id, "metrics": dict(row.metrics or {}),
-        "param_mae": row.param_mae, "param_accuracy": row.param_accuracy, "renders": int(row.renders or 0),
-        "seconds": float(row.seconds or 0.0), "values": row.values, "notes": row.notes,
-        "extra": dict(row.extra or {}),
-    }
 
 
 def describe(values: Sequence[float]) -> dict | None:

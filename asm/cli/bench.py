@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 
 from asm.cli import choices
-from asm.cli.app import app, console
+from asm.cli.app import app, console, err_console
 
 
 @app.command("ood-targets")
@@ -54,9 +54,9 @@ def ood_targets_cmd(
 def _run_rows(kind: str | None, limit: int) -> list[dict]:
     from sqlalchemy import func, select
 
-    from asm.bench.runs import run_info
     from asm.registry.db import session_scope
     from asm.registry.models import Result, Run
+    from asm.runs import run_info
 
     with session_scope() as session:
         query = select(Run).order_by(Run.id.desc()).limit(limit)
@@ -149,10 +149,10 @@ def results_cmd(
     from rich import box
     from rich.table import Table
 
-    from asm.bench.runs import load_run
     from asm.bench.summary import fmt_seconds, reach_summary, reach_text, summarise, summary_tables
     from asm.errors import AsmError
     from asm.paths import data_dir
+    from asm.runs import load_run
 
     if run is not None and compare:
         raise AsmError("give --run or --compare, not both")
@@ -270,9 +270,10 @@ def benchmark_cmd(
         return
     from asm.bench.runner import run_benchmark
     from asm.bench.summary import fmt_seconds, reach_text, summary_tables
+    from asm.cli.progress import RichReporter
 
-    with _Progress(quiet=as_json) as events:
-        result = run_benchmark(req, workers=workers, device=device.value, events=events)
+    with RichReporter(err_console if as_json else console, quiet=as_json) as reporter:
+        result = run_benchmark(req, workers=workers, device=device.value, reporter=reporter)
     if as_json:
         typer.echo(json.dumps({k: result[k] for k in ("run_id", "summary", "reach", "report", "seconds", "notes")}))
         return
@@ -284,48 +285,6 @@ def benchmark_cmd(
         console.print(f"[yellow]note:[/yellow] {note}")
     console.print(f"benchmark run {result['run_id']} finished in {fmt_seconds(result['seconds'])}")
     console.print(f"report: [bold]{result['report']}[/bold]")
-
-
-class _Progress:
-    """The benchmark's stages on one rich progress bar, messages printed above it."""
-
-    def __init__(self, quiet: bool):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.quiet = quiet
-        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TimeElapsedColumn(), console=console, transient=True, disable=quiet)
-        self.task = None
-
-    def __enter__(self):
-        from asm.bench.runner import Events
-
-        self.bar.__enter__()
-        return Events(say=self.say, start=self.start, update=self.update, step=self.step, done=self.done)
-
-    def __exit__(self, *exc) -> None:
-        self.bar.__exit__(*exc)
-
-    def say(self, text: str) -> None:
-        if not self.quiet:
-            self.bar.console.print(text, highlight=False)
-
-    def start(self, what: str, total: int) -> None:
-        self.done()
-        self.task = self.bar.add_task(what, total=total)
-
-    def update(self, done: int) -> None:
-        if self.task is not None:
-            self.bar.update(self.task, completed=done)
-
-    def step(self) -> None:
-        if self.task is not None:
-            self.bar.advance(self.task)
-
-    def done(self) -> None:
-        if self.task is not None:
-            self.bar.remove_task(self.task)
-            self.task = None
 
 
 def _print_plan(p: dict) -> None:

@@ -130,45 +130,13 @@ def generate_dataset_cmd(
 
 def _run_generation(name, settings, workers, executor, ray_address, quiet: bool,
                     stall_timeout: float | None = None) -> dict:
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        ProgressColumn,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-    from rich.text import Text
-
-    from asm.data.generate import Reporter, generate_dataset
+    from asm.cli.progress import RichReporter
+    from asm.data.generate import generate_dataset
 
     out = err_console if quiet else console
-
-    def event(text: str) -> None:
-        out.print(f"[yellow]note:[/yellow] {text}", highlight=False)
-
-    class Rate(ProgressColumn):
-        def render(self, task) -> Text:
-            return Text(f"{task.speed:,.0f} examples/s" if task.speed else "", style="cyan")
-
-    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), Rate(),
-                        TimeElapsedColumn(), TimeRemainingColumn(), console=out, transient=quiet,
-                        refresh_per_second=4)
-    task = None
-
-    def start(total: int, done: int) -> None:
-        nonlocal task
-        task = progress.add_task(f"generating {name}", total=total, completed=done)
-
-    def advance(done: int) -> None:
-        if task is not None:
-            progress.update(task, completed=done)
-
-    with progress:
+    with RichReporter(out, transient=quiet, keep=True, rate_unit="examples") as reporter:
         return generate_dataset(name, settings, workers=workers, executor=executor, ray_address=ray_address,
-                                reporter=Reporter(start=start, advance=advance, event=event),
-                                stall_timeout=stall_timeout)
+                                reporter=reporter, stall_timeout=stall_timeout)
 
 
 def _print_rejections(info: dict) -> None:

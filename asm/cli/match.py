@@ -42,9 +42,9 @@ def match(
 ) -> None:
     """Match a target sound: writes the best preset (native format), the top of the Pareto front,
     the rendered match, a spectrogram picture and match.json, and stores the result."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
+    from asm.cli.progress import RichReporter
     from asm.match.command import MatchOptions, run_match
     from asm.render import resolve_workers
 
@@ -52,26 +52,8 @@ def match(
                         model=model, dataset=dataset, search=search,
                         budget=budget, time_limit=time_limit, note=note, midi=midi, seed=seed, out_dir=out_dir,
                         workers=resolve_workers(workers), crop=crop)
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("renders"),
-                        TextColumn("best mr-stft {task.fields[best]}"), TimeElapsedColumn(), console=err_console,
-                        transient=True, disable=as_json)
-    state: dict = {}
-
-    def on_start(ctx: dict) -> None:
-        label = ctx["method"] + (f" ({ctx['model']})" if ctx.get("model") else "")
-        state["task"] = progress.add_task(f"matching: {label}", total=ctx["budget"], best="-")
-        progress.start()
-        state["started"] = True
-
-    def on_batch(archive) -> None:
-        if "task" in state:
-            progress.update(state["task"], completed=archive.renders, best=f"{archive.best:.4f}")
-
-    try:
-        doc = run_match(opts, on_start=on_start, on_batch=on_batch)
-    finally:
-        if state.get("started"):
-            progress.stop()
+    with RichReporter(err_console, quiet=as_json) as reporter:
+        doc = run_match(opts, reporter=reporter)
     if as_json:
         typer.echo(json.dumps(doc))
         return

@@ -31,34 +31,15 @@ def train_model_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object at the end."),
 ) -> None:
     """Train a model config on a dataset; keeps the best checkpoint, resumable after Ctrl-C or kill -9."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
+    from asm.cli.progress import RichReporter
     from asm.errors import AsmError
-    from asm.models.training import TrainReporter, train_model
+    from asm.models.training import train_model
 
     if not resume and (not config or not dataset):
         raise AsmError("give --config and --dataset (or --resume MODEL)")
     out = err_console if as_json else console
-    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                        TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(), console=out,
-                        transient=False)
-    tasks: dict[str, int] = {}
-
-    def start(total: int, done: int) -> None:
-        tasks["epochs"] = progress.add_task("epochs", total=total, completed=done, info="")
-        tasks["steps"] = progress.add_task("batches", total=1, info="")
-
-    def epoch(r) -> None:
-        mark = "*" if r.improved else " "
-        progress.update(tasks["epochs"], completed=r.epoch,
-                        info=f"train {r.train_loss:.4f}  val {r.val_loss:.4f}{mark} lr {r.lr:.2e}")
-
-    def step(i: int, n: int, loss: float) -> None:
-        progress.update(tasks["steps"], completed=i, total=n, info=f"loss {loss:.4f}")
-
-    reporter = TrainReporter(start=start, epoch=epoch, step=step, event=lambda t: out.print(f"[dim]{t}[/dim]"))
     try:
-        with progress:
+        with RichReporter(out, transient=False, keep=True) as reporter:
             result = train_model(config or "", dataset or "", epochs=epochs, batch_size=batch_size, lr=lr,
                                  patience=patience, device=device.value, seed=seed, name=name, resume=resume,
                                  reporter=reporter)
@@ -88,15 +69,12 @@ def test_model_cmd(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Score a model: parameter MAE/accuracy and audio metrics of its predictions rendered with the same notes."""
-    from rich.progress import Progress
-
+    from asm.cli.progress import RichReporter
     from asm.models.evaluate import test_model
 
     out = err_console if as_json else console
-    with Progress(console=out, transient=True) as progress:
-        task = progress.add_task("scoring", total=None)
-        result = test_model(model, split.value, limit, workers,
-                            progress=lambda done, total: progress.update(task, completed=done, total=total))
+    with RichReporter(out) as reporter:
+        result = test_model(model, split.value, limit, workers, reporter=reporter)
     if as_json:
         typer.echo(json.dumps(result))
         return

@@ -12,9 +12,9 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from sqlalchemy import select
@@ -27,15 +27,7 @@ from asm.data.shards import ShardFile, shard_name, write_atomic
 from asm.data.store import LOCK_FILE, DatasetLock, check_name, code_version, dataset_dir, summary
 from asm.errors import AsmError
 from asm.paths import ensure_dir
-
-
-@dataclass
-class Reporter:
-    """Callbacks for progress display (the CLI passes a rich progress bar)."""
-
-    start: Callable[[int, int], None] = lambda total, done: None  # examples in all, already done
-    advance: Callable[[int], None] = lambda done: None  # examples done so far (committed + in flight)
-    event: Callable[[str], None] = lambda text: None
+from asm.progress import Reporter
 
 
 @dataclass
@@ -74,7 +66,7 @@ def _prepare(name: str, s: DatasetSettings, reporter: Reporter):
         if report.corrupt:
             listed = "; ".join(f"{Path(f).name} ({r})" for f, r in report.corrupt[:10])
             more = f" and {len(report.corrupt) - 10} more" if len(report.corrupt) > 10 else ""
-            reporter.event(f"skipped {len(report.corrupt)} unreadable MIDI file(s): {listed}{more}")
+            reporter.event(f"skipped {len(report.corrupt)} unreadable MIDI file(s): {listed}{more}", "warning")
     plan = build_plan(s, space, pool, chunks)
     locks = {str(p.index): p.locked_value for p in space.params if p.locked}
     identity = {**s.identity(), "inputs": plan.inputs, "locks": locks}
@@ -217,6 +209,9 @@ def generate_dataset(name: str, s: DatasetSettings, *, workers: int | str = "aut
                      fault: dict | None = None, stall_timeout: float | None = None) -> dict:
     """Generate (or resume) dataset ``name``; returns its summary plus this run's statistics.
 
+    Progress: one stage ``generating <name>`` counting examples (committed + in flight); worker
+    crashes and other rejections arrive as warning messages.
+
     ``pool``: an already started executor for the same synth spec (kept open; ``asm perf`` uses it
     to time generation without the start-up). ``fault`` is for tests (see ``GenerationContext``).
     ``stall_timeout``: seconds without progress before a worker counts as hung (default: derived
@@ -242,12 +237,14 @@ def generate_dataset(name: str, s: DatasetSettings, *, workers: int | str = "aut
         n_shards = -(-s.size // s.shard_size)
         todo = [i for i in range(n_shards) if i not in have]
         done_examples = sum(c for _, c in have.values())
-        reporter.start(s.size, done_examples)
+        stage = f"generating {name}"
+        reporter.start(stage, s.size, done_examples)
         _check_space(directory, s, space.n_free, s.size - done_examples)
         ctx = GenerationContext(name, str(directory), s, np.sort(plan.keys), plan.spare, fault)
         own = pool is None
         stall = stall_timeout if stall_timeout is not None else stall_timeout_for(s.duration)
-        ex = make_executor(spec, executor, workers, ray_address, CrashNotes(reporter.event), stall) if own else pool
+        ex = (make_executor(spec, executor, workers, ray_address,
+                            CrashNotes(lambda text: reporter.event(text, "warning")), stall) if own else pool)
         try:
             committed = [done_examples]
 
@@ -263,14 +260,15 @@ def generate_dataset(name: str, s: DatasetSettings, *, workers: int | str = "aut
                 stats.shards += 1
                 for k, v in result.seconds.items():
                     stats.worker_seconds[k] = stats.worker_seconds.get(k, 0.0) + v
-                reporter.advance(committed[0])
+                reporter.update(committed[0], stage=stage)
 
             t0 = time.perf_counter()
             jobs = (_job(plan, i, shard_name(i)) for i in todo)  # built as workers free up
-            ex.run_shards(ctx, jobs, on_result, lambda inflight: reporter.advance(committed[0] + inflight))
+            ex.run_shards(ctx, jobs, on_result, lambda inflight: reporter.update(committed[0] + inflight, stage=stage))
             stats.seconds = time.perf_counter() - t0
             _dedup_pass(dataset_id, directory, plan, ctx, ex, reporter)
         finally:
+            reporter.finish(stage)
             if own:
                 ex.close()
             for tmp in directory.glob(f"{TMP_PREFIX}*"):
@@ -296,7 +294,8 @@ def _run_info(stats: RunStats, outcome: str) -> dict:
             "examples_per_s": rate, "worker_seconds": stats.worker_seconds}
 
 
-def _dedup_pass(dataset_id: int, directory: Path, plan: Plan, ctx: GenerationContext, ex, reporter) -> None:
+def _dedup_pass(dataset_id: int, directory: Path, plan: Plan, ctx: GenerationContext, ex,
+                reporter: Reporter) -> None:
     """Replacement presets of different shards can coincide (only in small, mostly discrete spaces).
     Walk the shards in order; a shard repeating a key of an earlier one is rebuilt with those keys
     forbidden, under a new file name, and its row repointed (deterministic, and safe to kill)."""

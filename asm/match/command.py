@@ -9,7 +9,6 @@ was trained for this synth and lock set), the dataset, the output directory.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import pairwise
@@ -22,6 +21,7 @@ from asm.errors import AsmError
 from asm.match.pipeline import METHODS
 from asm.match.timings import StageTimes
 from asm.midi.mode import Mode
+from asm.progress import Reporter
 
 
 @dataclass
@@ -147,9 +147,10 @@ def _discard_pool(future: Future) -> None:
     future.add_done_callback(close)
 
 
-def run_match(opts: MatchOptions, on_start: Callable[[dict], None] | None = None,
-              on_batch: Callable | None = None) -> dict:
+def run_match(opts: MatchOptions, reporter: Reporter | None = None) -> dict:
     """Run ``asm match``; returns the match.json document (with the registry ids and ``timings``).
+
+    Progress: one stage ``matching: <method>`` counting renders (figure: best score so far).
 
     The render workers start (in a thread) as soon as the synth and the sample rate are known and
     the target file's header has been checked; torch, the target's analysis, the model and the
@@ -223,7 +224,7 @@ def run_match(opts: MatchOptions, on_start: Callable[[dict], None] | None = None
     except BaseException:
         _discard_pool(pool_future)
         raise
-    return _match_and_write(opts, prepared, pool, estimator, neighbours, times, started, on_start, on_batch)
+    return _match_and_write(opts, prepared, pool, estimator, neighbours, times, started, reporter or Reporter())
 
 
 def _import_output_writers() -> None:
@@ -295,7 +296,7 @@ def _prepare(session, opts: MatchOptions, times: StageTimes, synth_row, space, s
 
 
 def _match_and_write(opts: MatchOptions, prepared: _Prepared, pool, estimator, neighbours, times: StageTimes,
-                     started: float, on_start, on_batch) -> dict:
+                     started: float, reporter: Reporter) -> dict:
     """The search on the started pool (closed afterwards), then the files, the rows and match.json."""
     from asm.match import outputs
     from asm.match.pipeline import match_target
@@ -304,11 +305,13 @@ def _match_and_write(opts: MatchOptions, prepared: _Prepared, pool, estimator, n
 
     target, context, settings, spec = prepared.target, prepared.context, prepared.settings, prepared.spec
     try:
-        if on_start is not None:
-            on_start({**context, "notes": target.notes, "out_dir": str(prepared.out_dir), "budget": settings.budget})
+        stage = f"matching: {context['method']}" + (f" ({context['model']})" if context.get("model") else "")
+        reporter.start(stage, settings.budget)
         result = match_target(target.audio, target.notes, spec, context["method"], settings, pool=pool,
                               estimator=estimator, neighbours=neighbours, factory=prepared.factory, seed=opts.seed,
-                              on_batch=on_batch)
+                              on_batch=lambda archive: reporter.update(archive.renders, stage=stage,
+                                                                       best=float(archive.best)))
+        reporter.finish(stage)
     finally:
         with times.stage("pool_close"):
             pool.close()

@@ -6,7 +6,8 @@ Files (each written atomically): ``best.<ext>`` (the synth's native format: ``.f
 ``match.wav`` (the best preset playing the target's notes), ``target.wav`` (the target as matched:
 mono, resampled, trimmed), ``spectrograms.png`` (target and match side by side) and ``match.json``.
 The registry rows (a ``run`` of kind ``match``, a ``result`` and the matched ``preset``) are
-committed only after every file is complete.
+written by ``asm.runs.RunWriter`` only after every file is complete; the result's ``extra`` names
+the match's audio, the target's, the picture and the preset (layout in ``asm.runs.writer``).
 """
 
 from __future__ import annotations
@@ -103,40 +104,44 @@ def match_document(result, target, synth_row, space, context: dict, files: dict)
 
 
 def store(session, result, target, synth_row, context: dict, files: dict) -> dict[str, int]:
-    """The run (kind 'match'), its result and the matched preset; returns their ids."""
-    from asm.data.store import code_version
-    from asm.registry.models import Preset, Result, Run, utcnow
-    from asm.synth.params import preset_hash
-
-    run = Run(kind="match", name=f"match {target.path.name}", status="complete", synth_id=synth_row.id,
-              model_id=context.get("model_id"), dataset_id=context.get("dataset_id"), seed=int(context["seed"]),
-              settings={k: v for k, v in context.items() if k not in ("model_id", "dataset_id")},
-              summary={"method": result.method, "metrics": result.summary()["metrics"], "renders": result.renders,
-                       "seconds": round(result.seconds, 3)},
-              report_path=str(Path(files["match_json"]).parent), code_version=code_version(), finished_at=utcnow())
-    session.add(run)
-    session.flush()
-    values = [float(v) for v in result.full]
-    digest = preset_hash(values)
+    """The run (kind 'match'), its result and the matched preset, through ``asm.runs.RunWriter``;
+    returns their ids. ``session`` is only read from (the writer commits in its own sessions)."""
     from sqlalchemy import select
 
-    preset = session.scalar(select(Preset).where(Preset.synth_id == synth_row.id, Preset.content_hash == digest))
-    if preset is None:
-        preset = Preset(synth_id=synth_row.id, name=f"{target.path.stem} (match #{run.id})"[:200], origin="matched",
-                        source_file=str(files["preset"]), source_format=Path(str(files["preset"])).suffix.lstrip("."),
-                        values=values, content_hash=digest)
-        session.add(preset)
-        session.flush()
+    from asm.registry.db import session_scope
+    from asm.registry.models import Preset
+    from asm.runs import RunWriter
+    from asm.synth.params import preset_hash
+
     summary = result.summary()
-    row = Result(run_id=run.id, method=result.method, target_set="file", target=str(target.path.resolve()),
-                 model_id=context.get("model_id"), preset_id=preset.id, metrics=summary["metrics"],
-                 renders=result.renders, seconds=float(result.seconds), values=summary["values"],
-                 notes=[[n.pitch, n.velocity, n.start, n.duration] for n in target.notes],
-                 extra={k: summary[k] for k in ("objectives", "generations", "stopped", "best_source",
-                                                "initial_population", "curve", "front")} | {"files": files})
-    session.add(row)
-    session.flush()
-    return {"run_id": run.id, "result_id": row.id, "preset_id": preset.id}
+    settings = {k: v for k, v in context.items() if k not in ("model_id", "dataset_id")}
+    with RunWriter("match", f"match {target.path.name}", synth_id=synth_row.id, model_id=context.get("model_id"),
+                   dataset_id=context.get("dataset_id"), seed=int(context["seed"]), settings=settings) as writer:
+        values = [float(v) for v in result.full]
+        digest = preset_hash(values)
+        with session_scope() as own:
+            preset = own.scalar(select(Preset).where(Preset.synth_id == synth_row.id, Preset.content_hash == digest))
+            if preset is None:
+                preset = Preset(synth_id=synth_row.id, name=f"{target.path.stem} (match #{writer.run_id})"[:200],
+                                origin="matched", source_file=str(files["preset"]),
+                                source_format=Path(str(files["preset"])).suffix.lstrip("."), values=values,
+                                content_hash=digest)
+                own.add(preset)
+                own.flush()
+            preset_id = preset.id
+        result_id = writer.add(
+            method=result.method, target_set="file", target=str(target.path.resolve()),
+            target_label=target.path.name, sample_rate=result.sample_rate, audio=Path(files["match_audio"]),
+            target_audio=Path(files["target_audio"]), picture=files["picture"], preset_file=files["preset"],
+            metrics=summary["metrics"], renders=result.renders, seconds=float(result.seconds),
+            values=summary["values"], notes=[[n.pitch, n.velocity, n.start, n.duration] for n in target.notes],
+            curve=summary["curve"], model_id=context.get("model_id"), preset_id=preset_id,
+            extra={k: summary[k] for k in ("objectives", "generations", "stopped", "best_source",
+                                           "initial_population", "front")} | {"files": files})
+        writer.finish("complete", report_path=str(Path(files["match_json"]).parent),
+                      summary={"method": result.method, "metrics": summary["metrics"], "renders": result.renders,
+                               "seconds": round(result.seconds, 3)})
+    return {"run_id": writer.run_id, "result_id": result_id, "preset_id": preset_id}
 
 
 def finish(out_dir: Path, doc: dict) -> None:

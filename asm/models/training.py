@@ -16,9 +16,8 @@ import math
 import re
 import time
 from contextlib import ExitStack, suppress
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -27,20 +26,11 @@ from asm import paths
 from asm.errors import AsmError
 from asm.models.checkpoint import model_lock
 from asm.models.loop import EpochReport, Trainer, TrainSettings
+from asm.progress import Reporter
 
 META_FORMAT = 1
 MODEL_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")  # as Model.name's column allows
 NORM_SAMPLE = 2048  # examples used for the per-band feature statistics
-
-
-@dataclass
-class TrainReporter:
-    """Callbacks for progress display (the CLI passes a rich progress bar)."""
-
-    start: Callable[[int, int], None] = lambda total_epochs, done: None
-    epoch: Callable[[EpochReport], None] = lambda report: None
-    step: Callable[[int, int, float], None] = lambda step, steps, loss: None
-    event: Callable[[str], None] = lambda text: None
 
 
 class SplitArrays:
@@ -125,14 +115,17 @@ def open_splits(dataset: str) -> tuple:
 def train_model(config: str, dataset: str, *, epochs: int | None = None, batch_size: int | None = None,
                 lr: float | None = None, patience: int | None = None, device: str = "auto", seed: int = 0,
                 name: str | None = None, resume: str | None = None,
-                reporter: TrainReporter | None = None) -> dict:
+                reporter: Reporter | None = None) -> dict:
     """Train (or resume) a model and return the summary ``--json`` prints.
 
     Settings and data are checked before the model row exists; the row's process holds the
     model's lock until it finishes; a failure after that marks the row ``failed`` (``--resume``
     retries it, ``asm delete-model`` removes it). Ctrl-C leaves it ``training``, to resume.
+
+    Progress: stage ``training <name>`` counts epochs (figures: train and val loss, lr, improved),
+    stage ``batches`` the current epoch's batches (figure: loss); ``nn`` has one step, ``indexing <name>``.
     """
-    reporter = reporter or TrainReporter()
+    reporter = reporter or Reporter()
     device = resolve_device(device)
     check_overrides(epochs, batch_size, lr, patience)
     with ExitStack() as held:
@@ -246,7 +239,7 @@ def _new_plan(config, dataset, epochs, batch_size, lr, patience, device, seed, n
                 "settings": settings}
 
 
-def _train(plan: dict, resume: bool, reporter: TrainReporter) -> dict:
+def _train(plan: dict, resume: bool, reporter: Reporter) -> dict:
     """Everything after the row exists: statistics, the fit (or the nn index), the final row update."""
     from datetime import datetime, timezone
 
@@ -283,24 +276,27 @@ def _train(plan: dict, resume: bool, reporter: TrainReporter) -> dict:
             "device": plan["device"], "seconds": round(total_seconds, 3), **result}
 
 
-def _build_neighbours(train_ds, mean, std, meta, directory: Path, reporter: TrainReporter) -> dict:
+def _build_neighbours(train_ds, mean, std, meta, directory: Path, reporter: Reporter) -> dict:
     from asm.models.loop import atomic_save
     from asm.models.neighbours import NeighbourIndex
 
     n = len(train_ds)
-    reporter.start(1, 0)
+    stage = f"indexing {meta['model_name']}"
+    reporter.start(stage, 1)
     order = np.arange(n)
     params = np.stack([train_ds.params(int(i)) for i in order])
     blocks = (np.stack([train_ds.features(int(i)) for i in order[a : a + 512]]) for a in range(0, n, 512))
     index = NeighbourIndex.build(blocks, params, mean, std, int(meta["config_settings"].get("nn", {})
                                                                   .get("time_pool", 2)))
     atomic_save({"index": index.state(), "meta": meta}, directory / "index.pt")
+    reporter.update(1, stage=stage)
+    reporter.finish(stage)
     return {"epochs": 0, "best_epoch": None, "best_val_loss": None, "baseline_val_loss": None,
             "indexed_examples": n}
 
 
 def _fit(meta, settings: TrainSettings, mean, std, train, val, directory: Path, model_id: int, resume: bool,
-         reporter: TrainReporter) -> dict:
+         reporter: Reporter) -> dict:
     from asm.models.checkpoint import build_network
     from asm.registry.db import session_scope
     from asm.registry.models import Model, ModelEpoch
@@ -333,13 +329,22 @@ def _fit(meta, settings: TrainSettings, mean, std, train, val, directory: Path, 
     if resumed:
         record(trainer.state.history)  # epochs finished before a kill but not yet committed
         reporter.event(f"resumed after epoch {trainer.state.epoch}")
-    reporter.start(settings.epochs, trainer.state.epoch)
+    stage = f"training {meta['model_name']}"
+    reporter.start(stage, settings.epochs, trainer.state.epoch)
 
     def on_epoch(report: EpochReport) -> None:
         record([asdict(report)])
-        reporter.epoch(report)
+        reporter.update(report.epoch, stage=stage, train=report.train_loss, val=report.val_loss, lr=report.lr,
+                        improved=report.improved)
 
-    state = trainer.run(on_epoch=on_epoch, on_step=reporter.step)
+    def on_step(step: int, steps: int, loss: float) -> None:
+        reporter.update(step, stage="batches", total=steps, loss=loss)
+
+    try:
+        state = trainer.run(on_epoch=on_epoch, on_step=on_step)
+    finally:
+        reporter.finish("batches")
+        reporter.finish(stage)
     stopped_early = state.epoch < settings.epochs
     return {"epochs": state.epoch, "best_epoch": state.best_epoch, "best_val_loss": state.best_val_head,
             "baseline_val_loss": baseline, "stopped_early": stopped_early}
