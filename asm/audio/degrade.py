@@ -87,9 +87,10 @@ def monotone_envelope(audio: np.ndarray, sample_rate: int) -> tuple[np.ndarray, 
 def stretch_envelope(audio: np.ndarray, sample_rate: int, part: str, factor: float) -> np.ndarray:
     """Attack (``part="attack"``) or decay (``"decay"``) made ``factor`` times as long.
 
-    With E the monotone envelope peaking at t_p (for the attack: first within 3 dB of the peak): attack, ``E'(t) = E(min(t / factor, t_p))`` up to
-    t_p and ``min(that, E(t))`` after (a slower rise meets the original decay; a faster one holds
-    nothing); decay, ``E'(t) = E(t_p + (t - t_p) / factor)`` after t_p (0 past the end). The
+    With E the monotone envelope peaking at t_p and t_a the attack's end (E first within 3 dB of its
+    peak): a faster attack (factor < 1) is ``E'(t) = E(min(t / factor, t_a))`` up to t_a, E after; a
+    slower one ``E'(t) = min(E(t / factor), E(t))`` (the stretched rise until it meets the
+    original); decay, ``E'(t) = E(t_p + (t - t_p) / factor)`` after t_p (0 past the end). The
     audio is multiplied by ``E' / E``, so its carrier (partials, vibrato, noise) is kept.
     """
     if part not in ("attack", "decay"):
@@ -98,14 +99,24 @@ def stretch_envelope(audio: np.ndarray, sample_rate: int, part: str, factor: flo
     env, peak = monotone_envelope(x, sample_rate)
     t = np.arange(len(x), dtype=np.float64)
     if part == "attack":  # the rise ends where the envelope first comes within 3 dB of its peak
-        peak = int(np.argmax(env >= ATTACK_END * env[peak]))
-        rise = np.interp(np.minimum(t / factor, peak), t, env)
-        warped = np.where(t <= peak, rise, np.minimum(rise, env))
+        end = int(np.argmax(env >= ATTACK_END * env[peak]))
+        if factor <= 1:  # faster: the rise up to the attack's end is compressed, the rest kept
+            warped = np.where(t <= end, np.interp(np.minimum(t / factor, end), t, env), env)
+        else:  # slower: the rise is stretched until it meets the original envelope
+            warped = np.minimum(np.interp(t / factor, t, env), env)
     else:
         warped = np.where(t <= peak, env, np.interp(peak + (t - peak) / factor, t, env, right=0.0))
     floor = env.max() * 1e-5
     g = np.minimum(warped / np.maximum(env, floor), 10 ** (MAX_ENVELOPE_GAIN_DB / 20))
     return _f32(x * g)
+
+
+def attack_time(audio: np.ndarray, sample_rate: int) -> float:
+    """Seconds from the envelope's first -40 dB re its peak to its first -3 dB (the rise a listener hears)."""
+    env, peak = monotone_envelope(audio, sample_rate)
+    start = int(np.argmax(env >= 0.01 * env[peak]))
+    end = int(np.argmax(env >= ATTACK_END * env[peak]))
+    return (end - start) / sample_rate
 
 
 def bandwidth(audio: np.ndarray, sample_rate: int) -> float:

@@ -61,8 +61,8 @@ All three are in amplitude units (1 = full scale); worst 100.
 
 asm's perceptual distance, the headline metric (``HEADLINE_METRIC``):
 * ``perceptual``: over the resolutions R = 128, 64, 32 ms (the STFTs above), mel-band amplitudes
-  ``A = k sqrt(mel @ |STFT|^2)`` (triangular mel filters of peak 1, ``PERCEPTUAL_MELS[r]`` bands,
-  20 Hz..Nyquist, so a sinusoid reads its amplitude and noise its band's RMS), a floor relative to
+  ``A = k sqrt(mel @ |STFT|^2)`` (triangular mel filters of peak 1, ``PERCEPTUAL_MELS[r]`` = 32,
+  24, 16 bands, about the ear's critical bands, 20 Hz..Nyquist, so a sinusoid reads its amplitude and noise its band's RMS), a floor relative to
   the *target's* own level: ``f_r = max(A_y) * 10^(PERCEPTUAL_FLOOR_DB / 20)`` (-60 dB re the
   target's loudest band and frame, per resolution and per target), then
   ``mean_r [ sum|A_x - A_y| / sum A_y + mean_{b,t} |ln max(A_x,f_r) - ln max(A_y,f_r)| ]``;
@@ -72,14 +72,16 @@ asm's perceptual distance, the headline metric (``HEADLINE_METRIC``):
   beating of unresolved partials, so two renders of one random-phase preset differ by ~1. Bands
   sum power over bins (insensitive to the partials' phases), the relative floor ignores what lies
   60 dB under the target, and the linear term (as DDSP's) weighs the loud parts that are heard.
-  It passes ``asm perf metric-sanity`` (controlled degradations, asm.audio.degrade).
-* ``noisiness``: ``|flatness_x - flatness_y|`` of ``asm.audio.analysis.noisiness`` computed on
-  the 64 ms power spectrogram (mean spectral flatness of frames within 30 dB of the loudest,
-  0 = pure partials, 1 = white noise); unitless, in [0, 1]; worst 1. It sees noise that fills
-  the gaps between partials, which band levels alone weigh little.
+  Judged by ``asm perf metric-sanity`` (controlled degradations, asm.audio.degrade).
+* ``noisiness``: the gated spectral flatness of ``asm.audio.analysis.flatness_from_power`` on the
+  64 ms power spectrogram (mean flatness of frames within 30 dB of the loudest; 0 = pure partials,
+  1 = white noise; floored at ``NOISINESS_MIN`` = 1e-6) as ``|log10 flatness_x - log10 flatness_y|``; decades;
+  worst 6. It sees noise that fills the gaps between partials; a report metric, not an objective
+  (it is blind to envelopes and level by design).
 
-Objective sets (``OBJECTIVE_SETS``): ``asm`` = perceptual, loudness-envelope, noisiness (asm's
-search default since the metric-sanity suite; the same as ``perceptual``); ``asm-v1`` =
+Objective sets (``OBJECTIVE_SETS``): ``asm`` = perceptual, loudness-envelope, mfcc (asm's search
+default since the metric-sanity suite; the same as ``perceptual``; with noisiness in place of mfcc
+the set ordered the attack families worse, Spearman 0.48 against 0.80); ``asm-v1`` =
 mr-stft, mfcc, loudness-envelope (the earlier default); ``autosoundmatch`` = fft-magnitude,
 stft-magnitude, amplitude-envelope. ``REPORT_METRICS`` are what every evaluation table shows:
 the headline ``perceptual`` first, ``mr-stft`` beside it (for comparison with the literature).
@@ -114,7 +116,7 @@ MAG_FLOOR = 1e-5  # -100 dB re a full-scale sinusoid
 POWER_FLOOR_DB = -100.0
 MR_RESOLUTIONS_MS = (128.0, 64.0, 32.0, 16.0)
 PERCEPTUAL_RESOLUTIONS_MS = (128.0, 64.0, 32.0)
-PERCEPTUAL_MELS = {128.0: 48, 64.0: 32, 32.0: 20}  # bands per resolution: no band narrower than a bin
+PERCEPTUAL_MELS = {128.0: 32, 64.0: 24, 32.0: 16}  # bands per resolution: about the ear's ~24 critical bands
 PERCEPTUAL_FLOOR_DB = -60.0  # re the target's loudest mel band and frame, per resolution
 NOISINESS_RESOLUTION_MS = 64.0
 NOISINESS_MIN = 1e-6  # flatness below this (-60 dB) reads as this: purer partials are not heard as purer
@@ -408,8 +410,8 @@ METRICS: dict[str, Metric] = {
 }
 
 OBJECTIVE_SETS: dict[str, tuple[str, ...]] = {
-    "asm": ("perceptual", "loudness-envelope", "noisiness"),
-    "perceptual": ("perceptual", "loudness-envelope", "noisiness"),
+    "asm": ("perceptual", "loudness-envelope", "mfcc"),
+    "perceptual": ("perceptual", "loudness-envelope", "mfcc"),
     "asm-v1": ("mr-stft", "mfcc", "loudness-envelope"),
     "autosoundmatch": ("fft-magnitude", "stft-magnitude", "amplitude-envelope"),
 }

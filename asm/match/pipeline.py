@@ -10,9 +10,10 @@ Methods (``METHODS``):
   seeds and random fill.
 
 Every method renders through the same ``RenderPool`` and scores with the same metric code; the
-best preset is the best by multi-resolution STFT distance among everything rendered, re-rendered
-once at the end for its audio and full metrics (so the reported match is exactly what the
-exported preset plays).
+best preset is the best by the headline metric (``perceptual``) among everything rendered, re-rendered
+at the end for its audio and full metrics (so the reported match is exactly what the exported
+preset plays; a nondeterministic synth re-renders its finalists several times and reports the mean,
+``asm.search.problem.confirm_best``).
 """
 
 from __future__ import annotations
@@ -23,11 +24,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from asm.audio.metrics import REPORT_METRICS, distances
+from asm.audio.metrics import REPORT_METRICS
 from asm.errors import AsmError
 from asm.midi.notes import Note
 from asm.search.config import HEADLINE, SearchSettings
-from asm.search.problem import Archive, CandidateScorer, MatchProblem
+from asm.search.problem import Archive, CandidateScorer, MatchProblem, confirm_best
 from asm.search.seeding import SeedSet, estimator_seeds
 
 METHODS = ("model", "nn", "nsga2", "hybrid")
@@ -158,14 +159,12 @@ def match_target(
             generations, stopped, initial = outcome.generations, outcome.stopped, outcome.initial
         if archive.renders == 0:
             raise AsmError("the search rendered nothing (budget 0?)")
-        best_free = archive.best_values()
-        best_full = space.full(best_free)
-        audio = pool.render(best_free[None], notes, duration, free=True)[0]
-        seconds = time.perf_counter() - start
-        if audio is None:
-            raise AsmError("the synth crashed re-rendering the best preset")
         names = tuple(dict.fromkeys(REPORT_METRICS + scorer.objectives))
-        metrics = {k: float(v[0]) for k, v in distances(audio, target, sr, names).items()}
+        final = confirm_best(pool, archive, notes, duration, target, sr, names, settings.rerenders_for(spec.kind),
+                             settings.rerender_top)  # the mean over re-renders for a nondeterministic synth
+        best_free, audio, metrics = final.values, final.audio, final.metrics
+        best_full = space.full(best_free)
+        seconds = time.perf_counter() - start
         values, scores, head = archive.all_values(), archive.all_scores(), archive.all_headline()
         front = [{"values": values[i], "full": space.full(values[i]),
                   "scores": {n: float(s) for n, s in zip(scorer.objectives, scores[i])},
@@ -174,7 +173,7 @@ def match_target(
             method=method, values=best_free, full=best_full, audio=audio, metrics=metrics,
             objectives=scorer.objectives, renders=archive.renders, seconds=seconds, generations=generations,
             stopped=stopped, curve=list(archive.curve), front=front, initial=initial,
-            best_source=archive.sources[archive.best_index], notes=notes, sample_rate=sr,
+            best_source=archive.sources[final.index], notes=notes, sample_rate=sr,
             events=list(pool.events[events_before:]),
         )
     finally:

@@ -31,6 +31,7 @@ from asm.audio import degrade as D
 SAMPLE_RATE = 16000
 DURATION = 1.0  # s, synth renders (OOD notes keep their own 2 s)
 NOTE_OFF = 0.7
+MIN_ATTACK = 0.03  # s: a faster rise made faster or slower by 2x is not heard, so it cannot be ordered
 
 
 @dataclass(frozen=True)
@@ -200,7 +201,9 @@ def run_metric_sanity(sources: tuple[str, ...] = ("ood", "asm-sub", "amsynth"), 
             index[fam] = [0] + list(range(len(batch), len(batch) + len(steps)))
             batch += [st.apply(s.audio, sample_rate, seed * 1000 + i) for st in steps]
         d = M.distances(np.stack(batch), s.audio, sample_rate, names)
-        scores.append({fam: {m: d[m][idx] for m in names} for fam, idx in index.items()})
+        slow_rise = D.attack_time(s.audio, sample_rate) >= MIN_ATTACK
+        scores.append({fam: {m: d[m][idx] for m in names} for fam, idx in index.items()
+                       if slow_rise or not fam.startswith("attack")})
     scale = {m: float(np.median([v for sc in scores for fam in sc for v in sc[fam][m][1:]])) or 1.0 for m in names}
     rows = {}
     for label, spec in specs.items():
@@ -208,16 +211,17 @@ def run_metric_sanity(sources: tuple[str, ...] = ("ood", "asm-sub", "amsynth"), 
         fam_rho: dict[str, list[float]] = {fam: [] for fam in FAMILIES}
         ratios = []
         for sc in scores:
-            combined = {fam: sum(sc[fam][m] / scale[m] for m in members) for fam in FAMILIES}
-            for fam, steps in FAMILIES.items():
-                strength = np.array([0.0] + [st.strength for st in steps])
+            combined = {fam: sum(sc[fam][m] / scale[m] for m in members) for fam in sc}
+            for fam in sc:
+                strength = np.array([0.0] + [st.strength for st in FAMILIES[fam]])
                 fam_rho[fam].append(_spearman(strength, combined[fam]))
-            first = min(combined[fam][1] for fam in FAMILIES)
+            first = min(combined[fam][1] for fam in sc)
             ratios.append(combined["noise"][0] / first if first > 0 else np.inf)
-        rows[label] = {"spearman": {fam: float(np.mean(v)) for fam, v in fam_rho.items()},
-                       "min_spearman": float(min(np.mean(v) for v in fam_rho.values())),
+        rho = {fam: float(np.mean(v)) if v else float("nan") for fam, v in fam_rho.items()}
+        rows[label] = {"spearman": rho, "min_spearman": float(np.nanmin(list(rho.values()))),
                        "phase_ratio": float(np.median(ratios)), "phase_ratio_max": float(np.max(ratios))}
-    return {"sounds": [{"source": s.source, "name": s.name} for s in sounds], "families": {
+    counts = {fam: sum(fam in sc for sc in scores) for fam in FAMILIES}
+    return {"sounds": [{"source": s.source, "name": s.name} for s in sounds], "counts": counts, "families": {
         fam: [st.label for st in steps] for fam, steps in FAMILIES.items()}, "rows": rows, "seed": seed,
         "sample_rate": sample_rate}
 
