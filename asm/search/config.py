@@ -7,7 +7,7 @@ table, applied from ``fixtures/search/*.py`` with ``SearchConfig`` items::
     FIXTURE = [SearchConfig(name="asm", population=50, objectives="asm", budget=1500,
                             seeds=SeedSettings(estimator=8, neighbours=8, factory=8, local=0.5))]
 
-The two shipped recipes also exist in code (``BUILTIN_RECIPES``), so ``asm match`` works on a fresh
+The shipped recipes also exist in code (``BUILTIN_RECIPES``), so ``asm match`` works on a fresh
 registry before any fixture was applied; a registry row of the same name wins.
 """
 
@@ -132,6 +132,10 @@ BUILTIN_RECIPES: dict[str, tuple[SearchSettings, str]] = {
             ("asm's default: NSGA-II, population 50, asm objectives (perceptual, loudness envelope, mfcc), 1500 "
              "renders; seeded from 32 estimator candidates, 64 neighbours, factory presets; half of every "
              "generation spent on sparse mutants of the best so far")),
+    "asm-v1": (SearchSettings(objectives="asm-v1", exploit=0.5,
+                              seeds=SeedSettings(estimator=32, neighbours=64, local_rate=0.3)),
+               "the earlier default, for comparison: the asm recipe with the asm-v1 objectives (mr-stft, mfcc, "
+               "loudness envelope)"),
     "autosoundmatch": (
         SearchSettings(population=25, objectives="autosoundmatch", mutation_bound_prob=0.0,
                        seeds=SeedSettings(estimator=0, neighbours=0, factory=0, default=False, local=0.0)),
