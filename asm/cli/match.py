@@ -48,7 +48,7 @@ def match(
                         budget=budget, time_limit=time_limit, note=note, midi=midi, seed=seed, out_dir=out_dir,
                         workers=resolve_workers(workers))
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("renders"),
-                        TextColumn("best mr-stft {task.fields[best]}"), TimeElapsedColumn(), console=err_console,
+                        TextColumn("best perceptual {task.fields[best]}"), TimeElapsedColumn(), console=err_console,
                         transient=True, disable=as_json)
     state: dict = {}
 

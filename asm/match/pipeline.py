@@ -47,8 +47,8 @@ class MatchResult:
     seconds: float
     generations: int
     stopped: str
-    curve: list[tuple[int, float, float]]  # (renders, seconds, best mr-stft so far), at each improvement
-    front: list[dict]  # top-K of the Pareto front: values, full, scores, mr-stft, source
+    curve: list[tuple[int, float, float]]  # (renders, seconds, best headline so far), at each improvement
+    front: list[dict]  # top-K of the Pareto front: values, full, scores, headline (perceptual), source
     initial: dict[str, int]  # origin -> candidates in the first population (seeded searches)
     best_source: str
     notes: list[Note]
