@@ -243,14 +243,16 @@ def perf_metric_sanity(
         return
     fams = list(r["families"])
     table = Table(title=f"metric sanity: {len(r['sounds'])} sounds ({', '.join(chosen)}), Spearman of degradation "
-                        "strength vs distance per family (1 = ordered), phase re-render / smallest step")
+                        "strength vs distance per family (1 = ordered; in brackets: the steps alone, without the "
+                        "phase re-render), phase re-render / smallest step")
     table.add_column("metric / set", no_wrap=True)
     for f in fams:
         table.add_column(f"{f} ({r['counts'][f]})", justify="right")
     table.add_column("min", justify="right")
     table.add_column("phase ratio med / max", justify="right")
     for label, row in r["rows"].items():
-        table.add_row(label, *[f"{row['spearman'][f]:.2f}" for f in fams], f"{row['min_spearman']:.2f}",
+        table.add_row(label, *[f"{row['spearman'][f]:.2f} ({row['spearman_steps'][f]:.2f})" for f in fams],
+                      f"{row['min_spearman']:.2f}",
                       f"{row['phase_ratio']:.2f} / {row['phase_ratio_max']:.2f}")
     console.print(table)
     console.print("steps: " + "; ".join(f"{f}: {', '.join(steps)}" for f, steps in r["families"].items()))

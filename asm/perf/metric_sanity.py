@@ -8,7 +8,8 @@ start at random phase; the others: a random all-pass cascade, ``degrade.random_p
 listener does not tell from the original and a distance should score about 0.
 
 Per sound and family, the Spearman correlation between strength (0 = phase re-render, then the
-steps) and distance; the table shows the mean over sounds. ``phase ratio``: the phase re-render's
+steps) and distance; the table shows the mean over sounds, and in brackets the same over the steps
+alone (without the phase re-render: are the audible changes ordered among themselves?). ``phase ratio``: the phase re-render's
 distance over the smallest first step of any family (median over sounds): below 1, a re-render
 scores better than any audible change. An objective set is judged by the sum of its objectives,
 each divided by its median over every degraded sound of the run (a scale-free sum; a Pareto
@@ -209,16 +210,20 @@ def run_metric_sanity(sources: tuple[str, ...] = ("ood", "asm-sub", "amsynth"), 
     for label, spec in specs.items():
         members = M.resolve(spec)
         fam_rho: dict[str, list[float]] = {fam: [] for fam in FAMILIES}
+        step_rho: dict[str, list[float]] = {fam: [] for fam in FAMILIES}
         ratios = []
         for sc in scores:
             combined = {fam: sum(sc[fam][m] / scale[m] for m in members) for fam in sc}
             for fam in sc:
                 strength = np.array([0.0] + [st.strength for st in FAMILIES[fam]])
                 fam_rho[fam].append(_spearman(strength, combined[fam]))
+                step_rho[fam].append(_spearman(strength[1:], combined[fam][1:]))
             first = min(combined[fam][1] for fam in sc)
             ratios.append(combined["noise"][0] / first if first > 0 else np.inf)
         rho = {fam: float(np.mean(v)) if v else float("nan") for fam, v in fam_rho.items()}
+        steps_only = {fam: float(np.mean(v)) if v else float("nan") for fam, v in step_rho.items()}
         rows[label] = {"spearman": rho, "min_spearman": float(np.nanmin(list(rho.values()))),
+                       "spearman_steps": steps_only,
                        "phase_ratio": float(np.median(ratios)), "phase_ratio_max": float(np.max(ratios))}
     counts = {fam: sum(fam in sc for sc in scores) for fam in FAMILIES}
     return {"sounds": [{"source": s.source, "name": s.name} for s in sounds], "counts": counts, "families": {
