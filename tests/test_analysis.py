@@ -98,3 +98,43 @@ def test_a_numpy_sine_is_found_and_noise_or_silence_is_not(rate):
         detect_notes(np.full(rate, np.nan), rate)
     track = pitch_track(0.3 * rng.standard_normal(rate), rate)
     assert not track.voiced.any() and np.isnan(track.f0).all()
+
+
+def test_noisiness_reads_noise_between_partials_not_level_or_silence():
+    """Gated spectral flatness: ~0 for partials, ~0.5 for white noise (Hann-windowed periodogram),
+    rising with noise between the partials, independent of level and of a silent tail."""
+    from asm.audio.analysis import noisiness
+
+    sr = 16000
+    t = np.arange(sr) / sr
+    tone = sum(np.sin(2 * np.pi * 220 * k * t) / k for k in range(1, 20)) * 0.3
+    rng = np.random.default_rng(0)
+    white = rng.standard_normal(sr) * 0.1
+    levels = [noisiness(tone + white * 10 ** (db / 20), sr) for db in (-60, -40, -20, 0)]
+    assert noisiness(tone, sr) < 0.01 and 0.4 < noisiness(white, sr) <= 1.0
+    assert all(a < b for a, b in zip(levels, levels[1:]))
+    assert abs(noisiness(0.1 * tone, sr) - noisiness(tone, sr)) < 1e-4
+    note = (tone + white * 0.01) * np.minimum(1.0, (sr - np.arange(sr)) / (0.1 * sr))  # 100 ms fade-out
+    tail = np.concatenate([note, np.zeros(sr)])  # a silent second is left out by the gate
+    assert abs(noisiness(tail, sr) - noisiness(note, sr)) < 0.1 * noisiness(note, sr)
+    with pytest.raises(AsmError):
+        noisiness(np.array([np.nan, 0.0]), sr)
+
+
+def test_degradations_keep_length_and_what_they_should():
+    """random_phase keeps the magnitude spectrum and changes the waveform; gain and detune do what they say."""
+    from asm.audio import degrade as D
+
+    sr = 16000
+    t = np.arange(sr) / sr
+    x = (sum(np.sin(2 * np.pi * 220 * k * t) / k for k in range(1, 10)) * 0.3 * np.minimum(t / 0.1, 1)).astype(np.float32)
+    y = D.random_phase(x, sr, 1)
+    mx, my = np.abs(np.fft.rfft(x)), np.abs(np.fft.rfft(y))
+    assert len(y) == len(x) and np.abs(y - x).max() > 0.05
+    assert np.abs(mx - my).max() < 0.02 * mx.max()
+    assert np.allclose(D.gain(x, -6), x * 10 ** (-6 / 20), atol=1e-6)
+    peak = lambda a: np.argmax(np.abs(np.fft.rfft(a))) * sr / len(a)  # noqa: E731
+    assert abs(peak(D.detune(x, 100)) / peak(x) - 2 ** (100 / 1200)) < 0.003
+    assert D.attack_time(D.stretch_envelope(x, sr, "attack", 2.0), sr) > 1.7 * D.attack_time(x, sr)
+    for step in (D.add_noise(x, -30, 0), D.lowpass(x, sr, 0.5), D.stretch_envelope(x, sr, "decay", 0.5)):
+        assert step.shape == x.shape and step.dtype == np.float32 and np.isfinite(step).all()

@@ -178,10 +178,11 @@ def test_run_writer_marks_a_failed_run_and_keeps_its_rows(asm_home):
 
 
 def test_reach_summary_counts_renders_to_the_reference_final_score():
+    from asm.audio.metrics import HEADLINE_METRIC
     from asm.bench.summary import reach_summary, reach_text
 
     def rec(method, target, final, curve):
-        return {"method": method, "target_set": "test", "target": target, "metrics": {"mr-stft": final},
+        return {"method": method, "target_set": "test", "target": target, "metrics": {HEADLINE_METRIC: final},
                 "renders": curve[-1][0], "extra": {"curve": curve}}
 
     records = [

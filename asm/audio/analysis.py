@@ -271,3 +271,45 @@ def detect_notes(audio: np.ndarray, sample_rate: int, fmin: float = FMIN, fmax: 
     if not notes:
         raise NoPitchFound("no pitch found in the target: give the note with --note or --midi")
     return notes
+
+
+NOISINESS_GATE_DB = 30.0  # frames within 30 dB of the loudest frame count
+NOISINESS_FMIN = 20.0  # Hz: bins below are left out (DC and rumble say nothing about noise)
+_FLATNESS_FLOOR_DB = -100.0  # re each frame's loudest bin, so digital silence between partials is finite
+
+
+def flatness_from_power(power, sample_rate: int, gate_db: float = NOISINESS_GATE_DB):
+    """Mean spectral flatness (geometric / arithmetic mean of the power over bins >= 20 Hz) of the
+    frames of ``power`` (torch, (B, F, frames), a one-sided |STFT|^2) within ``gate_db`` of each
+    row's loudest frame; (B,) in [0, 1]: ~0 for pure partials, 1 for white noise.
+
+    The level gate keeps the silent tail and the fade-out (where any signal is "flat") out, so the
+    number says how much noise fills the space between partials while the sound is heard.
+    """
+    import torch
+
+    n_fft = 2 * (power.shape[-2] - 1)
+    lo = max(1, int(math.ceil(NOISINESS_FMIN * n_fft / sample_rate)))
+    p = power[..., lo:, :].double()
+    peak_bin = p.amax(dim=-2, keepdim=True)
+    p = torch.maximum(p, peak_bin * 10 ** (_FLATNESS_FLOOR_DB / 10)).clamp_min(1e-30)
+    flat = p.log().mean(dim=-2).exp() / p.mean(dim=-2)  # (B, frames)
+    energy = power.sum(dim=-2).double()
+    gate = energy >= energy.amax(dim=-1, keepdim=True) * 10 ** (-gate_db / 10)
+    gate &= energy > 0
+    count = gate.sum(dim=-1)
+    return torch.where(count > 0, (flat * gate).sum(dim=-1) / count.clamp_min(1), torch.zeros(())).float()
+
+
+def noisiness(audio: np.ndarray, sample_rate: int, window_ms: float = 64.0) -> float:
+    """Spectral flatness of mono ``audio`` while it sounds (see ``flatness_from_power``): how much
+    of it is noise rather than partials. A match whose noisiness is several times its target's
+    fills the gaps between the target's harmonics with noise."""
+    from asm.audio.features import power_spectrogram
+    from asm.audio.metrics import HOP_DIVISOR, frame_length
+
+    audio = np.asarray(audio, dtype=np.float32)
+    if audio.ndim != 1 or audio.size == 0 or not np.isfinite(audio).all():
+        raise AsmError("noisiness needs non-empty, finite mono audio")
+    n = frame_length(sample_rate, window_ms)
+    return float(flatness_from_power(power_spectrogram(audio, n, n // HOP_DIVISOR), sample_rate)[0])

@@ -5,7 +5,7 @@ Built from the registry's ``run`` and ``result`` rows alone (layout of ``result.
 with inline CSS and no scripts or external assets; beside it:
 
 * ``img/dist-<set>.png``: each report metric's distribution per method (box plot and points);
-* ``img/curves-<set>.png``: quality (median best-so-far MR-STFT over the targets, with the
+* ``img/curves-<set>.png``: quality (median best-so-far headline metric over the targets, with the
   interquartile band) against renders and against seconds, from ``extra["curve"]``; methods without
   a curve are one point at their median renders/seconds and median score;
 * ``img/spec/<set>/<target>/<method>.png``: a spectrogram thumbnail of the target and of each
@@ -32,7 +32,7 @@ from urllib.parse import quote
 import numpy as np
 
 from asm.atomic import atomic_path, write_text
-from asm.audio.metrics import REPORT_METRICS
+from asm.audio.metrics import HEADLINE_METRIC, REPORT_METRICS
 from asm.audio.plots import save_figure
 from asm.bench.summary import (
     METRIC_LABELS,
@@ -51,7 +51,7 @@ from asm.bench.summary import (
 from asm.errors import AsmError
 from asm.runs import data_relative, load_run, report_dir, resolve_data_path, slug
 
-HEADLINE = "mr-stft"
+HEADLINE = HEADLINE_METRIC
 THUMB_ROWS = 96  # log-frequency rows of a thumbnail
 DEFAULT_MEDIA_LIMIT = 32  # targets per target set drawn with spectrograms
 
@@ -250,7 +250,7 @@ def _curves_plot(records: list[dict], methods: list[str], colours: dict[str, str
                     drew = True
         _log_axis(ax, "x")
         ax.set_xlabel(label + " (log scale)")
-        ax.set_ylabel("median best MR-STFT so far")
+        ax.set_ylabel(f"median best {HEADLINE} so far")
         ax.set_title(f"quality against {label}", fontsize=10)
         _style(ax)
     if drew:
@@ -419,7 +419,7 @@ def write_report(run_id: int, *, media_limit: int = DEFAULT_MEDIA_LIMIT, title: 
                      'median; dots: targets).</figcaption></figure>')
         if has_curves:
             parts.append(f'<figure><img src="img/curves-{_e(key)}.png" alt="quality against renders and seconds, '
-                         f'{_e(label)}"><figcaption>Median over targets of the best MR-STFT found so far (band: '
+                         f'{_e(label)}"><figcaption>Median over targets of the best {HEADLINE} distance found so far (band: '
                          'interquartile range) against renders and seconds spent; methods without a search are '
                          'one point (diamond) at their median cost and score.</figcaption></figure>')
         if target_set in reach:
@@ -525,7 +525,7 @@ def _targets_table(records: list[dict], methods: list[str], colours: dict[str, s
             is_best = best is not None and scores.get(m) == best
             cells.append(
                 f'<td><div class="cell{" best" if is_best else ""}">'
-                f'<div class="score">MR-STFT <b>{fmt(metrics.get(HEADLINE))}</b></div>'
+                f'<div class="score">{METRIC_SHORT.get(HEADLINE, HEADLINE)} <b>{fmt(metrics.get(HEADLINE))}</b></div>'
                 f'{_img_tag(img_path, out, f"{m} match spectrogram", picture)}{_audio_tag(audio_path, out)}'
                 f'<div class="small">{_e(others)}</div>'
                 f'<div class="small">{_e(" · ".join(params + [cost]))}</div></div></td>')
@@ -535,7 +535,7 @@ def _targets_table(records: list[dict], methods: list[str], colours: dict[str, s
         more = (f'<p class="note">Spectrograms are drawn for the first {media_limit} of {len(targets)} targets; '
                 'every target has its scores and players.</p>')
     return (f'<h3>Targets<span class="count">one row per target: the target, then each method\'s match '
-            f'(best MR-STFT of the row outlined)</span></h3><div class="card scroll"><table class="targets">'
+            f'(best {HEADLINE} distance of the row outlined)</span></h3><div class="card scroll"><table class="targets">'
             f'<thead><tr><th>target</th>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>{more}</div>')
 
 

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from asm.audio.metrics import REPORT_METRICS
+from asm.audio.metrics import HEADLINE_METRIC, REPORT_METRICS
 from asm.runs.read import record_of  # noqa: F401  (records are read in asm.runs)
 
 # Display order of methods (by name or "name:" prefix) and of target sets; others follow, sorted.
@@ -31,11 +31,11 @@ TARGET_SET_TITLES = {
     "ood": "out of domain (real instruments, GM SoundFont)",
     "file": "audio files",
 }
-METRIC_LABELS = {"mr-stft": "MR-STFT", "log-spectral": "log-spectral (dB)", "mfcc": "MFCC",
+METRIC_LABELS = {"perceptual": "perceptual", "mr-stft": "MR-STFT", "noisiness": "noisiness", "log-spectral": "log-spectral (dB)", "mfcc": "MFCC",
                  "spectral-convergence": "spectral conv."}
-METRIC_SHORT = {"mr-stft": "MR-STFT", "log-spectral": "LSD dB", "mfcc": "MFCC", "spectral-convergence": "SC"}
+METRIC_SHORT = {"perceptual": "Perc.", "mr-stft": "MR-STFT", "noisiness": "noise", "log-spectral": "LSD dB", "mfcc": "MFCC", "spectral-convergence": "SC"}
 TABLE_CAPTION = ("LSD = log-spectral distance, SC = spectral convergence; lower is better, "
-                 "accuracy higher; best in green")
+                 "accuracy higher; best in green; Perc. = perceptual (asm's headline metric)")
 
 
 def method_rank(method: str) -> tuple[int, str]:
@@ -120,7 +120,7 @@ def reach_summary(records: Iterable[Mapping], seeded: str = "hybrid",
             continue
         ref = pair[reference]
         ref_curve = (ref.get("extra") or {}).get("curve")
-        final = (ref.get("metrics") or {}).get("mr-stft")
+        final = (ref.get("metrics") or {}).get(HEADLINE_METRIC)  # what the curves track (older runs: none)
         if not ref_curve or final is None:
             continue
         ref_renders = renders_to_reach(ref_curve, final) or int(ref.get("renders") or 0)
@@ -149,9 +149,9 @@ def reach_summary(records: Iterable[Mapping], seeded: str = "hybrid",
 def reach_text(entry: Mapping) -> str:
     """One sentence of a ``reach_summary`` entry, for the terminal and the report."""
     if entry["reached"] == 0:
-        return (f"{entry['seeded']} reached {entry['reference']}'s final MR-STFT on none of "
+        return (f"{entry['seeded']} reached {entry['reference']}'s final {HEADLINE_METRIC} score on none of "
                 f"{entry['targets']} targets")
-    return (f"{entry['seeded']} reached {entry['reference']}'s final MR-STFT on {entry['reached']}/{entry['targets']} "
+    return (f"{entry['seeded']} reached {entry['reference']}'s final {HEADLINE_METRIC} score on {entry['reached']}/{entry['targets']} "
             f"targets after a median {fmt_count(entry['median_seeded_renders'])} renders; {entry['reference']} "
             f"needed {fmt_count(entry['median_reference_renders'])} (median ratio {entry['median_ratio']:.3f})")
 
@@ -233,7 +233,7 @@ def summary_tables(summary: list[dict], title: str = "", metrics: Sequence[str] 
                    width: int = 120) -> list:
     """Rich tables, one per target set: methods x (metric medians over mean ± 95 % CI, parameter
     scores, renders, seconds per target); the best median of each column in bold green. Below
-    ``width`` 100 (the terminal's columns) only MR-STFT shows its interval, so the table fits 80."""
+    ``width`` 100 (the terminal's columns) only the headline metric shows its interval, so the table fits 80."""
     from rich import box
     from rich.table import Table
 

@@ -222,3 +222,77 @@ def perf_train(
         table.add_row(r["arch"], f"{r['parameters'] / 1e3:.0f}k", f"{r['samples_per_s']:.0f}",
                       f"{r['ms_per_step']:.1f}", f"{100 * r['loader_share']:.1f}%")
     console.print(table)
+
+
+@perf_app.command("metric-sanity")
+def perf_metric_sanity(
+    sources: str = typer.Option("ood,asm-sub,amsynth", "--sources", help="Comma-separated: ood, asm-sub, amsynth."),
+    n: int = typer.Option(4, "--n", min=1, help="Sounds per source."),
+    targets: str = typer.Option(None, "--targets", help="Out-of-domain target directory (default: the data "
+                                "dir's; built when missing)."),
+    seed: int = typer.Option(0, "--seed"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Controlled degradations scored by every metric and objective set: Spearman of strength vs distance
+    per family (mean over sounds) and the phase re-render's distance over the smallest step."""
+    from pathlib import Path
+
+    from asm.perf.metric_sanity import run_metric_sanity
+
+    chosen = tuple(s.strip() for s in sources.split(",") if s.strip())
+    r = run_metric_sanity(chosen, n, seed, targets=Path(targets) if targets else None)
+    if as_json:
+        typer.echo(json.dumps(r))
+        return
+    fams = list(r["families"])
+    table = Table(title=f"metric sanity: {len(r['sounds'])} sounds ({', '.join(chosen)}), Spearman of degradation "
+                        "strength vs distance per family (1 = ordered; in brackets: the steps alone, without the "
+                        "phase re-render), phase re-render / smallest step")
+    table.add_column("metric / set", no_wrap=True)
+    for f in fams:
+        table.add_column(f"{f} ({r['counts'][f]})", justify="right")
+    table.add_column("min", justify="right")
+    table.add_column("phase ratio med / max", justify="right")
+    for label, row in r["rows"].items():
+        table.add_row(label, *[f"{row['spearman'][f]:.2f} ({row['spearman_steps'][f]:.2f})" for f in fams],
+                      f"{row['min_spearman']:.2f}",
+                      f"{row['phase_ratio']:.2f} / {row['phase_ratio_max']:.2f}")
+    console.print(table)
+    console.print("steps: " + "; ".join(f"{f}: {', '.join(steps)}" for f, steps in r["families"].items()))
+
+
+@perf_app.command("rerender-floor")
+def perf_rerender_floor(
+    synth: str = typer.Option("amsynth", "--synth", "-s", help="A registered synth."),
+    presets: int = typer.Option(8, "--presets", min=1, help="Random presets (amsynth: factory presets)."),
+    renders: int = typer.Option(4, "--renders", "-r", min=2, help="Renders of each preset."),
+    sr: int = typer.Option(16000, "--sr"),
+    seed: int = typer.Option(0, "--seed"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """The distance between R renders of one preset (a nondeterministic synth's floor: scores below it are luck)."""
+    import numpy as np
+
+    from asm.midi.notes import held
+    from asm.perf.metric_sanity import AMSYNTH_BANKS, amsynth_factory, rerender_floor
+    from asm.synth.loader import load_synth
+
+    s = load_synth(synth, sr)
+    try:
+        rng = np.random.default_rng(seed)
+        if synth == "amsynth" and AMSYNTH_BANKS.is_dir():
+            values = np.stack([v for _, v in amsynth_factory(s.space, presets, rng)[:presets]])
+        else:
+            values = s.space.full(s.space.random_free(rng, presets))
+        r = rerender_floor(s, values, held([57], 100, 0.7), 1.0, renders)
+    finally:
+        s.close()
+    if as_json:
+        typer.echo(json.dumps(r))
+        return
+    table = Table(title=f"re-render floor: {synth}, {presets} presets x {renders} renders (mean over ordered pairs)")
+    for col in ("metric", "median", "max"):
+        table.add_column(col, justify="left" if col == "metric" else "right")
+    for m, v in r.items():
+        table.add_row(m, f"{v['median']:.4f}", f"{v['max']:.4f}")
+    console.print(table)

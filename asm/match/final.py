@@ -61,13 +61,13 @@ class FreshSynths:
             future.add_done_callback(lambda f: f.exception() is None and f.result().close())
 
 
-def final_render(pool, fresh: FreshSynths, archive, worst: float, notes, duration: float
-                 ) -> tuple[int, np.ndarray, list[str]]:
+def final_render(pool, fresh: FreshSynths, archive, worst: float, notes, duration: float,
+                 prefer: int | None = None) -> tuple[int, np.ndarray, list[str]]:
     """(archive index, audio, notices) of the best candidate whose final render is finite and audible.
 
     A search that found nothing audible gets its best candidate's render as it is; one that did but
     whose best candidates no longer render audibly is an AsmError (never a silent match reported as
-    found)."""
+    found). ``prefer`` (an archive index, e.g. the best mean over re-renders) is tried first."""
     values, head = archive.all_values(), archive.all_headline()
     plugin = fresh.spec.kind != "faust"
 
@@ -79,6 +79,9 @@ def final_render(pool, fresh: FreshSynths, archive, worst: float, notes, duratio
 
     first, again = (by_fresh, by_fresh) if plugin else (by_pool, by_fresh)
     audible = [int(i) for i in np.argsort(head, kind="stable") if head[i] < worst]
+    if prefer is not None and prefer in audible:
+        audible.remove(prefer)
+        audible.insert(0, prefer)
     if not audible:
         audio = first(values[archive.best_index])
         if audio is None:
@@ -94,7 +97,7 @@ def final_render(pool, fresh: FreshSynths, archive, worst: float, notes, duratio
         if audio is not None and is_usable(audio):
             notices.append(f"the final render of candidate {rank + 1} {what}; rendered again in a fresh synth instance")
             return i, audio, notices
-        notices.append(f"candidate {rank + 1} (mr-stft {head[i]:.4f} in the search) no longer renders audibly; "
+        notices.append(f"candidate {rank + 1} (score {head[i]:.4f} in the search) no longer renders audibly; "
                        "trying the next")
     raise AsmError(f"the {min(len(audible), FINAL_CANDIDATES)} best presets of the search rendered audibly during "
                    "the search but no longer do (silent or non-finite, also in a fresh synth instance)")

@@ -75,7 +75,8 @@ def write_files(out_dir: Path, result, target, synth_row, space, name: str) -> d
     files["pareto"] = [export(f["full"], f"pareto-{k}", f"{name} pareto {k}") for k, f in enumerate(result.front, 1)]
     files["match_audio"] = str(write_audio(out_dir / "match.wav", result.audio, result.sample_rate))
     files["target_audio"] = str(write_audio(out_dir / "target.wav", target.audio, target.sample_rate))
-    title = f"{target.path.name}: {result.method}, mr-stft {result.metrics['mr-stft']:.3f}"
+    title = (f"{target.path.name}: {result.method}, perceptual {result.metrics['perceptual']:.3f}, "
+             f"mr-stft {result.metrics['mr-stft']:.3f}")
     files["picture"] = str(save_match_picture(target.audio, result.audio, result.sample_rate,
                                               out_dir / "spectrograms.png", title=title))
     files["match_json"] = str(out_dir / "match.json")

@@ -10,9 +10,11 @@ Methods (``METHODS``):
   seeds and random fill.
 
 Every method renders through the same ``RenderPool`` and scores with the same metric code; the
-best preset is the best by multi-resolution STFT distance among everything rendered, re-rendered
-once at the end for its audio and full metrics (so the reported match is exactly what the
-exported preset plays; see ``asm.match.final``: for plugins it is a fresh instance's render).
+best preset is the best by the headline metric (``perceptual``) among everything rendered; a
+nondeterministic synth re-renders its finalists several times and the best mean wins
+(``asm.search.problem.confirm_best``). It is then rendered once more for its audio and full metrics
+(so the reported match is exactly what the exported preset plays; see ``asm.match.final``: for
+plugins it is a fresh instance's render, and never silent when the search found an audible one).
 """
 
 from __future__ import annotations
@@ -48,8 +50,8 @@ class MatchResult:
     seconds: float
     generations: int
     stopped: str
-    curve: list[tuple[int, float, float]]  # (renders, seconds, best mr-stft so far), at each improvement
-    front: list[dict]  # top-K of the Pareto front: values, full, scores, mr-stft, source
+    curve: list[tuple[int, float, float]]  # (renders, seconds, best headline so far), at each improvement
+    front: list[dict]  # top-K of the Pareto front: values, full, scores, headline (perceptual), source
     initial: dict[str, int]  # origin -> candidates in the first population (seeded searches)
     best_source: str
     notes: list[Note]
@@ -117,7 +119,7 @@ def match_target(
     from asm.audio.metrics import REPORT_METRICS, distances
     from asm.match.final import FreshSynths, final_render
     from asm.search.config import HEADLINE
-    from asm.search.problem import Archive, CandidateScorer, MatchProblem
+    from asm.search.problem import Archive, CandidateScorer, MatchProblem, confirm_best
     from asm.search.seeding import estimator_seeds
 
     if method not in METHODS:
@@ -171,14 +173,21 @@ def match_target(
         if archive.renders == 0:
             raise AsmError("the search rendered nothing (budget 0?)")
         searched = time.perf_counter()
+        names = tuple(dict.fromkeys(REPORT_METRICS + scorer.objectives))
+        rerenders = settings.rerenders_for(spec.kind)
+        chosen = None
+        if rerenders > 1:  # the mean over re-renders names the best of a nondeterministic synth
+            chosen = confirm_best(pool, archive, notes, duration, target, sr, names, rerenders, settings.rerender_top)
         best, audio, notices = final_render(pool, fresh, archive, scorer.worst[scorer.headline_column()], notes,
-                                            duration)
+                                            duration, prefer=None if chosen is None else chosen.index)
         best_free = archive.all_values()[best]
         best_full = space.full(best_free)
+        if chosen is not None and chosen.index == best:
+            metrics = dict(chosen.metrics)  # the mean over its re-renders
+        else:
+            metrics = {k: float(v[0]) for k, v in distances(audio, target, sr, names).items()}
         finished = time.perf_counter()
         seconds = finished - start
-        names = tuple(dict.fromkeys(REPORT_METRICS + scorer.objectives))
-        metrics = {k: float(v[0]) for k, v in distances(audio, target, sr, names).items()}
         values, scores, head = archive.all_values(), archive.all_scores(), archive.all_headline()
         front = [{"values": values[i], "full": space.full(values[i]),
                   "scores": {n: float(s) for n, s in zip(scorer.objectives, scores[i])},

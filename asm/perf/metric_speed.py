@@ -50,7 +50,8 @@ def _measure(sample_rate: int, durations: tuple[float, ...], batch: int, distinc
     rows: dict[str, dict[str, float]] = {}
     analysis_ms: dict[str, float] = {}
     specs = [(name, [name]) for name in M.METRICS] + [
-        ("set: asm", "asm"), ("set: autosoundmatch", "autosoundmatch"), ("report metrics", M.REPORT_METRICS)]
+        ("set: asm", "asm"), ("set: asm-v1", "asm-v1"), ("set: autosoundmatch", "autosoundmatch"),
+        ("report metrics", M.REPORT_METRICS)]
     for duration in durations:
         notes = held([60], 100, 0.75 * duration)
         presets = space.full(space.random_free(rng, min(distinct, batch)))

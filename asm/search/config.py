@@ -7,7 +7,7 @@ table, applied from ``fixtures/search/*.py`` with ``SearchConfig`` items::
     FIXTURE = [SearchConfig(name="asm", population=50, objectives="asm", budget=1500,
                             seeds=SeedSettings(estimator=8, neighbours=8, factory=8, local=0.5))]
 
-The two shipped recipes also exist in code (``BUILTIN_RECIPES``), so ``asm match`` works on a fresh
+The shipped recipes also exist in code (``BUILTIN_RECIPES``), so ``asm match`` works on a fresh
 registry before any fixture was applied; a registry row of the same name wins.
 """
 
@@ -23,7 +23,10 @@ from asm.errors import AsmError
 from asm.registry.fixtures import FieldError, FixtureContext, FixtureItem
 
 DEFAULT_RECIPE = "asm"
-HEADLINE = "mr-stft"  # the metric the best preset is chosen by, and what curves track
+HEADLINE = "perceptual"  # the metric the best preset is chosen by, and what curves track (= metrics.HEADLINE_METRIC,
+# spelt out so that reading a recipe does not import torch)
+DETERMINISTIC_KINDS = ("faust",)  # built-in Faust synths render sample-identically; plugins may not (amsynth)
+NONDETERMINISTIC_RERENDERS = 3
 
 
 class SeedSettings(BaseModel):
@@ -76,9 +79,14 @@ class SearchSettings(BaseModel):
                                                                        "the nearer end of its range")
     seeds: SeedSettings = SeedSettings()
     exploit: float = Field(0.0, ge=0.0, lt=1.0, description="share of every generation's offspring replaced "
-                           "by mutants (seeds.local_*) of the best presets rendered so far, by MR-STFT")
+                           "by mutants (seeds.local_*) of the best presets rendered so far, by the headline metric")
     estimate_candidates: int = Field(1, ge=1, le=1024, description="renders of the model / nn methods alone")
     top_k: int = Field(5, ge=1, le=100, description="presets of the Pareto front kept")
+    rerender: int | None = Field(None, ge=1, le=32, description="renders of each finalist before the best is "
+                                 "named; its reported scores are the mean over them (None: from the synth, "
+                                 f"1 for a deterministic one, {NONDETERMINISTIC_RERENDERS} otherwise)")
+    rerender_top: int = Field(4, ge=1, le=64, description="finalists (best by the headline metric) re-rendered "
+                              "when rerender > 1")
 
     @field_validator("objectives")
     @classmethod
@@ -103,6 +111,12 @@ class SearchSettings(BaseModel):
 
         return resolve(self.objectives if isinstance(self.objectives, str) else list(self.objectives))
 
+    def rerenders_for(self, synth_kind: str) -> int:
+        """Renders per finalist for a synth of ``synth_kind`` (``rerender`` or the synth's default)."""
+        if self.rerender is not None:
+            return int(self.rerender)
+        return 1 if synth_kind in DETERMINISTIC_KINDS else NONDETERMINISTIC_RERENDERS
+
     def with_limits(self, budget: int | None = None, time_limit: float | None = None) -> SearchSettings:
         """A copy with the command line's budget / time limit in place of the recipe's."""
         changes = {}
@@ -115,9 +129,13 @@ class SearchSettings(BaseModel):
 
 BUILTIN_RECIPES: dict[str, tuple[SearchSettings, str]] = {
     "asm": (SearchSettings(exploit=0.5, seeds=SeedSettings(estimator=32, neighbours=64, local_rate=0.3)),
-            ("asm's default: NSGA-II, population 50, asm objectives (mr-stft, mfcc, loudness envelope), 1500 "
+            ("asm's default: NSGA-II, population 50, asm objectives (perceptual, loudness envelope, mfcc), 1500 "
              "renders; seeded from 32 estimator candidates, 64 neighbours, factory presets; half of every "
              "generation spent on sparse mutants of the best so far")),
+    "asm-v1": (SearchSettings(objectives="asm-v1", exploit=0.5,
+                              seeds=SeedSettings(estimator=32, neighbours=64, local_rate=0.3)),
+               "the earlier default, for comparison: the asm recipe with the asm-v1 objectives (mr-stft, mfcc, "
+               "loudness envelope)"),
     "autosoundmatch": (
         SearchSettings(population=25, objectives="autosoundmatch", mutation_bound_prob=0.0,
                        seeds=SeedSettings(estimator=0, neighbours=0, factory=0, default=False, local=0.0)),

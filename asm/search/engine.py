@@ -92,7 +92,7 @@ def run_search(problem: MatchProblem, settings: SearchSettings, seeds: SeedSet |
 
 def _exploit(problem: MatchProblem, infills: Population, n: int, kinds: Kinds, rng: np.random.Generator,
              settings: SearchSettings) -> None:
-    """Replace the first ``n`` offspring by mutants of the best presets rendered so far (by MR-STFT).
+    """Replace the first ``n`` offspring by mutants of the best presets rendered so far (by the headline metric).
 
     NSGA-II keeps a spread front over all objectives, which is slow to refine the one sound that is
     already close; these mutants spend a share of each generation right around it (a memetic step)."""
