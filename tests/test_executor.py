@@ -150,17 +150,18 @@ def test_perf_commands_report_their_figures_and_leave_nothing_behind(cli):
 
 
 def test_the_stall_timeout_follows_the_render_length_and_a_hang_costs_only_that():
-    from asm.data.generate import Reporter, generate_dataset
+    from asm.data.generate import generate_dataset
     from asm.data.settings import DatasetSettings
+    from asm.progress import RecordingReporter
     from asm.render import stall_timeout_for
 
     assert stall_timeout_for(0.5) == 60 and stall_timeout_for(10) == 200  # not the flat 300 s of before
-    events = []
+    rec = RecordingReporter()
     s = DatasetSettings(synth="asm-sub", size=8, duration=0.3, note_off=0.2, shard_size=8)
     info = generate_dataset("hang", s, workers=1, fault={"hang_slots": [3]}, stall_timeout=2.0,
-                            reporter=Reporter(event=events.append))
+                            reporter=rec)
     assert info["status"] == "complete" and info["rejections"]["crashed"] == 1
-    assert any("made no progress for 2 s" in e for e in events)
+    assert any("made no progress for 2 s" in e for e in rec.messages())
 
 
 def test_bad_stall_timeouts_exit_2_with_one_line(cli):

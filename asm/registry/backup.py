@@ -115,6 +115,8 @@ def restore(path: Path, db_path: Path | None = None) -> Path | None:
         saved = default_backup_path(db_path)
         paths.ensure_dir(saved.parent)
         try:
+            if db.quick_check(db_path) is not None:
+                raise AsmError("damaged")  # SQLite's backup would rewrite what it can read: keep the bytes
             _copy(db_path, saved)
         except AsmError:  # a damaged registry: keep its bytes as they are
             shutil.copy2(db_path, saved)

@@ -112,7 +112,7 @@ def quick_check(db_path: Path) -> str | None:
         text = str(exc)
         damaged = any(w in text.lower() for w in ("malformed", "corrupt", "not a database"))
         return text if damaged else None  # cannot open here (read-only directory): judged on open
-    problems = [str(r[0]) for r in rows if r and r[0] != "ok"]
+    problems = [" ".join(str(r[0]).split()) for r in rows if r and r[0] != "ok"]  # one line each
     return problems[0] if problems else None
 
 
