@@ -218,3 +218,40 @@ def perf_train(
         table.add_row(r["arch"], f"{r['parameters'] / 1e3:.0f}k", f"{r['samples_per_s']:.0f}",
                       f"{r['ms_per_step']:.1f}", f"{100 * r['loader_share']:.1f}%")
     console.print(table)
+
+
+@perf_app.command("twin")
+def perf_twin(
+    synth: str = typer.Option("asm-sub", "--synth", "-s"),
+    n: int = typer.Option(500, "--n", min=1, help="Random presets to compare."),
+    sr: int = typer.Option(16000, "--sr"),
+    duration: float = typer.Option(1.0, "--duration"),
+    batch: int = typer.Option(32, "--batch", min=1, help="Presets per batched twin render."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    seed: int = typer.Option(0, "--seed"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Fidelity of the differentiable twin against DawDreamer (MR-STFT), batched renders/s and gradient step time."""
+    from asm.models.training import resolve_device
+    from asm.perf.twin_fidelity import measure_twin
+
+    device = resolve_device(device)
+    r = measure_twin(synth, n, sr, duration, seed, batch, device)
+    if as_json:
+        typer.echo(json.dumps(r))
+        return
+    table = Table(title=f"twin vs DawDreamer: {synth}, {n} random presets, {duration:g} s at {sr} Hz (MR-STFT)")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_row("median MR-STFT", f"{r['median']:.3f}")
+    table.add_row("90th percentile MR-STFT", f"{r['p90']:.3f}")
+    table.add_row(f"batched twin renders/s ({device}, batch {r['batch']}, float32)", f"{r['renders_per_s']:.1f}")
+    table.add_row(f"one gradient step ({device}, batch {r['batch']})", f"{r['grad_step_s']:.3f} s")
+    console.print(table)
+    modules = Table(title="per module (presets isolating one module)")
+    for col in ("module", "MR-STFT", "max |error|", "peak"):
+        modules.add_column(col, justify="left" if col == "module" else "right")
+    for name, m in r["modules"].items():
+        modules.add_row(name, f"{m['mr_stft']:.4f}", f"{m['max_abs_error']:.2e}", f"{m['peak']:.3f}")
+    console.print(modules)
+
