@@ -12,7 +12,7 @@ import torch
 from asm.audio.metrics import distance
 from asm.errors import AsmError
 from asm.midi.notes import Note, held
-from asm.perf.twin_fidelity import MODULES, NEUTRAL, twin_renders
+from asm.perf.twin_fidelity import MODULES, NEUTRAL, all_voices_renderer, twin_renders
 from asm.registry.synth_loader import load_synth
 from asm.synth.diff import asm_sub, twin_module
 from asm.synth.diff import modules as m
@@ -53,36 +53,13 @@ def test_noise_is_the_faust_lcg_sample_for_sample(synth):
     np.testing.assert_allclose(out, ref, atol=1e-5)
 
 
-def _static_voice_render(values, notes, duration):
-    """asm-sub in DawDreamer with every voice computed all the time (``dynamic_voices = False``).
-
-    asm's host leaves DawDreamer's dynamic voice allocation on (9x faster), which frees some releasing
-    voices early; with it off the render is the DSP's math alone, which is what the twin reproduces.
-    """
-    import dawdreamer as daw
-
-    from asm.synth.builtin import ASM_SUB
-
-    engine = daw.RenderEngine(SR, 512)
-    proc = engine.make_faust_processor("static")
-    proc.num_voices, proc.group_voices, proc.dynamic_voices = ASM_SUB.voices, True, False
-    proc.set_dsp_string(ASM_SUB.dsp_code())
-    assert proc.compile()
-    engine.load_graph([(proc, [])])
-    index = {d["label"]: d["index"] for d in proc.get_parameters_description()}
-    for p, v in zip(ASM_SUB.params, values):
-        proc.set_parameter(index[p.name], float(v))
-    for n in notes:
-        proc.add_midi_note(n.pitch, n.velocity, n.start, n.duration)
-    engine.render(duration)
-    return engine.get_audio()[0][: int(round(duration * SR))]
-
-
 def test_random_presets_match_the_faust_dsp(synth):
     space = synth.space
     values = space.quantise(space.full(space.random_free(np.random.default_rng(3), 12)))
     values = values.astype(np.float32).astype(np.float64)
-    ref = np.stack([_static_voice_render(v, NOTES, DURATION) for v in values])
+    # every voice computed: the DSP's math alone (asm's host frees some releasing voices early)
+    render = all_voices_renderer("asm-sub", SR)
+    ref = np.stack([render(v, NOTES, DURATION) for v in values])
     out = twin_renders("asm-sub", values, NOTES, SR, DURATION)
     d = distance("mr-stft", out, ref, SR)
     assert np.median(d) < 0.01 and d.max() < 0.1, d

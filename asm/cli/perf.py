@@ -228,6 +228,9 @@ def perf_twin(
     duration: float = typer.Option(1.0, "--duration"),
     batch: int = typer.Option(32, "--batch", min=1, help="Presets per batched twin render."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    all_voices: bool = typer.Option(False, "--all-voices",
+                                    help="Reference: DawDreamer computing every voice always (the DSP's math alone, "
+                                         "no early voice freeing; ~9x slower renders)."),
     seed: int = typer.Option(0, "--seed"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
@@ -236,11 +239,12 @@ def perf_twin(
     from asm.perf.twin_fidelity import measure_twin
 
     device = resolve_device(device)
-    r = measure_twin(synth, n, sr, duration, seed, batch, device)
+    r = measure_twin(synth, n, sr, duration, seed, batch, device, all_voices)
     if as_json:
         typer.echo(json.dumps(r))
         return
-    table = Table(title=f"twin vs DawDreamer: {synth}, {n} random presets, {duration:g} s at {sr} Hz (MR-STFT)")
+    table = Table(title=f"twin vs DawDreamer ({r['reference']}): {synth}, {n} random presets, "
+                        f"{duration:g} s at {sr} Hz (MR-STFT)")
     table.add_column("measure")
     table.add_column("value", justify="right")
     table.add_row("median MR-STFT", f"{r['median']:.3f}")

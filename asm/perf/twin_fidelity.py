@@ -48,8 +48,36 @@ def twin_renders(synth_name: str, values: np.ndarray, notes, sample_rate: int, d
         return twin.render(params, voices, sample_rate, duration).float().cpu().numpy()
 
 
+def all_voices_renderer(synth_name: str, sample_rate: int, block_size: int = 512):
+    """DawDreamer rendering the built-in synth with every voice computed (``dynamic_voices = False``).
+
+    asm's host keeps DawDreamer's dynamic voice allocation (about 9x faster), which frees some
+    releasing voices before their release ends; this reference shows the DSP's math alone.
+    """
+    from asm.synth.builtin import BUILTINS
+    from asm.synth.host import _FaustEngine
+
+    builtin = BUILTINS[synth_name]
+    f = _FaustEngine(builtin.dsp_code(), builtin.voices, sample_rate, block_size)
+    f.proc.dynamic_voices = False
+    f.proc.compile()
+    f.engine.load_graph([(f.proc, [])])
+    targets = [f.index[p.name] for p in builtin.params]
+
+    def render(values, notes, duration):
+        for target, value in zip(targets, values.tolist()):
+            f.proc.set_parameter(target, value)
+        f.proc.clear_midi()
+        for note in notes:
+            f.proc.add_midi_note(note.pitch, note.velocity, note.start, note.duration)
+        f.engine.render(duration)
+        return f.engine.get_audio()[0][: int(round(duration * sample_rate))]
+
+    return render
+
+
 def measure_twin(synth_name: str, n: int, sample_rate: int = 16000, duration: float = 1.0, seed: int = 0,
-                 batch: int = 32, device: str = "cpu") -> dict:
+                 batch: int = 32, device: str = "cpu", all_voices: bool = False) -> dict:
     import torch
 
     from asm.audio.metrics import distance
@@ -62,13 +90,14 @@ def measure_twin(synth_name: str, n: int, sample_rate: int = 16000, duration: fl
     with session_scope() as session:
         spec = load_spec(session, synth_name, sample_rate)
     synth = open_synth(spec)
+    render_reference = all_voices_renderer(synth_name, sample_rate) if all_voices else synth.render
     space = spec.space
     notes = held([60], 100, 0.75 * duration)
     rng = np.random.default_rng(seed)
     # the values DawDreamer receives: quantised, locks applied, float32 controls
     values = space.apply_locks(space.quantise(space.full(space.random_free(rng, n)))).astype(np.float32)
     values = values.astype(np.float64)
-    reference = np.stack([synth.render(v, notes, duration) for v in values])
+    reference = np.stack([render_reference(v, notes, duration) for v in values])
     twin = np.concatenate([twin_renders(synth_name, values[i : i + batch], notes, sample_rate, duration, device)
                            for i in range(0, n, batch)])
     d = distance("mr-stft", twin, reference, sample_rate)
@@ -76,7 +105,7 @@ def measure_twin(synth_name: str, n: int, sample_rate: int = 16000, duration: fl
     for name, setting in MODULES.items():
         v = space.apply_locks(space.quantise(space.from_named({**NEUTRAL, **setting}))).astype(np.float32)
         v = v.astype(np.float64)[None]
-        ref = synth.render(v[0], notes, duration)[None]
+        ref = render_reference(v[0], notes, duration)[None]
         out = twin_renders(synth_name, v, notes, sample_rate, duration, device)
         modules[name] = {"mr_stft": float(distance("mr-stft", out, ref, sample_rate)[0]),
                          "max_abs_error": float(np.abs(out - ref).max()), "peak": float(np.abs(ref).max())}
@@ -104,7 +133,7 @@ def measure_twin(synth_name: str, n: int, sample_rate: int = 16000, duration: fl
         torch.cuda.synchronize()
     grad_s = time.perf_counter() - t0
     return {
-        "synth": synth_name, "n": n, "sample_rate": sample_rate, "duration": duration, "device": device,
+        "synth": synth_name, "n": n, "reference": "all voices computed" if all_voices else "asm host", "sample_rate": sample_rate, "duration": duration, "device": device,
         "median": float(np.median(d)), "p90": float(np.percentile(d, 90)), "mean": float(np.mean(d)),
         "modules": modules, "renders_per_s": rps, "batch": len(params), "grad_step_s": grad_s,
         "grad_finite": bool(torch.isfinite(free.grad).all()),
