@@ -33,7 +33,7 @@ MODULES = {
 
 
 def twin_renders(synth_name: str, values: np.ndarray, notes, sample_rate: int, duration: float,
-                 device: str = "cpu", dtype: str = "float64") -> np.ndarray:
+                 device: str = "cpu", dtype: str = "float64", host_voice_freeing: bool = True) -> np.ndarray:
     """Twin audio (B, T) for full normalised values (B, P), every row playing ``notes``."""
     import torch
 
@@ -45,14 +45,16 @@ def twin_renders(synth_name: str, values: np.ndarray, notes, sample_rate: int, d
     params = torch.tensor(values, dtype=dt, device=device)
     voices = Voices.from_notes([notes] * len(values), dtype=dt, device=device)
     with torch.no_grad():
-        return twin.render(params, voices, sample_rate, duration).float().cpu().numpy()
+        return twin.render(params, voices, sample_rate, duration,
+                           host_voice_freeing=host_voice_freeing).float().cpu().numpy()
 
 
 def all_voices_renderer(synth_name: str, sample_rate: int, block_size: int = 512):
     """DawDreamer rendering the built-in synth with every voice computed (``dynamic_voices = False``).
 
     asm's host keeps DawDreamer's dynamic voice allocation (about 9x faster), which frees some
-    releasing voices before their release ends; this reference shows the DSP's math alone.
+    releasing voices at their first output sample below -90 dB after note-off (the twin follows that
+    by default); this reference shows the DSP's math alone, compared with the twin's full releases.
     """
     from asm.synth.builtin import BUILTINS
     from asm.synth.host import _FaustEngine
@@ -98,7 +100,8 @@ def measure_twin(synth_name: str, n: int, sample_rate: int = 16000, duration: fl
     values = space.apply_locks(space.quantise(space.full(space.random_free(rng, n)))).astype(np.float32)
     values = values.astype(np.float64)
     reference = np.stack([render_reference(v, notes, duration) for v in values])
-    twin = np.concatenate([twin_renders(synth_name, values[i : i + batch], notes, sample_rate, duration, device)
+    twin = np.concatenate([twin_renders(synth_name, values[i : i + batch], notes, sample_rate, duration, device,
+                                        host_voice_freeing=not all_voices)
                            for i in range(0, n, batch)])
     d = distance("mr-stft", twin, reference, sample_rate)
     modules = {}
@@ -106,7 +109,7 @@ def measure_twin(synth_name: str, n: int, sample_rate: int = 16000, duration: fl
         v = space.apply_locks(space.quantise(space.from_named({**NEUTRAL, **setting}))).astype(np.float32)
         v = v.astype(np.float64)[None]
         ref = render_reference(v[0], notes, duration)[None]
-        out = twin_renders(synth_name, v, notes, sample_rate, duration, device)
+        out = twin_renders(synth_name, v, notes, sample_rate, duration, device, host_voice_freeing=not all_voices)
         modules[name] = {"mr_stft": float(distance("mr-stft", out, ref, sample_rate)[0]),
                          "max_abs_error": float(np.abs(out - ref).max()), "peak": float(np.abs(ref).max())}
 
@@ -133,7 +136,8 @@ def measure_twin(synth_name: str, n: int, sample_rate: int = 16000, duration: fl
         torch.cuda.synchronize()
     grad_s = time.perf_counter() - t0
     return {
-        "synth": synth_name, "n": n, "reference": "all voices computed" if all_voices else "asm host", "sample_rate": sample_rate, "duration": duration, "device": device,
+        "synth": synth_name, "n": n, "reference": "all voices computed" if all_voices else "asm host",
+        "sample_rate": sample_rate, "duration": duration, "device": device,
         "median": float(np.median(d)), "p90": float(np.percentile(d, 90)), "mean": float(np.mean(d)),
         "modules": modules, "renders_per_s": rps, "batch": len(params), "grad_step_s": grad_s,
         "grad_finite": bool(torch.isfinite(free.grad).all()),

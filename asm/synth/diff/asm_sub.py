@@ -16,7 +16,7 @@ from torch import Tensor
 from asm.errors import AsmError
 from asm.synth.builtin import ASM_SUB
 from asm.synth.diff import modules as m
-from asm.synth.diff.chain import Chain, Node, Voices, VoiceSynth
+from asm.synth.diff.chain import FAUST_VOICE_STOP_LEVEL, Chain, Node, Voices, VoiceSynth
 
 VERSION = ASM_SUB.version  # the .dsp version this twin follows
 NAMES = tuple(p.name for p in ASM_SUB.params)
@@ -147,9 +147,14 @@ SYNTH = VoiceSynth(voice=VOICE, effect=EFFECT)
 
 
 def render(params: Tensor, voices: Voices, sample_rate: int, duration: float,
-           soft: Mapping[str, Tensor] | None = None) -> Tensor:
-    """Audio (B, round(duration * SR)) of asm-sub for normalised ``params`` (B, P) and ``voices``."""
+           soft: Mapping[str, Tensor] | None = None, host_voice_freeing: bool = True) -> Tensor:
+    """Audio (B, round(duration * SR)) of asm-sub for normalised ``params`` (B, P) and ``voices``.
+
+    ``host_voice_freeing``: end releasing voices where asm's DawDreamer host does (its first output
+    sample below -90 dB after note-off); False lets every release play out, as the DSP alone would.
+    """
     if voices.pitch.shape[0] != params.shape[0]:
         raise AsmError(f"{params.shape[0]} parameter rows but {voices.pitch.shape[0]} note rows")
     n_samples = int(round(duration * sample_rate))
-    return SYNTH.render(controls(params, soft), voices, int(sample_rate), n_samples)
+    stop = FAUST_VOICE_STOP_LEVEL if host_voice_freeing else None
+    return SYNTH.render(controls(params, soft), voices, int(sample_rate), n_samples, stop)

@@ -83,6 +83,22 @@ class Voices:
         return cls(table("pitch", 60), table("velocity", 1), table("start", 0.0), table("duration", 1.0), mask)
 
 
+# DawDreamer runs Faust's poly DSP one sample at a time, so a releasing voice is freed right after
+# the first output sample whose magnitude is below Faust's VOICE_STOP_LEVEL (-90 dB), measured.
+FAUST_VOICE_STOP_LEVEL = 10 ** (-90 / 20)
+
+
+def free_released_voices(out: Tensor, gate_samples: Tensor, level: float) -> Tensor:
+    """Silence each voice (N, T) after its first sample below ``level`` once its gate is off, as the host does.
+
+    The cut position is a discrete choice and carries no gradient; the kept samples keep theirs.
+    """
+    n = torch.arange(out.shape[1], device=out.device)
+    below = (out.detach().abs() < level) & (n.unsqueeze(0) >= gate_samples.long())
+    first = torch.where(below.any(dim=1), below.float().argmax(dim=1), out.shape[1])
+    return out * (n.unsqueeze(0) <= first.unsqueeze(1))
+
+
 @dataclass(frozen=True)
 class VoiceSynth:
     """A polyphonic synth: ``voice`` chain per note, summed per row, then the ``effect`` chain."""
@@ -90,8 +106,12 @@ class VoiceSynth:
     voice: Chain
     effect: Chain
 
-    def render(self, controls: Mapping[str, Tensor], voices: Voices, sample_rate: int, n_samples: int) -> Tensor:
-        """``controls``: (B, 1) or (B, k) tensors; returns (B, n_samples) audio."""
+    def render(self, controls: Mapping[str, Tensor], voices: Voices, sample_rate: int, n_samples: int,
+               stop_level: float | None = FAUST_VOICE_STOP_LEVEL) -> Tensor:
+        """``controls``: (B, 1) or (B, k) tensors; returns (B, n_samples) audio.
+
+        ``stop_level``: free releasing voices as the DawDreamer host does (None: voices play out).
+        """
         b, v = voices.pitch.shape
         on = torch.floor(voices.start * sample_rate)
         off = torch.floor((voices.start + voices.duration) * sample_rate)
@@ -103,7 +123,10 @@ class VoiceSynth:
             sample_rate=sample_rate,
             n_samples=n_samples,
         )
-        out = self.voice(per_voice).reshape(b, v, n_samples)
+        out = self.voice(per_voice)
+        if stop_level is not None:
+            out = free_released_voices(out, per_voice["gate_samples"], stop_level)
+        out = out.reshape(b, v, n_samples)
         if bool((on > 0).any()):  # shift each voice to its note-on sample
             index = torch.arange(n_samples, device=out.device).view(1, 1, -1) - on.long().unsqueeze(-1)
             valid = index >= 0
