@@ -1,9 +1,8 @@
 """The differentiable asm-sub twin follows the real Faust synth (DawDreamer) and has usable gradients.
 
-asm's host (DawDreamer, one sample per poly compute) frees a releasing voice at its first output
-sample below -90 dB; the twin follows that by default. Where the twin's float64 samples and the
-Faust build's differ near that level, the cut lands elsewhere, so whole-preset comparisons use the
-all-voices reference and the twin without voice freeing (the DSP's math alone).
+asm's host (DawDreamer, one sample per poly compute) frees a releasing voice right after its first
+output sample below -90 dB; the twin follows that by default (``host_voice_freeing``), and without
+it matches DawDreamer computing every voice (the DSP's math alone).
 """
 
 import numpy as np
@@ -36,7 +35,7 @@ def _pair(synth, values, notes=NOTES, duration=DURATION):
     return out, ref
 
 
-# per module: the tolerance is float rounding of the Faust build (its phasor drifts by ~1e-7 per cycle)
+# per module: the tolerance is float rounding (the Faust build computes in float32, the twin in float64)
 @pytest.mark.parametrize("module", ["oscillator saw", "oscillator square", "oscillator sine", "noise",
                                     "filter lowpass", "filter bandpass", "filter highpass", "filter envelope",
                                     "amp envelope", "lfo", "drive"])
@@ -44,8 +43,8 @@ def test_each_module_matches_the_faust_render(synth, module):
     values = synth.space.from_named({**NEUTRAL, **MODULES[module]})
     out, ref = _pair(synth, values)
     assert np.abs(ref).max() > 0.05
-    assert np.abs(out - ref).max() < 0.01 * max(1.0, np.abs(ref).max()), module
-    assert distance("mr-stft", out[None], ref[None], SR)[0] < 0.01, module
+    assert np.abs(out - ref).max() < 1e-3, module
+    assert distance("mr-stft", out[None], ref[None], SR)[0] < 1e-3, module
 
 
 def test_noise_is_the_faust_lcg_sample_for_sample(synth):
@@ -63,27 +62,36 @@ def test_random_presets_match_the_faust_dsp(synth):
     ref = np.stack([render(v, NOTES, DURATION) for v in values])
     out = twin_renders("asm-sub", values, NOTES, SR, DURATION, host_voice_freeing=False)
     d = distance("mr-stft", out, ref, SR)
-    assert np.median(d) < 0.01 and d.max() < 0.1, d
+    assert np.median(d) < 1e-3 and d.max() < 0.01, d
+
+
+def test_random_presets_match_what_asm_renders(synth):
+    space = synth.space
+    values = space.quantise(space.full(space.random_free(np.random.default_rng(5), 12)))
+    notes = held([60], 100, 0.75)
+    ref = np.stack([synth.render(v, notes, 1.0) for v in values])
+    d = distance("mr-stft", twin_renders("asm-sub", values, notes, SR, 1.0), ref, SR)
+    assert np.median(d) < 1e-3 and d.max() < 0.05, d
 
 
 def test_a_chord_with_staggered_notes_matches_the_faust_render(synth):
     notes = [Note(48, 110, 0.0, 0.3), Note(55, 70, 0.05, 0.2), Note(64, 90, 0.1213, 0.25)]
     values = synth.space.from_named({"osc2_level": 0.5, "noise_level": 0.1, "cutoff": 0.6, "resonance": 0.6})
     out, ref = _pair(synth, values, notes)
-    assert distance("mr-stft", out[None], ref[None], SR)[0] < 0.02
-    assert np.abs(out - ref).max() < 0.02
+    assert distance("mr-stft", out[None], ref[None], SR)[0] < 1e-3
+    assert np.abs(out - ref).max() < 1e-3
 
 
 def test_releasing_voices_end_where_the_host_frees_them(synth):
     # a long release after an early note-off: the host frees the voice at its first sample below -90 dB
-    values = synth.space.from_named({**NEUTRAL, "osc1_wave": 1.0, "amp_release": 0.7})
-    notes = held([60], 100, 0.1)
-    ref = synth.render(synth.space.quantise(values).astype(np.float32).astype(np.float64), notes, 0.6)
-    freed = twin_renders("asm-sub", values[None], notes, SR, 0.6)
-    full = twin_renders("asm-sub", values[None], notes, SR, 0.6, host_voice_freeing=False)
+    values = synth.space.quantise(synth.space.from_named({**NEUTRAL, "osc1_wave": 1.0, "amp_release": 0.8}))
+    notes = held([57], 100, 0.1)
+    ref = synth.render(values, notes, 0.8)
+    freed = twin_renders("asm-sub", values[None], notes, SR, 0.8)
+    full = twin_renders("asm-sub", values[None], notes, SR, 0.8, host_voice_freeing=False)
     d_freed, d_full = (distance("mr-stft", x, ref[None], SR)[0] for x in (freed, full))
-    assert d_freed < 0.01, d_freed
-    assert d_full > 0.05, d_full  # the release would otherwise play on
+    assert d_freed < 1e-3, d_freed
+    assert d_full > 0.3, d_full  # the release would otherwise play on
 
 
 def _loss(params: torch.Tensor) -> torch.Tensor:

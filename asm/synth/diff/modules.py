@@ -29,12 +29,25 @@ def frac(x: Tensor) -> Tensor:
     return x - torch.floor(x).detach()
 
 
-def phasor(freq: Tensor, sample_rate: float, n_samples: int) -> Tensor:
-    """Faust's ``phasor(f) = (+(f / ma.SR) : ma.frac) ~ _``: the phase after each sample's increment.
+PHASE_GRID = 2.0 ** 23  # phase increments are whole multiples of 2^-23 cycles
 
-    The running sum is taken in float64 (a float32 sum over seconds of audio would drift by cents).
+
+def phase_increment(freq: Tensor, sample_rate: float) -> Tensor:
+    """``rint(f / ma.SR * 2^23) / 2^23`` as the Faust build computes it (float32), gradient passed straight through.
+
+    On that grid every float32 phase sum below 2 is exact, so the DSP's phase and the twin's agree.
     """
-    inc = (freq / sample_rate).expand(freq.shape[0], n_samples)
+    raw = freq / sample_rate
+    grid = torch.round(freq.float() / torch.tensor(float(sample_rate), dtype=torch.float32) * PHASE_GRID)
+    return raw + (grid.to(raw.dtype) / PHASE_GRID - raw).detach()
+
+
+def phasor(freq: Tensor, sample_rate: float, n_samples: int) -> Tensor:
+    """asm-sub's ``phasor(f)``: the phase after each sample's (grid-rounded) increment.
+
+    The running sum is taken in float64, where sums of multiples of 2^-23 are exact.
+    """
+    inc = phase_increment(freq, sample_rate).expand(freq.shape[0], n_samples)
     return frac(torch.cumsum(inc.double(), dim=-1)).to(freq.dtype)
 
 
