@@ -104,6 +104,10 @@ def measure_twin(synth_name: str, n: int, sample_rate: int = 16000, duration: fl
                                         host_voice_freeing=not all_voices)
                            for i in range(0, n, batch)])
     d = distance("mr-stft", twin, reference, sample_rate)
+    twin32 = np.concatenate([twin_renders(synth_name, values[i : i + batch], notes, sample_rate, duration, device,
+                                          "float32", host_voice_freeing=not all_voices)
+                             for i in range(0, n, batch)])
+    d32 = distance("mr-stft", twin32, reference, sample_rate)
     modules = {}
     for name, setting in MODULES.items():
         v = space.apply_locks(space.quantise(space.from_named({**NEUTRAL, **setting}))).astype(np.float32)
@@ -139,6 +143,7 @@ def measure_twin(synth_name: str, n: int, sample_rate: int = 16000, duration: fl
         "synth": synth_name, "n": n, "reference": "all voices computed" if all_voices else "asm host",
         "sample_rate": sample_rate, "duration": duration, "device": device,
         "median": float(np.median(d)), "p90": float(np.percentile(d, 90)), "mean": float(np.mean(d)),
+        "median_float32": float(np.median(d32)), "p90_float32": float(np.percentile(d32, 90)),
         "modules": modules, "renders_per_s": rps, "batch": len(params), "grad_step_s": grad_s,
         "grad_finite": bool(torch.isfinite(free.grad).all()),
     }
