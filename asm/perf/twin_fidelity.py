@@ -89,6 +89,7 @@ def measure_twin(synth_name: str, n: int, sample_rate: int = 16000, duration: fl
     from asm.synth.diff.chain import Voices
     from asm.synth.host import open_synth
 
+    module = twin_module(synth_name)  # fails first for a synth without a twin
     with session_scope() as session:
         spec = load_spec(session, synth_name, sample_rate)
     synth = open_synth(spec)
@@ -118,7 +119,6 @@ def measure_twin(synth_name: str, n: int, sample_rate: int = 16000, duration: fl
                          "max_abs_error": float(np.abs(out - ref).max()), "peak": float(np.abs(ref).max())}
 
     # speed: batched renders per second (float32, no grad) and one gradient step
-    module = twin_module(synth_name)
     params = torch.tensor(values[:batch], dtype=torch.float32, device=device)
     voices = Voices.from_notes([notes] * len(params), dtype=torch.float32, device=device)
     with torch.no_grad():
