@@ -100,13 +100,23 @@ def lfo(rate: Tensor, shape: Tensor, sample_rate: float, n_samples: int) -> Tens
 
 @lru_cache(maxsize=4)
 def _lcg(n_samples: int) -> np.ndarray:
-    """``no.noise``'s 32-bit linear congruential sequence (seed 12345), as Faust computes it."""
-    out = np.empty(n_samples, dtype=np.int64)
+    """``no.noise``'s 32-bit linear congruential sequence (seed 12345), as Faust computes it.
+
+    One block by recursion, then whole blocks at once: B steps of ``x -> a x + c`` are the affine map
+    ``x -> a^B x + s[B-1]`` (mod 2^32; uint64 products wrap mod 2^64, which keeps the low 32 bits).
+    """
+    block, mask = 4096, np.uint64(0xFFFFFFFF)
+    first = np.empty(block, dtype=np.uint64)
     r = 0
-    for i in range(n_samples):
+    for i in range(block):
         r = (r * 1103515245 + 12345) & 0xFFFFFFFF
-        out[i] = r - (1 << 32) if r & 0x80000000 else r
-    return out
+        first[i] = r
+    a_block = np.uint64(pow(1103515245, block, 1 << 32))
+    blocks = [first]
+    while sum(len(b) for b in blocks) < n_samples:
+        blocks.append((blocks[-1] * a_block + first[-1]) & mask)
+    seq = np.concatenate(blocks)[:n_samples].astype(np.int64)
+    return np.where(seq >= 1 << 31, seq - (1 << 32), seq)
 
 
 def noise(n_voices: int, n_samples: int, dtype: torch.dtype, device) -> Tensor:
