@@ -275,7 +275,7 @@ def perf_rerender_floor(
 
     from asm.midi.notes import held
     from asm.perf.metric_sanity import AMSYNTH_BANKS, amsynth_factory, rerender_floor
-    from asm.synth.loader import load_synth
+    from asm.registry.synth_loader import load_synth
 
     s = load_synth(synth, sr)
     try:
@@ -296,3 +296,46 @@ def perf_rerender_floor(
     for m, v in r.items():
         table.add_row(m, f"{v['median']:.4f}", f"{v['max']:.4f}")
     console.print(table)
+
+
+@perf_app.command("twin")
+def perf_twin(
+    synth: str = typer.Option("asm-sub", "--synth", "-s"),
+    n: int = typer.Option(500, "--n", min=1, help="Random presets to compare."),
+    sr: int = typer.Option(16000, "--sr"),
+    duration: float = typer.Option(1.0, "--duration"),
+    batch: int = typer.Option(32, "--batch", min=1, help="Presets per batched twin render."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    all_voices: bool = typer.Option(False, "--all-voices",
+                                    help="Reference: DawDreamer computing every voice always (the DSP's math alone, "
+                                         "no early voice freeing; ~9x slower renders)."),
+    seed: int = typer.Option(0, "--seed"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Fidelity of the differentiable twin against DawDreamer (MR-STFT), batched renders/s and gradient step time."""
+    from asm.models.training import resolve_device
+    from asm.perf.twin_fidelity import measure_twin
+
+    device = resolve_device(device)
+    r = measure_twin(synth, n, sr, duration, seed, batch, device, all_voices)
+    if as_json:
+        typer.echo(json.dumps(r))
+        return
+    table = Table(title=f"twin vs DawDreamer ({r['reference']}): {synth}, {n} random presets, "
+                        f"{duration:g} s at {sr} Hz (MR-STFT)")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_row("median MR-STFT (twin in float64)", f"{r['median']:.4f}")
+    table.add_row("90th percentile MR-STFT (twin in float64)", f"{r['p90']:.4f}")
+    table.add_row("median MR-STFT (twin in float32)", f"{r['median_float32']:.4f}")
+    table.add_row("90th percentile MR-STFT (twin in float32)", f"{r['p90_float32']:.4f}")
+    table.add_row(f"batched twin renders/s ({device}, batch {r['batch']}, float32)", f"{r['renders_per_s']:.1f}")
+    table.add_row(f"one gradient step ({device}, batch {r['batch']})", f"{r['grad_step_s']:.3f} s")
+    console.print(table)
+    modules = Table(title="per module (presets isolating one module)")
+    for col in ("module", "MR-STFT", "max |error|", "peak"):
+        modules.add_column(col, justify="left" if col == "module" else "right")
+    for name, m in r["modules"].items():
+        modules.add_row(name, f"{m['mr_stft']:.4f}", f"{m['max_abs_error']:.2e}", f"{m['peak']:.3f}")
+    console.print(modules)
+

@@ -63,7 +63,7 @@ def _env(prefix: str, attack: float, decay: float, sustain: float, release: floa
 ASM_SUB = BuiltinSynth(
     name="asm-sub",
     dsp_file="asm_sub.dsp",
-    version="1.1",
+    version="1.2",
     voices=8,
     params=_table(
         [
