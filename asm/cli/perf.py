@@ -230,7 +230,7 @@ def perf_metric_sanity(
     n: int = typer.Option(4, "--n", min=1, help="Sounds per source."),
     targets: str = typer.Option(None, "--targets", help="Out-of-domain target directory (default: the data "
                                 "dir's; built when missing)."),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", min=0),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Controlled degradations scored by every metric and objective set: Spearman of strength vs distance
@@ -265,9 +265,9 @@ def perf_metric_sanity(
 def perf_rerender_floor(
     synth: str = typer.Option("amsynth", "--synth", "-s", help="A registered synth."),
     presets: int = typer.Option(8, "--presets", min=1, help="Random presets (amsynth: factory presets)."),
-    renders: int = typer.Option(4, "--renders", "-r", min=2, help="Renders of each preset."),
-    sr: int = typer.Option(16000, "--sr"),
-    seed: int = typer.Option(0, "--seed"),
+    renders: int = typer.Option(4, "--renders", min=2, help="Renders of each preset."),
+    sr: int = typer.Option(16000, "--sr", callback=choices.sample_rate),
+    seed: int = typer.Option(0, "--seed", min=0),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """The distance between R renders of one preset (a nondeterministic synth's floor: scores below it are luck)."""
@@ -302,14 +302,14 @@ def perf_rerender_floor(
 def perf_twin(
     synth: str = typer.Option("asm-sub", "--synth", "-s"),
     n: int = typer.Option(500, "--n", min=1, help="Random presets to compare."),
-    sr: int = typer.Option(16000, "--sr"),
+    sr: int = typer.Option(16000, "--sr", callback=choices.sample_rate),
     duration: float = typer.Option(1.0, "--duration"),
     batch: int = typer.Option(32, "--batch", min=1, help="Presets per batched twin render."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     all_voices: bool = typer.Option(False, "--all-voices",
                                     help="Reference: DawDreamer computing every voice always (the DSP's math alone, "
                                          "no early voice freeing; ~9x slower renders)."),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", min=0),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Fidelity of the differentiable twin against DawDreamer (MR-STFT), batched renders/s and gradient step time."""
