@@ -20,14 +20,25 @@ def serve(
 ) -> None:
     """Start a local web app: upload a target, watch the search live, A/B the match against the target,
     download the preset (native format and JSON), browse past matches and benchmarks. API docs at /docs."""
+    import socket
+
     import uvicorn
 
+    from asm.errors import AsmError
     from asm.render import resolve_workers
-    from asm.serve.app import create_app
+    from asm.serve.app import create_app, open_registry
 
     if host not in LOCAL_HOSTS:
         err_console.print(f"[yellow]warning:[/yellow] binding {host}: anyone who can reach it can run matches "
                           "and read the registry", highlight=False)
+    open_registry()  # a registry problem is one red line here, not a traceback from the server
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise AsmError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     web = create_app(workers=resolve_workers(workers), max_upload_mb=max_upload_mb, max_waiting=queue)
     shown = f"[{host}]" if ":" in host else host
     console.print(f"asm serve on [bold]http://{shown}:{port}/[/bold] (API docs at /docs); Ctrl-C stops it",

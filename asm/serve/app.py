@@ -76,6 +76,16 @@ def _options(synth: str, method: str | None, budget: int | None, time_limit: flo
             "model": (model or "").strip() or None, "dataset": (dataset or "").strip() or None}
 
 
+def open_registry() -> None:
+    """Open (and migrate) the registry and register the built-in synth once, before any request:
+    opening it is not safe to race from the request threads, and a damaged registry fails at start."""
+    from asm.registry.db import session_scope
+    from asm.registry.synths import get_synth
+
+    with session_scope() as session:
+        get_synth(session, "asm-sub")
+
+
 def create_app(workers: int | str = "auto", max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB, max_waiting: int = 8,
                previews: bool = True) -> FastAPI:
     """The app, with its own target store and job queue (closed when the app shuts down)."""
@@ -85,6 +95,7 @@ def create_app(workers: int | str = "auto", max_upload_mb: float = DEFAULT_MAX_U
 
     @asynccontextmanager
     async def lifespan(_app):
+        await asyncio.to_thread(open_registry)
         yield
         await asyncio.to_thread(jobs.close)
 
