@@ -45,7 +45,9 @@ def run_detail(run_id: int) -> dict:
         {k: r.get(k) for k in ("id", "method", "target_set", "target", "metrics", "renders", "seconds")}
         for r in records[:200]]}
     if info["kind"] == "match":
-        out["files"] = {name: f"/api/runs/{run_id}/files/{name}" for name in match_artefacts(run_id)}
+        files = match_artefacts(run_id)
+        out["files"] = {name: f"/api/runs/{run_id}/files/{name}" for name in files}
+        out["preset_format"] = files["preset"].suffix if "preset" in files else None
     if info["kind"] == "benchmark":
         out["report"] = f"/api/runs/{run_id}/report/index.html"
     return out

@@ -249,7 +249,8 @@ function setupListening() {
 }
 
 function metricsHtml(metrics) {
-  return Object.entries(metrics).slice(0, 8).map(([k, v]) => `<div class="metric"><b>${Number(v).toFixed(3)}</b><span>${k}</span></div>`).join("");
+  const fmt = (k, v) => (k === "renders" ? String(v) : k === "seconds" ? `${Number(v).toFixed(1)} s` : Number(v).toFixed(3));
+  return Object.entries(metrics).slice(0, 8).map(([k, v]) => `<div class="metric"><b>${fmt(k, v)}</b><span>${k}</span></div>`).join("");
 }
 
 function showResult(job) {
@@ -304,10 +305,11 @@ async function showRun(id) {
   let extra = "";
   if (d.files) {
     const f = d.files;
-    extra = `<div class="ab" style="margin-top:10px">${f["target.wav"] ? `<span>target <audio controls src="${f["target.wav"]}"></audio></span>` : ""}
-      ${f["match.wav"] ? `<span>match <audio controls src="${f["match.wav"]}"></audio></span>` : ""}</div>
-      <div class="downloads" style="margin-top:10px">${f.preset ? `<a class="primary" href="${f.preset}" download>Preset</a>` : ""}
-      ${f["preset.json"] && f["preset.json"] !== f.preset ? `<a href="${f["preset.json"]}" download>Preset .json</a>` : ""}
+    const fmt = d.preset_format || ".json";
+    const player = (label, src) => (src ? `<figure class="player"><figcaption>${label}</figcaption><audio controls preload="metadata" src="${src}"></audio></figure>` : "");
+    extra = `<div class="players">${player("target", f["target.wav"])}${player("match", f["match.wav"])}</div>
+      <div class="downloads" style="margin-top:10px">${f.preset ? `<a class="primary" href="${f.preset}" download>Preset (${fmt})</a>` : ""}
+      ${fmt !== ".json" && f["preset.json"] ? `<a href="${f["preset.json"]}" download>Preset (.json)</a>` : ""}
       ${f["match.json"] ? `<a href="${f["match.json"]}" target="_blank">match.json</a>` : ""}</div>
       ${f["spectrograms.png"] ? `<img id="run-picture" src="${f["spectrograms.png"]}" style="width:100%;margin-top:10px">` : ""}`;
   }
