@@ -25,7 +25,8 @@ LAYERS: list[set[str]] = [
     {"search"},
     {"match", "ddsp"},
     {"bench", "perf"},
-    {"cli", "serve", "fixtures"},
+    {"serve"},  # the web app; `asm serve` (cli) starts it
+    {"cli", "fixtures"},
 ]
 RANK = {name: level for level, names in enumerate(LAYERS) for name in names}
 
