@@ -237,3 +237,28 @@ def test_serve_command_binds_localhost_by_default(cli):
     r = cli("serve", "--help")
     assert r.code == 0 and "127.0.0.1" in r.out and "8765" in r.out
     assert cli("serve", "--port", "0").code == 2
+
+
+def test_a_polyphonic_target_with_its_midi_file_is_matched_on_those_notes(cli, tmp_path):
+    import mido
+
+    mid = mido.MidiFile()
+    track = mido.MidiTrack()
+    mid.tracks.append(track)
+    for k, pitch in enumerate((48, 52, 55)):
+        track.append(mido.Message("note_on", note=pitch, velocity=90, time=0 if k else 240))
+    for k, pitch in enumerate((48, 52, 55)):
+        track.append(mido.Message("note_off", note=pitch, velocity=0, time=0 if k else 720))
+    mid.save(tmp_path / "chord.mid")
+    assert cli("render", "--midi", tmp_path / "chord.mid", "--out", tmp_path / "chord.wav").code == 0
+    with _client(previews=False) as client:
+        up = client.post("/api/targets", files={"file": ("chord.wav", (tmp_path / "chord.wav").read_bytes(), "audio/wav"),
+                                                "midi": ("chord.mid", (tmp_path / "chord.mid").read_bytes(), "audio/midi")})
+        assert up.status_code == 201, up.text
+        target = up.json()
+        assert target["midi"] and target["notes_from"] == "midi"
+        assert sorted(n["pitch"] for n in target["notes"]) == [48, 52, 55]
+        job = client.post("/api/jobs", data={"target_id": target["id"], "method": "nsga2", "budget": "16"}).json()
+        final = _events(client, job["id"])[-1]
+        assert final["state"] == "done", final["message"]
+        assert final["result"]["notes_from"] == "midi" and len(final["result"]["notes"]) == 3
