@@ -12,6 +12,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 from fastapi.testclient import TestClient
+from plugin_paths import needs_amsynth
+
+pytest_plugins = ["plugin_helpers"]
 
 
 @pytest.fixture(scope="module")
@@ -262,3 +265,31 @@ def test_a_polyphonic_target_with_its_midi_file_is_matched_on_those_notes(cli, t
         final = _events(client, job["id"])[-1]
         assert final["state"] == "done", final["message"]
         assert final["result"]["notes_from"] == "midi" and len(final["result"]["notes"]) == 3
+
+
+@needs_amsynth
+def test_an_amsynth_match_downloads_as_fxp_and_json(cli, amsynth_registry, tmp_path):
+    from asm.presets import fxp
+
+    target = tmp_path / "strings.wav"
+    assert cli("render", "--synth", "amsynth", "--preset", "Synth Strings 1", "--note", "C3", "--duration", "1.0",
+               "--note-off", "0.7", "--out", target).code == 0
+    with _client() as client:
+        up = client.post("/api/targets", data={"synth": "amsynth"},
+                         files={"file": ("strings.wav", target.read_bytes(), "audio/wav")})
+        assert up.status_code == 201, up.text
+        job = client.post("/api/jobs", data={"target_id": up.json()["id"], "synth": "amsynth", "method": "nsga2",
+                                             "budget": "20"}).json()
+        final = _events(client, job["id"])[-1]
+        assert final["state"] == "done", final["message"]
+        result = final["result"]
+        assert result["synth"] == "amsynth" and result["preset_format"] == ".fxp"
+        native = client.get(result["files"]["preset"])
+        assert native.headers["content-disposition"].endswith('strings-match.fxp"')
+        path = tmp_path / "download.fxp"
+        path.write_bytes(native.content)
+        item = fxp.read(path)
+        assert item.magic == b"FxCk" and item.plugin_id == "amsy"
+        as_json = client.get(result["files"]["preset.json"])
+        assert json.loads(as_json.content)["synth"] == "amsynth"
+        assert all(p.get("audio") for p in result["pareto"])  # the Pareto front rendered through the plugin
