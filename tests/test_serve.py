@@ -176,12 +176,20 @@ def test_bad_files_and_requests_get_one_clear_error_and_store_nothing(target_wav
         assert client.post("/api/jobs", data={"budget": "0"}).status_code == 400
         assert client.post("/api/jobs", data={}).status_code == 400
         assert client.get("/api/jobs/nope").status_code == 404
+        # a job that fails once it runs says why, and stores nothing
+        tid = client.post("/api/targets", files={"file": ("t.wav", target_wav[:30000], "audio/wav")}).json()["id"]
+        failed = client.post("/api/jobs", data={"target_id": tid, "method": "model"}).json()["id"]
+        job = _wait(client, failed, lambda j: j["state"] in ("done", "failed", "cancelled"))
+        assert job["state"] == "failed" and "needs a trained model" in job["message"]
+        r = client.post("/api/targets", content=b"x" * 2_000_000,
+                        headers={"content-type": "multipart/form-data; boundary=zz"})
+        assert r.status_code == 413  # refused from its Content-Length, before the body is read
         # no client path reaches the filesystem: only fixed artefact names of known jobs are served
         assert client.get("/api/jobs/nope/files/..%2F..%2Fasm.db").status_code == 404
         assert client.get("/api/runs/1/report/..%2Fasm.db").status_code in (400, 404)
     assert _stored() == (0, 0, 0)
     targets = asm_home / "serve" / "targets"
-    assert not targets.exists() or not any(targets.iterdir())  # refused uploads leave no files
+    assert len(list(targets.iterdir())) == 1  # only the accepted upload: refused ones leave no files
 
 
 def test_cancel_a_running_and_a_queued_job_leaves_the_registry_as_it_was(target_wav, asm_home):

@@ -103,6 +103,15 @@ def create_app(workers: int | str = "auto", max_upload_mb: float = DEFAULT_MAX_U
                   description="Match a sound with a synth, listen, and take the preset home. The same registry, "
                               "render pool and pipeline as the asm command line.")
     app.state.jobs, app.state.targets = jobs, targets
+
+    @app.middleware("http")
+    async def _refuse_large_bodies(request: Request, call_next):
+        """A body announced larger than a target and a MIDI file together is refused before it is read."""
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > 2 * limit + (1 << 20):
+            return JSONResponse({"detail": f"the upload is larger than the limit of {limit / 1e6:g} MB"},
+                                status_code=413)
+        return await call_next(request)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.exception_handler(AsmError)
@@ -192,7 +201,7 @@ def create_app(workers: int | str = "auto", max_upload_mb: float = DEFAULT_MAX_U
 
     @app.get("/api/jobs", summary="Jobs of this server, newest first")
     def list_jobs():
-        return [j.public(preview=False) for j in sorted(jobs.jobs.values(), key=lambda j: -j.created)]
+        return [j.public(preview=False) for j in sorted(jobs.all(), key=lambda j: -j.created)]
 
     @app.get("/api/jobs/{job_id}", summary="A job: state, progress, best-so-far curve, result")
     def get_job(job_id: str):

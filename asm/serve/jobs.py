@@ -323,10 +323,15 @@ class JobQueue:
         return job
 
     def get(self, job_id: str) -> Job:
-        job = self.jobs.get(job_id)
+        with self._lock:
+            job = self.jobs.get(job_id)
         if job is None:
             raise KeyError(job_id)
         return job
+
+    def all(self) -> list[Job]:
+        with self._lock:
+            return list(self.jobs.values())
 
     def waiting(self) -> int:
         return self._queue.qsize()
@@ -346,10 +351,10 @@ class JobQueue:
         """Cancel what runs and waits, stop the worker, close the preview pool."""
         with self._lock:
             self._closed = True
-            for job in self.jobs.values():
-                if job.state not in TERMINAL:
-                    self.cancel(job.id)
+            pending = [job for job in self.jobs.values() if job.state not in TERMINAL]
             thread = self._thread
+        for job in pending:
+            self.cancel(job.id)
         if thread is not None:
             while True:
                 try:
