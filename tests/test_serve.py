@@ -248,6 +248,13 @@ def test_serve_command_binds_localhost_by_default(cli):
     r = cli("serve", "--help")
     assert r.code == 0 and "127.0.0.1" in r.out and "8765" in r.out
     assert cli("serve", "--port", "0").code == 2
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        r = cli("serve", "--port", str(taken.getsockname()[1]))
+    assert r.code == 2 and "cannot listen on 127.0.0.1" in r.err and r.err.strip().count("\n") == 0
 
 
 def test_a_polyphonic_target_with_its_midi_file_is_matched_on_those_notes(cli, tmp_path):
