@@ -147,12 +147,18 @@ def test_upload_match_live_progress_result_downloads_and_history(target_wav, asm
         assert client.get("/api/runs/999").status_code == 400
         assert client.get("/openapi.json").json()["paths"].keys() >= {"/api/jobs", "/api/targets",
                                                                       "/api/jobs/{job_id}/events"}
+    with _client(previews=False) as restarted:  # a new server keeps stored matches' files
+        assert restarted.get(detail["files"]["preset"]).content == preset.content
 
 
 def test_bad_files_and_requests_get_one_clear_error_and_store_nothing(target_wav, asm_home, tmp_path):
     silent = io.BytesIO()
     sf.write(silent, np.zeros(16000, np.float32), 16000, format="WAV")
+    orphan = asm_home / "serve" / "jobs" / "0123abcd" / "out"  # a job a killed server left half-written
+    orphan.mkdir(parents=True)
+    (orphan / "match.wav").write_bytes(b"partial")
     with _client(max_upload_mb=0.05, previews=False) as client:
+        assert not orphan.parent.exists()
         cases = [
             (("a.wav", b"", "audio/wav"), 400, "empty"),
             (("a.wav", b"RIFF not really a wave file at all" * 10, "audio/wav"), 400, "cannot read"),

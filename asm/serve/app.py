@@ -78,12 +78,16 @@ def _options(synth: str, method: str | None, budget: int | None, time_limit: flo
 
 def open_registry() -> None:
     """Open (and migrate) the registry and register the built-in synth once, before any request:
-    opening it is not safe to race from the request threads, and a damaged registry fails at start."""
+    opening it is not safe to race from the request threads, and a damaged registry fails at start.
+    Outputs of jobs a killed server left unfinished are removed."""
     from asm.registry.db import session_scope
     from asm.registry.synths import get_synth
 
     with session_scope() as session:
         get_synth(session, "asm-sub")
+    from asm.serve.jobs import sweep_unfinished
+
+    sweep_unfinished()
 
 
 def create_app(workers: int | str = "auto", max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB, max_waiting: int = 8,

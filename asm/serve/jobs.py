@@ -47,7 +47,7 @@ class JobCancelled(Exception):
 def serve_dir() -> Path:
     from asm.paths import data_dir
 
-    return data_dir() / "serve"
+    return (data_dir() / "serve").resolve()  # absolute: stored runs point at their outputs wherever asm runs
 
 
 def safe_stem(filename: str | None) -> str:
@@ -515,6 +515,38 @@ class JobQueue:
                 item["audio"] = name
                 item["loudness_db"] = loudness_db(audio)
         return items
+
+
+def sweep_unfinished() -> int:
+    """Remove the output directories of jobs a killed server left unfinished (no stored run points at
+    them); returns how many. Stored matches keep their files."""
+    from sqlalchemy import select
+
+    from asm.registry.db import session_scope
+    from asm.registry.models import Run
+
+    root = serve_dir() / "jobs"
+    if not root.is_dir():
+        return 0
+    with session_scope() as session:
+        kept = {Path(p).resolve() for p in session.scalars(select(Run.report_path).where(Run.kind == "match")) if p}
+    removed = 0
+    for out in root.glob("*/out"):
+        if out.resolve() in kept or _stored_doc(out / "match.json"):
+            continue
+        shutil.rmtree(out.parent, ignore_errors=True)
+        removed += 1
+    return removed
+
+
+def _stored_doc(path: Path) -> bool:
+    """match.json gets its run id only once the rows are committed."""
+    import json
+
+    try:
+        return json.loads(path.read_text()).get("run_id") is not None
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def artefacts_of(paths: dict) -> dict[str, Path]:
