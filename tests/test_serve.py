@@ -314,3 +314,24 @@ def test_an_amsynth_match_downloads_as_fxp_and_json(cli, amsynth_registry, tmp_p
         as_json = client.get(result["files"]["preset.json"])
         assert json.loads(as_json.content)["synth"] == "amsynth"
         assert all(p.get("audio") for p in result["pareto"])  # the Pareto front rendered through the plugin
+
+
+def test_history_serves_a_benchmark_run_and_its_report(asm_home):
+    from bench_helpers import build_run
+
+    run_id = build_run(n_targets=2)
+    with _client(previews=False) as client:
+        runs = client.get("/api/runs?kind=benchmark").json()
+        assert [r["id"] for r in runs] == [run_id] and runs[0]["results"] == 2 * 3 + 3
+        detail = client.get(f"/api/runs/{run_id}").json()
+        assert {s["method"] for s in detail["summary"]} >= {"random", "nn", "nsga2"}
+        page = client.get(detail["report"])  # written on first request when the run has none yet
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+        assert (asm_home / "reports" / f"run-{run_id}" / "index.html").is_file()
+        import re
+
+        linked = [src for src in re.findall(r'(?:src|href)="([^"#:]+)"', page.text) if not src.startswith("/")]
+        assert linked and all(client.get(f"/api/runs/{run_id}/report/{src}").status_code == 200 for src in linked)
+        assert client.get(f"/api/runs/{run_id}/report/..%2F..%2Fasm.db").status_code == 404
+        assert client.get(f"/api/runs/{run_id}/report/../../asm.db").status_code in (404, 422)
+        assert client.get(f"/api/runs/{run_id}/files/preset").status_code == 404  # a benchmark has no match files
