@@ -27,9 +27,10 @@ test: install
 test-fast: install
 	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
 
-# Debian packages: the amsynth VST2 plugin and its 3,482 factory presets, Chromium for the report test,
-# a General MIDI SoundFont and FluidSynth for out-of-domain targets. Needs root (or sudo).
-APT_PACKAGES := amsynth chromium fluid-soundfont-gm libfluidsynth3
+# Debian packages: the amsynth VST2 plugin and its 3,482 factory presets, Chromium for the report test
+# (and chromium-driver for the asm serve browser test), a General MIDI SoundFont and FluidSynth for
+# out-of-domain targets. Needs root (or sudo).
+APT_PACKAGES := amsynth chromium chromium-driver fluid-soundfont-gm libfluidsynth3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 system-deps:
 	$(SUDO) apt-get update -qq

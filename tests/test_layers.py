@@ -26,7 +26,8 @@ LAYERS: list[set[str]] = [
     {"match", "ddsp"},
     {"bench"},
     {"perf"},  # speed and sanity measurements may use the benchmarks' targets
-    {"cli", "serve", "fixtures"},
+    {"serve"},  # the web app; `asm serve` (cli) starts it
+    {"cli", "fixtures"},
 ]
 RANK = {name: level for level, names in enumerate(LAYERS) for name in names}
 

@@ -25,6 +25,7 @@ from asm.cli import registry as _registry  # noqa: E402,F401
 
 # Command modules register themselves on ``app`` when imported.
 from asm.cli import render as _render  # noqa: E402,F401
+from asm.cli import serve as _serve  # noqa: E402,F401
 from asm.cli.app import app, err_console
 from asm.errors import AsmError
 

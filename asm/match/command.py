@@ -9,6 +9,7 @@ was trained for this synth and lock set), the dataset, the output directory.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import pairwise
@@ -147,10 +148,14 @@ def _discard_pool(future: Future) -> None:
     future.add_done_callback(close)
 
 
-def run_match(opts: MatchOptions, reporter: Reporter | None = None) -> dict:
+def run_match(opts: MatchOptions, reporter: Reporter | None = None, *,
+              on_start: Callable[[dict], None] | None = None, on_batch: Callable | None = None) -> dict:
     """Run ``asm match``; returns the match.json document (with the registry ids and ``timings``).
 
     Progress: one stage ``matching: <method>`` counting renders (figure: best score so far).
+    Consumers that need the search's own state (the web app draws the current best) also get
+    ``on_start(context)`` before the first render and ``on_batch(archive)`` after every batch; an
+    exception raised there stops the match (nothing is stored).
 
     The render workers start (in a thread) as soon as the synth and the sample rate are known and
     the target file's header has been checked; torch, the target's analysis, the model and the
@@ -224,7 +229,8 @@ def run_match(opts: MatchOptions, reporter: Reporter | None = None) -> dict:
     except BaseException:
         _discard_pool(pool_future)
         raise
-    return _match_and_write(opts, prepared, pool, estimator, neighbours, times, started, reporter or Reporter())
+    return _match_and_write(opts, prepared, pool, estimator, neighbours, times, started, reporter or Reporter(),
+                            on_start, on_batch)
 
 
 def _import_output_writers() -> None:
@@ -296,7 +302,7 @@ def _prepare(session, opts: MatchOptions, times: StageTimes, synth_row, space, s
 
 
 def _match_and_write(opts: MatchOptions, prepared: _Prepared, pool, estimator, neighbours, times: StageTimes,
-                     started: float, reporter: Reporter) -> dict:
+                     started: float, reporter: Reporter, on_start=None, on_batch=None) -> dict:
     """The search on the started pool (closed afterwards), then the files, the rows and match.json."""
     from asm.match import outputs
     from asm.match.pipeline import match_target
@@ -306,11 +312,18 @@ def _match_and_write(opts: MatchOptions, prepared: _Prepared, pool, estimator, n
     target, context, settings, spec = prepared.target, prepared.context, prepared.settings, prepared.spec
     try:
         stage = f"matching: {context['method']}" + (f" ({context['model']})" if context.get("model") else "")
+        if on_start is not None:
+            on_start({**context, "notes": target.notes, "out_dir": str(prepared.out_dir), "budget": settings.budget})
         reporter.start(stage, settings.budget)
+
+        def batch(archive) -> None:
+            reporter.update(archive.renders, stage=stage, best=float(archive.best))
+            if on_batch is not None:
+                on_batch(archive)
+
         result = match_target(target.audio, target.notes, spec, context["method"], settings, pool=pool,
                               estimator=estimator, neighbours=neighbours, factory=prepared.factory, seed=opts.seed,
-                              on_batch=lambda archive: reporter.update(archive.renders, stage=stage,
-                                                                       best=float(archive.best)))
+                              on_batch=batch)
         reporter.finish(stage)
     finally:
         with times.stage("pool_close"):
