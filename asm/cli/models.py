@@ -28,6 +28,9 @@ def train_model_cmd(
     seed: int = typer.Option(0, "--seed", min=0),
     name: Optional[str] = typer.Option(None, "--name", help="Model name (default CONFIG-DATASET-sSEED)."),
     resume: Optional[str] = typer.Option(None, "--resume", help="Continue an interrupted model (name or #id)."),
+    stream: Optional[int] = typer.Option(None, "--stream", min=1, help="Train each epoch on this many fresh "
+                                         "examples rendered while training (the dataset gives validation)."),
+    workers: str = typer.Option("auto", "--workers", "-j", help="Render workers of --stream (auto = cores)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object at the end."),
 ) -> None:
     """Train a model config on a dataset; keeps the best checkpoint, resumable after Ctrl-C or kill -9."""
@@ -51,7 +54,8 @@ def train_model_cmd(
     def epoch(r) -> None:
         mark = "*" if r.improved else " "
         progress.update(tasks["epochs"], completed=r.epoch,
-                        info=f"train {r.train_loss:.4f}  val {r.val_loss:.4f}{mark} lr {r.lr:.2e}")
+                        info=f"train {r.train_loss:.4f}  val {r.val_loss:.4f}{mark} lr {r.lr:.2e}  "
+                             f"data wait {r.load_seconds / max(r.seconds, 1e-9):.0%}")
 
     def step(i: int, n: int, loss: float) -> None:
         progress.update(tasks["steps"], completed=i, total=n, info=f"loss {loss:.4f}")
@@ -61,7 +65,7 @@ def train_model_cmd(
         with progress:
             result = train_model(config or "", dataset or "", epochs=epochs, batch_size=batch_size, lr=lr,
                                  patience=patience, device=device.value, seed=seed, name=name, resume=resume,
-                                 reporter=reporter)
+                                 reporter=reporter, stream=stream, workers=workers)
     except KeyboardInterrupt:
         target = resume or name or (f"{config}-{dataset}-s{seed}" if config and dataset else "MODEL")
         err_console.print(f"[bold red]interrupted[/bold red]: completed epochs are saved; continue with "
@@ -73,7 +77,8 @@ def train_model_cmd(
     table = Table(title=f"trained {result['name']} (#{result['model_id']})")
     table.add_column("field")
     table.add_column("value", justify="right")
-    for key in ("arch", "dataset", "device", "epochs", "best_epoch", "best_val_loss", "baseline_val_loss", "seconds"):
+    for key in ("arch", "dataset", "device", "epochs", "best_epoch", "best_val_loss", "baseline_val_loss", "seconds",
+                "data_wait_share", "streamed_examples"):
         value = result.get(key)
         table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
     console.print(table)

@@ -98,6 +98,12 @@ def baseline_loss(layout, weights, train: SplitArrays, val: SplitArrays) -> floa
     return float(loss)
 
 
+def architectures_kind(arch: str) -> str:
+    from asm.models import architectures
+
+    return architectures.get(arch).kind
+
+
 def default_name(config: str, dataset: str, seed: int) -> str:
     return f"{config}-{dataset}-s{seed}"
 
@@ -125,7 +131,7 @@ def open_splits(dataset: str) -> tuple:
 def train_model(config: str, dataset: str, *, epochs: int | None = None, batch_size: int | None = None,
                 lr: float | None = None, patience: int | None = None, device: str = "auto", seed: int = 0,
                 name: str | None = None, resume: str | None = None,
-                reporter: TrainReporter | None = None) -> dict:
+                reporter: TrainReporter | None = None, stream: int | None = None, workers: int | str = "auto") -> dict:
     """Train (or resume) a model and return the summary ``--json`` prints.
 
     Settings and data are checked before the model row exists; the row's process holds the
@@ -135,11 +141,14 @@ def train_model(config: str, dataset: str, *, epochs: int | None = None, batch_s
     reporter = reporter or TrainReporter()
     device = resolve_device(device)
     check_overrides(epochs, batch_size, lr, patience)
+    if stream is not None and stream < 1:
+        raise AsmError(f"--stream must be at least 1 example per epoch, got {stream}")
     with ExitStack() as held:
         if resume:
             plan = _resume_plan(resume, device, held)
         else:
-            plan = _new_plan(config, dataset, epochs, batch_size, lr, patience, device, seed, name, held)
+            plan = _new_plan(config, dataset, epochs, batch_size, lr, patience, device, seed, name, held, stream)
+        plan["workers"] = workers
         try:
             return _train(plan, bool(resume), reporter)
         except KeyboardInterrupt:
@@ -182,7 +191,8 @@ def _resume_plan(resume: str, device: str, held: ExitStack) -> dict:
                 "settings": TrainSettings(**{**row.train_settings, "device": device})}
 
 
-def _new_plan(config, dataset, epochs, batch_size, lr, patience, device, seed, name, held: ExitStack) -> dict:
+def _new_plan(config, dataset, epochs, batch_size, lr, patience, device, seed, name, held: ExitStack,
+              stream: int | None = None) -> dict:
     """Check the config, the dataset and the name, then create the model row and take its lock."""
     from sqlalchemy import select
 
@@ -214,7 +224,9 @@ def _new_plan(config, dataset, epochs, batch_size, lr, patience, device, seed, n
         settings = TrainSettings(
             epochs=pick(epochs, cfg.train.epochs), batch_size=pick(batch_size, cfg.train.batch_size),
             lr=pick(lr, cfg.train.lr), weight_decay=cfg.train.weight_decay,
-            patience=pick(patience, cfg.train.patience), seed=seed, device=device)
+            patience=pick(patience, cfg.train.patience), seed=seed, device=device, stream=stream or 0)
+        if stream and architectures_kind(cfg_row.arch) == "index":
+            raise AsmError(f"config {cfg_row.name} indexes stored examples: it cannot train on a --stream")
         if settings.epochs < 1 or settings.batch_size < 1 or not settings.lr > 0:
             raise AsmError("--epochs and --batch-size must be positive and --lr greater than 0")
         model_name = name if name is not None else default_name(cfg_row.name, dataset_row.name, seed)
@@ -265,6 +277,12 @@ def _train(plan: dict, resume: bool, reporter: TrainReporter) -> dict:
 
     if architectures.get(plan["arch"]).kind == "index":
         result = _build_neighbours(train_ds, mean, std, meta, directory, reporter)
+    elif settings.stream:  # fresh examples each epoch; the dataset gives validation, statistics, baseline
+        from asm.data.stream import ExampleStream, StreamArrays
+
+        with ExampleStream.for_dataset(plan["dataset"], settings.seed, workers=plan.get("workers", "auto")) as s:
+            result = _fit(meta, settings, mean, std, train, val, directory, model_id, resume, reporter,
+                          fit_on=StreamArrays(s, settings.stream))
     else:
         result = _fit(meta, settings, mean, std, train, val, directory, model_id, resume, reporter)
     seconds = time.perf_counter() - started
@@ -300,7 +318,9 @@ def _build_neighbours(train_ds, mean, std, meta, directory: Path, reporter: Trai
 
 
 def _fit(meta, settings: TrainSettings, mean, std, train, val, directory: Path, model_id: int, resume: bool,
-         reporter: TrainReporter) -> dict:
+         reporter: TrainReporter, fit_on=None) -> dict:
+    """``fit_on``: what the epochs train on, when not ``train`` (a stream); ``train`` still gives the
+    constant-predictor baseline."""
     from asm.models.checkpoint import build_network
     from asm.registry.db import session_scope
     from asm.registry.models import Model, ModelEpoch
@@ -310,7 +330,7 @@ def _fit(meta, settings: TrainSettings, mean, std, train, val, directory: Path, 
     network.set_normalisation(mean, std)
     baseline = baseline_loss(network.layout, network.weights, train, val)
     meta["baseline_val_loss"] = baseline
-    trainer = Trainer(network, train, val, settings, directory, extra={"meta": meta})
+    trainer = Trainer(network, fit_on if fit_on is not None else train, val, settings, directory, extra={"meta": meta})
     resumed = trainer.resume() if resume else False
     if resume and not resumed:
         reporter.event("no completed epoch was saved: starting from the first epoch")
@@ -341,5 +361,8 @@ def _fit(meta, settings: TrainSettings, mean, std, train, val, directory: Path, 
 
     state = trainer.run(on_epoch=on_epoch, on_step=reporter.step)
     stopped_early = state.epoch < settings.epochs
+    step_seconds = sum(h["seconds"] for h in state.history)
+    wait = sum(h["load_seconds"] for h in state.history) / step_seconds if step_seconds > 0 else None
     return {"epochs": state.epoch, "best_epoch": state.best_epoch, "best_val_loss": state.best_val_head,
-            "baseline_val_loss": baseline, "stopped_early": stopped_early}
+            "baseline_val_loss": baseline, "stopped_early": stopped_early, "data_wait_share": wait,
+            "streamed_examples": state.epoch * settings.stream if settings.stream else None}
