@@ -141,3 +141,22 @@ def test_a_killed_streaming_run_resumes_from_its_last_checkpoint(cli):
     assert [e[0] for e in _rows("killed")[2]] == [1, 2, 3, 4, 5]
     np.testing.assert_allclose([e[1:] for e in _rows("killed")[2]], [e[1:] for e in _rows("whole")[2]], rtol=1e-5)
     assert resumed["best_val_loss"] == pytest.approx(whole["best_val_loss"], rel=1e-5)
+
+
+def test_learning_curve_trains_each_size_on_the_same_held_out_set_and_reuses_finished_models(cli):
+    from asm.data.torch_dataset import ShardDataset
+
+    _lock_all_but()
+    args = ["perf", "learning-curve", "--config", "mlp", "--sizes", "80,40", "--val", "20", "--test", "4",
+            "--duration", "0.25", "--epochs", "1", "--workers", "2", "--json"]
+    r = cli(*args)
+    assert r.code == 0, r.err
+    out = r.json()
+    assert [row["size"] for row in out["rows"]] == [40, 80]
+    assert all(row["median_mr_stft"] is not None and row["val_loss"] is not None for row in out["rows"])
+    ds = ShardDataset(out["dataset"], None)
+    assert ds.split_counts == {"train": 80, "val": 20, "test": 4} and not ds.has_audio
+    again = cli(*args)
+    assert again.code == 0 and "reusing model" in again.err
+    assert [row["val_loss"] for row in again.json()["rows"]] == [row["val_loss"] for row in out["rows"]]
+    assert cli("perf", "learning-curve", "--sizes", "0,5").code == 2

@@ -143,6 +143,15 @@ class ShardDataset(torch.utils.data.Dataset):
             item["audio"] = torch.from_numpy(self._audio(shard, j))
         return item
 
+    def head(self, n: int) -> "ShardDataset":
+        """The first ``n`` items of this split as a dataset of their own (a learning curve's subset)."""
+        import copy
+
+        part = copy.copy(self)
+        part._maps, part._touched = {}, set()
+        part._len = min(int(n), self._len)
+        return part
+
     def features(self, i: int) -> np.ndarray:
         shard, j = self._locate(i)
         return shard["features"][j].astype(np.float32)

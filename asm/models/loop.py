@@ -45,6 +45,7 @@ class TrainSettings:
     seed: int = 0
     device: str = "cpu"
     stream: int = 0  # > 0: each epoch trains on this many fresh streamed examples (asm.data.stream)
+    train_limit: int = 0  # > 0: train on the first N examples of the train split only (learning curves)
 
 
 @dataclass

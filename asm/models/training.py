@@ -131,7 +131,8 @@ def open_splits(dataset: str) -> tuple:
 def train_model(config: str, dataset: str, *, epochs: int | None = None, batch_size: int | None = None,
                 lr: float | None = None, patience: int | None = None, device: str = "auto", seed: int = 0,
                 name: str | None = None, resume: str | None = None,
-                reporter: TrainReporter | None = None, stream: int | None = None, workers: int | str = "auto") -> dict:
+                reporter: TrainReporter | None = None, stream: int | None = None, workers: int | str = "auto",
+                train_limit: int | None = None) -> dict:
     """Train (or resume) a model and return the summary ``--json`` prints.
 
     Settings and data are checked before the model row exists; the row's process holds the
@@ -147,7 +148,8 @@ def train_model(config: str, dataset: str, *, epochs: int | None = None, batch_s
         if resume:
             plan = _resume_plan(resume, device, held)
         else:
-            plan = _new_plan(config, dataset, epochs, batch_size, lr, patience, device, seed, name, held, stream)
+            plan = _new_plan(config, dataset, epochs, batch_size, lr, patience, device, seed, name, held, stream,
+                             train_limit)
         plan["workers"] = workers
         try:
             return _train(plan, bool(resume), reporter)
@@ -192,7 +194,7 @@ def _resume_plan(resume: str, device: str, held: ExitStack) -> dict:
 
 
 def _new_plan(config, dataset, epochs, batch_size, lr, patience, device, seed, name, held: ExitStack,
-              stream: int | None = None) -> dict:
+              stream: int | None = None, train_limit: int | None = None) -> dict:
     """Check the config, the dataset and the name, then create the model row and take its lock."""
     from sqlalchemy import select
 
@@ -224,7 +226,8 @@ def _new_plan(config, dataset, epochs, batch_size, lr, patience, device, seed, n
         settings = TrainSettings(
             epochs=pick(epochs, cfg.train.epochs), batch_size=pick(batch_size, cfg.train.batch_size),
             lr=pick(lr, cfg.train.lr), weight_decay=cfg.train.weight_decay,
-            patience=pick(patience, cfg.train.patience), seed=seed, device=device, stream=stream or 0)
+            patience=pick(patience, cfg.train.patience), seed=seed, device=device, stream=stream or 0,
+            train_limit=train_limit or 0)
         if stream and architectures_kind(cfg_row.arch) == "index":
             raise AsmError(f"config {cfg_row.name} indexes stored examples: it cannot train on a --stream")
         if settings.epochs < 1 or settings.batch_size < 1 or not settings.lr > 0:
@@ -268,6 +271,8 @@ def _train(plan: dict, resume: bool, reporter: TrainReporter) -> dict:
     model_id, settings, meta = plan["model_id"], plan["settings"], plan["meta"]
     directory = paths.ensure_dir(paths.data_dir() / plan["checkpoint"])
     train_ds, val_ds = open_splits(plan["dataset"])
+    if settings.train_limit:
+        train_ds = train_ds.head(settings.train_limit)
     train, val = SplitArrays(train_ds), SplitArrays(val_ds)
     meta["input_shape"] = list(train_ds.feature_shape)
     started = time.perf_counter()
