@@ -59,6 +59,7 @@ class Origin(StrEnum):
 
 class Scale(StrEnum):
     small = "small"
+    medium = "medium"
     paper = "paper"
 
 
