@@ -160,3 +160,47 @@ def test_learning_curve_trains_each_size_on_the_same_held_out_set_and_reuses_fin
     assert again.code == 0 and "reusing model" in again.err
     assert [row["val_loss"] for row in again.json()["rows"]] == [row["val_loss"] for row in out["rows"]]
     assert cli("perf", "learning-curve", "--sizes", "0,5").code == 2
+
+
+def test_canonical_order_gives_each_asm_sub_sound_one_label_only_where_the_swap_is_exact():
+    from asm.data.symmetry import Canonicaliser
+    from asm.midi.notes import Note
+    from asm.registry.db import session_scope
+    from asm.registry.synth_loader import spec_of
+    from asm.registry.synths import get_synth, space_of
+    from asm.synth.host import open_synth
+
+    with session_scope() as s:
+        row = get_synth(s, "asm-sub")
+        full_space, spec = space_of(row), spec_of(row, 16000)
+    synth = open_synth(spec, isolate=False)
+    notes = [Note(57, 100, 0.0, 0.2)]
+
+    def render(space, free):
+        return synth.render(space.full(np.asarray(free, dtype=np.float64)), notes, 0.3)
+
+    # pitch controls free: the swap is exact on no random preset, so nothing is reordered ...
+    free = full_space.random_free(np.random.default_rng(0), 500).astype(np.float32)
+    canon = Canonicaliser.for_space("asm-sub", full_space)
+    np.testing.assert_array_equal(canon(free), free)
+    # ... and rightly: exchanging the oscillators of a preset whose pitches differ changes the sound
+    names = [p.name for p in full_space.free]
+    a = free[0].copy()
+    b = a.copy()
+    for x, y in (("osc1_wave", "osc2_wave"), ("osc1_pw", "osc2_pw"), ("osc1_level", "osc2_level")):
+        b[names.index(x)], b[names.index(y)] = a[names.index(y)], a[names.index(x)]
+    assert np.abs(render(full_space, a) - render(full_space, b)).max() > 1e-2
+
+    # both oscillators at one pitch: every label gets the louder oscillator first, and sounds the same
+    _lock_all_but(("osc1_wave", "osc1_pw", "osc1_level", "osc2_wave", "osc2_pw", "osc2_level", "cutoff"))
+    with session_scope() as s:
+        space = space_of(get_synth(s, "asm-sub"))
+    canon = Canonicaliser.for_space("asm-sub", space)
+    free = space.random_free(np.random.default_rng(1), 12).astype(np.float32)
+    labels = canon(free)
+    names = [p.name for p in space.free]
+    lv1, lv2 = labels[:, names.index("osc1_level")], labels[:, names.index("osc2_level")]
+    assert (lv1 >= lv2).all() and (labels != free).any(axis=1).sum() >= 3
+    np.testing.assert_array_equal(canon(labels), labels)  # idempotent
+    for f, c in zip(free, labels):
+        np.testing.assert_allclose(render(space, c), render(space, f), atol=1e-5)

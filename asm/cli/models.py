@@ -31,6 +31,8 @@ def train_model_cmd(
     stream: Optional[int] = typer.Option(None, "--stream", min=1, help="Train each epoch on this many fresh "
                                          "examples rendered while training (the dataset gives validation)."),
     workers: str = typer.Option("auto", "--workers", "-j", help="Render workers of --stream (auto = cores)."),
+    canonical: bool = typer.Option(False, "--canonical", help="Labels in the canonical order of the synth's "
+                                   "interchangeable parameter groups (asm-sub: its two oscillators at one pitch)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object at the end."),
 ) -> None:
     """Train a model config on a dataset; keeps the best checkpoint, resumable after Ctrl-C or kill -9."""
@@ -65,7 +67,8 @@ def train_model_cmd(
         with progress:
             result = train_model(config or "", dataset or "", epochs=epochs, batch_size=batch_size, lr=lr,
                                  patience=patience, device=device.value, seed=seed, name=name, resume=resume,
-                                 reporter=reporter, stream=stream, workers=workers)
+                                 reporter=reporter, stream=stream, workers=workers,
+                                 canonical=canonical)
     except KeyboardInterrupt:
         target = resume or name or (f"{config}-{dataset}-s{seed}" if config and dataset else "MODEL")
         err_console.print(f"[bold red]interrupted[/bold red]: completed epochs are saved; continue with "

@@ -46,6 +46,7 @@ class TrainSettings:
     device: str = "cpu"
     stream: int = 0  # > 0: each epoch trains on this many fresh streamed examples (asm.data.stream)
     train_limit: int = 0  # > 0: train on the first N examples of the train split only (learning curves)
+    canonical: bool = False  # labels in the canonical order of the synth's symmetries (asm.data.symmetry)
 
 
 @dataclass

@@ -91,8 +91,8 @@ def baseline_loss(layout, weights, train: SplitArrays, val: SplitArrays) -> floa
 
     n = len(train)
     sample = np.sort(np.random.default_rng(0).choice(n, size=min(n, 20000), replace=False))
-    train_targets = torch.from_numpy(np.stack([train.ds.params(int(i)) for i in sample]))
-    val_targets = torch.from_numpy(np.stack([val.ds.params(int(i)) for i in range(len(val))]))
+    train_targets = torch.from_numpy(_labels(train, sample))
+    val_targets = torch.from_numpy(_labels(val, np.arange(len(val))))
     pred = constant_prediction(layout, train_targets, len(val_targets))
     loss, _ = layout.loss(pred, val_targets, weights)
     return float(loss)
@@ -102,6 +102,14 @@ def architectures_kind(arch: str) -> str:
     from asm.models import architectures
 
     return architectures.get(arch).kind
+
+
+def _labels(arrays, indices: np.ndarray) -> np.ndarray:
+    """Labels of a split (``SplitArrays``, or ``CanonicalArrays`` around one) without its features."""
+    split = getattr(arrays, "arrays", arrays)
+    params = np.stack([split.ds.params(int(i)) for i in indices])
+    canon = getattr(arrays, "canon", None)
+    return canon(params) if canon is not None else params
 
 
 def default_name(config: str, dataset: str, seed: int) -> str:
@@ -132,7 +140,7 @@ def train_model(config: str, dataset: str, *, epochs: int | None = None, batch_s
                 lr: float | None = None, patience: int | None = None, device: str = "auto", seed: int = 0,
                 name: str | None = None, resume: str | None = None,
                 reporter: TrainReporter | None = None, stream: int | None = None, workers: int | str = "auto",
-                train_limit: int | None = None) -> dict:
+                train_limit: int | None = None, canonical: bool = False) -> dict:
     """Train (or resume) a model and return the summary ``--json`` prints.
 
     Settings and data are checked before the model row exists; the row's process holds the
@@ -149,7 +157,7 @@ def train_model(config: str, dataset: str, *, epochs: int | None = None, batch_s
             plan = _resume_plan(resume, device, held)
         else:
             plan = _new_plan(config, dataset, epochs, batch_size, lr, patience, device, seed, name, held, stream,
-                             train_limit)
+                             train_limit, canonical)
         plan["workers"] = workers
         try:
             return _train(plan, bool(resume), reporter)
@@ -194,7 +202,7 @@ def _resume_plan(resume: str, device: str, held: ExitStack) -> dict:
 
 
 def _new_plan(config, dataset, epochs, batch_size, lr, patience, device, seed, name, held: ExitStack,
-              stream: int | None = None, train_limit: int | None = None) -> dict:
+              stream: int | None = None, train_limit: int | None = None, canonical: bool = False) -> dict:
     """Check the config, the dataset and the name, then create the model row and take its lock."""
     from sqlalchemy import select
 
@@ -227,7 +235,7 @@ def _new_plan(config, dataset, epochs, batch_size, lr, patience, device, seed, n
             epochs=pick(epochs, cfg.train.epochs), batch_size=pick(batch_size, cfg.train.batch_size),
             lr=pick(lr, cfg.train.lr), weight_decay=cfg.train.weight_decay,
             patience=pick(patience, cfg.train.patience), seed=seed, device=device, stream=stream or 0,
-            train_limit=train_limit or 0)
+            train_limit=train_limit or 0, canonical=canonical)
         if stream and architectures_kind(cfg_row.arch) == "index":
             raise AsmError(f"config {cfg_row.name} indexes stored examples: it cannot train on a --stream")
         if settings.epochs < 1 or settings.batch_size < 1 or not settings.lr > 0:
@@ -274,6 +282,11 @@ def _train(plan: dict, resume: bool, reporter: TrainReporter) -> dict:
     if settings.train_limit:
         train_ds = train_ds.head(settings.train_limit)
     train, val = SplitArrays(train_ds), SplitArrays(val_ds)
+    canon = _canonicaliser(train_ds) if settings.canonical else None
+    if canon is not None:
+        from asm.data.symmetry import CanonicalArrays
+
+        val = CanonicalArrays(val, canon)  # train is wrapped where it is fitted (split or stream)
     meta["input_shape"] = list(train_ds.feature_shape)
     started = time.perf_counter()
     mean, std = feature_statistics(train_ds, seed=settings.seed)
@@ -287,9 +300,10 @@ def _train(plan: dict, resume: bool, reporter: TrainReporter) -> dict:
 
         with ExampleStream.for_dataset(plan["dataset"], settings.seed, workers=plan.get("workers", "auto")) as s:
             result = _fit(meta, settings, mean, std, train, val, directory, model_id, resume, reporter,
-                          fit_on=StreamArrays(s, settings.stream))
+                          fit_on=_canonical(StreamArrays(s, settings.stream), canon))
     else:
-        result = _fit(meta, settings, mean, std, train, val, directory, model_id, resume, reporter)
+        result = _fit(meta, settings, mean, std, train, val, directory, model_id, resume, reporter,
+                      fit_on=_canonical(train, canon) if canon is not None else None)
     seconds = time.perf_counter() - started
 
     with session_scope() as session:
@@ -304,6 +318,23 @@ def _train(plan: dict, resume: bool, reporter: TrainReporter) -> dict:
         total_seconds = row.seconds
     return {"model_id": model_id, "name": plan["name"], "arch": plan["arch"], "dataset": plan["dataset"],
             "device": plan["device"], "seconds": round(total_seconds, 3), **result}
+
+
+def _canonicaliser(train_ds):
+    from asm.data.symmetry import Canonicaliser
+
+    canon = Canonicaliser.for_dataset(train_ds)
+    if canon is None:
+        raise AsmError(f"--canonical: no parameter symmetry of {train_ds.synth} is free in dataset {train_ds.name}")
+    return canon
+
+
+def _canonical(arrays, canon):
+    if canon is None:
+        return arrays
+    from asm.data.symmetry import CanonicalArrays
+
+    return CanonicalArrays(arrays, canon)
 
 
 def _build_neighbours(train_ds, mean, std, meta, directory: Path, reporter: TrainReporter) -> dict:
@@ -333,7 +364,7 @@ def _fit(meta, settings: TrainSettings, mean, std, train, val, directory: Path, 
     torch.manual_seed(settings.seed)
     network = build_network(meta)
     network.set_normalisation(mean, std)
-    baseline = baseline_loss(network.layout, network.weights, train, val)
+    baseline = baseline_loss(network.layout, network.weights, _canonical(train, getattr(val, "canon", None)), val)
     meta["baseline_val_loss"] = baseline
     trainer = Trainer(network, fit_on if fit_on is not None else train, val, settings, directory, extra={"meta": meta})
     resumed = trainer.resume() if resume else False
