@@ -113,8 +113,8 @@ def _rows(name):
 def test_a_killed_streaming_run_resumes_from_its_last_checkpoint(cli):
     _lock_all_but()
     assert cli("update-registry", *sorted(str(p) for p in (ROOT / "fixtures" / "models").glob("*.py"))).code == 0
-    assert cli("generate-dataset", "small", "--synth", "asm-sub", "--size", "120", "--duration", "0.5",
-               "--note-off", "0.3", "--seed", "1", "--workers", "2", "--store", "features").code == 0
+    assert cli("generate-dataset", "small", "--synth", "asm-sub", "--size", "120", "--duration", "0.25",
+               "--note-off", "0.2", "--seed", "1", "--workers", "2", "--store", "features").code == 0
     args = ["--config", "mlp", "--dataset", "small", "--stream", "192", "--epochs", "5", "--patience", "5",
             "--batch-size", "32", "--workers", "2"]
     r = cli("train-model", *args, "--name", "whole", "--json")

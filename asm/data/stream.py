@@ -35,8 +35,8 @@ from asm.data.settings import DatasetSettings
 from asm.errors import AsmError
 
 STREAM_STREAM = 6  # independent of the plan's streams (asm.data.plan STREAM_*)
-STREAM_SHARD = 256  # examples per streamed shard
-AHEAD = 8  # shards rendered ahead of the consumer
+STREAM_SHARD = 64  # examples per streamed shard (small: closing waits for at most one per worker)
+AHEAD = 24  # shards rendered ahead of the consumer
 
 
 def stream_seed(dataset_seed: int, seed: int) -> int:
@@ -147,7 +147,7 @@ class ExampleStream:
                     if self._closed:
                         return
                     first = self._next
-                    n = min(self.ahead - (self._next - self._want), 2 * max(1, self._pool.size))
+                    n = min(self.ahead - (self._next - self._want), max(1, self._pool.size))
                 jobs = [self._job(k) for k in range(first, first + n)]
                 self._pool.run_shards(self._ctx, jobs, self._arrived)
                 with self._cond:
@@ -184,8 +184,9 @@ class ExampleStream:
                     raise self._error
                 if self._closed:
                     raise AsmError("the example stream is closed")
-                if k >= self._next + self.ahead:  # far ahead: skip the producer forward
-                    self._release_below(k)
+                if k >= self._want + self.ahead:  # would wait for ever: the producer stops before it
+                    raise AsmError(f"stream shard {k} is beyond the {self.ahead} shards rendered ahead of "
+                                   f"shard {self._want}; release earlier shards first")
                 self._cond.wait(timeout=1.0)
             self.wait_seconds += time.perf_counter() - t
             return self._buffer[k]
@@ -268,6 +269,8 @@ class StreamArrays:
         self.stream, self.epoch_size = stream, int(epoch_size)
         self.window = max(1, int(window))
         self._epoch = 0
+        # a batch may touch every shard of its window (and the next one's first): render that far ahead
+        stream.ahead = max(stream.ahead, -(-self.window // stream.shard_size) + 2)
 
     def __len__(self) -> int:
         return self.epoch_size
