@@ -204,3 +204,15 @@ def test_canonical_order_gives_each_asm_sub_sound_one_label_only_where_the_swap_
     np.testing.assert_array_equal(canon(labels), labels)  # idempotent
     for f, c in zip(free, labels):
         np.testing.assert_allclose(render(space, c), render(space, f), atol=1e-5)
+
+
+def test_canonical_and_stream_refusals_leave_no_model_row(cli):
+    _lock_all_but(("cutoff", "osc1_level"))  # osc2 locked: nothing to exchange
+    assert cli("generate-dataset", "locked", "--synth", "asm-sub", "--size", "20", "--duration", "0.25",
+               "--note-off", "0.2", "--workers", "1").code == 0
+    for args, message in ((["--dataset", "locked", "--canonical"], "no parameter symmetry"),
+                          (["--dataset", "locked", "--config", "nn", "--stream", "64"], "cannot train on a --stream"),
+                          (["--dataset", "locked", "--stream", "0"], "--stream")):
+        r = cli("train-model", "--config", "mlp", *args, "--name", "refused")
+        assert r.code == 2 and message in r.err, r.err
+        assert _rows("refused") is None

@@ -245,7 +245,12 @@ def _new_plan(config, dataset, epochs, batch_size, lr, patience, device, seed, n
             raise AsmError(f"bad model name {model_name!r}: use letters, digits, '.', '_' or '-' (at most 200)")
         name_is_free(session, model_name)
         dataset_name = dataset_row.name
-    open_splits(dataset_name)  # no model row for a dataset it cannot train on
+    train_ds, _ = open_splits(dataset_name)  # no model row for a dataset it cannot train on
+    if canonical:
+        _canonicaliser(train_ds)
+    if stream and train_ds.settings.midi_dir is not None:
+        raise AsmError(f"dataset {dataset_name} plays MIDI chunks: --stream plays the built-in note generator "
+                       "and cannot stream it")
 
     with session_scope() as session:
         name_is_free(session, model_name)
