@@ -115,30 +115,30 @@ def test_a_killed_streaming_run_resumes_from_its_last_checkpoint(cli):
     assert cli("update-registry", *sorted(str(p) for p in (ROOT / "fixtures" / "models").glob("*.py"))).code == 0
     assert cli("generate-dataset", "small", "--synth", "asm-sub", "--size", "120", "--duration", "0.25",
                "--note-off", "0.2", "--seed", "1", "--workers", "2", "--store", "features").code == 0
-    args = ["--config", "mlp", "--dataset", "small", "--stream", "192", "--epochs", "5", "--patience", "5",
+    args = ["--config", "mlp", "--dataset", "small", "--stream", "192", "--epochs", "6", "--patience", "6",
             "--batch-size", "32", "--workers", "2"]
     r = cli("train-model", *args, "--name", "whole", "--json")
     assert r.code == 0, r.err
     whole = r.json()
-    assert whole["streamed_examples"] == 5 * 192 and 0 <= whole["data_wait_share"] <= 1
+    assert whole["streamed_examples"] == 6 * 192 and 0 <= whole["data_wait_share"] <= 1
 
     proc = subprocess.Popen([sys.executable, str(ROOT / "asm-cli.py"), "train-model", *args, "--name", "killed"],
                             env={**os.environ}, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline, done = time.time() + 180, 0
-    while time.time() < deadline and done < 2 and proc.poll() is None:
+    while time.time() < deadline and done < 1 and proc.poll() is None:
         time.sleep(0.2)
         row = _rows("killed")
         done = row[1] if row else 0
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert 2 <= done < 5, "the run was not killed mid-training"
+    assert 1 <= done < 6, "the run was not killed mid-training"
     assert _rows("killed")[0] == "training"
     r = run_cli_process("train-model", "--resume", "killed", "--workers", "2", "--json")
     assert r.returncode == 0, r.stderr
     resumed = json.loads(r.stdout)
-    assert resumed["epochs"] == 5
+    assert resumed["epochs"] == 6
     # the resumed run trained on the examples an uninterrupted one sees: identical epochs
-    assert [e[0] for e in _rows("killed")[2]] == [1, 2, 3, 4, 5]
+    assert [e[0] for e in _rows("killed")[2]] == [1, 2, 3, 4, 5, 6]
     np.testing.assert_allclose([e[1:] for e in _rows("killed")[2]], [e[1:] for e in _rows("whole")[2]], rtol=1e-5)
     assert resumed["best_val_loss"] == pytest.approx(whole["best_val_loss"], rel=1e-5)
 
