@@ -47,7 +47,7 @@ ood-targets: install
 	$(BIN)/asm ood-targets $(if $(OOD_DIR),--out $(OOD_DIR))
 
 # The benchmarks (issue 7): dataset -> models -> every method on the same targets -> table + HTML report.
-# SYNTH=asm-sub|amsynth PARAMS=32|16 MODELS="cnn,flow" (default: the scale's) SCALE=small|paper SEED=0.
+# SYNTH=asm-sub|amsynth PARAMS=32|16 MODELS="cnn,flow" (default: the scale's) SCALE=small|medium|paper SEED=0.
 # Finished datasets and models are reused; out-of-domain targets are used when `make ood-targets` made them.
 BENCH_ARGS = --synth $(SYNTH) --params $(PARAMS) --models "$(MODELS)" --scale $(SCALE) --seed $(SEED)
 mono-benchmark: install

@@ -21,7 +21,9 @@
   factory presets held out from training (``factory``), and the out-of-domain SoundFont notes
   (``ood``, mono or poly set) when ``make ood-targets`` has made them.
 
-Scales (``SCALES``): ``small`` finishes within 20 minutes on 2 CPU cores without a GPU; ``paper``
+Scales (``SCALES``): ``small`` finishes within 20 minutes on 2 CPU cores without a GPU; ``medium``
+(120,000 examples, models trained until validation stops improving) is planned for 45 minutes on
+the same machine; ``paper``
 is AutoSoundMatch's set-up (11,000 examples, 128 test targets, full training) for a GPU machine or
 a Ray cluster.
 """
@@ -100,6 +102,20 @@ SCALES: dict[str, ScalePreset] = {
         mono=ModeSettings(duration=1.0, note_off=0.75, note_range=(40, 76)),
         poly=ModeSettings(duration=2.0, note_off=1.5, note_range=(40, 76), max_polyphony=4),
     ),
+    # Planned from the measured rates on 2 cores (REFERENCE.md; not yet timed end to end): ~820
+    # examples/s -> ~2.5 min of generation; the CNN at ~2,700 samples/s -> ~36 s per epoch of 96,000
+    # examples, so 20 epochs of each of two models ~25 min; searches as in small ~8 min. Disk: ~40 KB
+    # per example with its audio (~5 GB): the test targets are read from the stored audio.
+    "medium": ScalePreset(
+        name="medium",
+        description="about 45 minutes on 2 CPU cores, no GPU: 120,000 examples, 32 test targets, "
+                    "2 models trained until validation stops improving, 600 renders per search",
+        dataset_size=120_000, test_targets=32, factory_targets=32, ood_targets=32,
+        models=("cnn", "flow"), epochs=20, patience=3, batch_size=128,
+        search_budget=600, search_time_limit=10.0,
+        mono=ModeSettings(duration=1.0, note_off=0.75, note_range=(40, 76)),
+        poly=ModeSettings(duration=2.0, note_off=1.5, note_range=(40, 76), max_polyphony=4),
+    ),
     "paper": ScalePreset(
         name="paper",
         description="AutoSoundMatch's set-up for a GPU machine or a Ray cluster: 11,000 examples, "
@@ -122,7 +138,7 @@ class BenchmarkRequest(BaseModel):
     synth: str = "asm-sub"
     params: Literal[32, 16] = 32
     models: tuple[str, ...] = ()  # empty: the scale's default list
-    scale: Literal["small", "paper"] = "small"
+    scale: Literal["small", "medium", "paper"] = "small"
     seed: int = Field(0, ge=0)
     budget: int | None = Field(None, gt=0, description="override the scale's renders per search")
     test_targets: int | None = Field(None, gt=0, description="override the scale's number of test targets")

@@ -227,8 +227,8 @@ def benchmark_cmd(
     params: choices.FreeParams = typer.Option(choices.FreeParams.p32, "--params",
                                               help="Free parameters of the set-up (asm-sub has 30)."),
     models: str = typer.Option("", "--models", help="Model configs to train, e.g. 'cnn,flow' (default: the scale's)."),
-    scale: choices.Scale = typer.Option(choices.Scale.small, "--scale", help="small (20 min on 2 cores) or paper "
-                                        "(AutoSoundMatch's set-up)."),
+    scale: choices.Scale = typer.Option(choices.Scale.small, "--scale", help="small (20 min on 2 cores), medium "
+                                        "(120,000 examples, 45 min on 2 cores) or paper (AutoSoundMatch's set-up)."),
     seed: int = typer.Option(0, "--seed", min=0, help="Seed of the dataset, training and every search."),
     budget: int | None = typer.Option(None, "--budget", min=1, help="Renders per target of each search "
                                          "(default: the scale's)."),

@@ -35,6 +35,11 @@ class AudioDtype(StrEnum):
     float16 = "float16"
 
 
+class Store(StrEnum):
+    audio_features = "audio+features"
+    features = "features"
+
+
 class Split(StrEnum):
     train = "train"
     val = "val"
@@ -54,6 +59,7 @@ class Origin(StrEnum):
 
 class Scale(StrEnum):
     small = "small"
+    medium = "medium"
     paper = "paper"
 
 

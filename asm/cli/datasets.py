@@ -47,6 +47,8 @@ def generate_dataset_cmd(
         "and that preset rejected (local executor; default: 60 s, or 20x --duration if longer)."),
     shard_size: Optional[int] = typer.Option(None, "--shard-size", min=1, max=65536, help="Examples per shard (default: ~16 MB shards)."),
     audio_dtype: choices.AudioDtype = typer.Option(choices.AudioDtype.int16, "--audio-dtype", help="Stored audio: int16 (with a per-example scale) or float16."),
+    store: choices.Store = typer.Option(choices.Store.audio_features, "--store", help="audio+features, or "
+                                        "features only (no audio on disk; test-model renders the targets again)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Render a dataset of (preset, notes, audio, log-mel) examples into shards; resumes if interrupted.
@@ -105,8 +107,8 @@ def generate_dataset_cmd(
             note_range=parse_range(note_range, "--note-range", 0, 127) if note_range else None,
             velocity=vel, velocity_range=vel_range,
             midi_dir=str(midi_dir.resolve()) if midi_dir is not None else None, max_polyphony=max_polyphony,
-            split=split_t, seed=seed, shard_size=shard_size if shard_size is not None else auto_shard_size(length, rate, features),
-            audio_dtype=audio_dtype.value, features=features,
+            split=split_t, seed=seed, shard_size=shard_size if shard_size is not None else auto_shard_size(length, rate, features, store.value),
+            audio_dtype=audio_dtype.value, features=features, store=store.value,
         )
     except ValidationError as exc:
         err = exc.errors()[0]
@@ -207,7 +209,7 @@ def show_dataset_cmd(name: str = typer.Argument(...), as_json: bool = typer.Opti
         ("status", info["status"] + (f", {info['examples_done']}/{info['size']} examples" if info["status"] != "complete" else "")),
         ("mode", s["mode"]), ("examples", f"{info['size']} (train {sc['train']}, val {sc['val']}, test {sc['test']})"),
         ("presets", presets), ("seed", str(info["seed"])),
-        ("audio", f"{s['duration']:g} s at {s['sample_rate']} Hz, note-off {s['note_off']:g} s, stored {s['audio_dtype']}"),
+        ("audio", f"{s['duration']:g} s at {s['sample_rate']} Hz, note-off {s['note_off']:g} s, stored {s['audio_dtype'] if s.get('store', 'audio+features') != 'features' else 'no audio (features only)'}"),
         ("notes", notes), ("velocity", f"{s['velocity_range'][0]}:{s['velocity_range'][1]}" if s.get("velocity_range") else str(s["velocity"])),
         ("features", ", ".join(f"{k}={v}" for k, v in s["features"].items())),
         ("shards", f"{info['shards_done']}/{info['shards']} of {info['shard_size']} examples, {_mb(info['bytes'])}"),

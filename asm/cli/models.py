@@ -28,6 +28,11 @@ def train_model_cmd(
     seed: int = typer.Option(0, "--seed", min=0),
     name: Optional[str] = typer.Option(None, "--name", help="Model name (default CONFIG-DATASET-sSEED)."),
     resume: Optional[str] = typer.Option(None, "--resume", help="Continue an interrupted model (name or #id)."),
+    stream: Optional[int] = typer.Option(None, "--stream", min=1, help="Train each epoch on this many fresh "
+                                         "examples rendered while training (the dataset gives validation)."),
+    workers: str = typer.Option("auto", "--workers", "-j", help="Render workers of --stream (auto = cores)."),
+    canonical: bool = typer.Option(False, "--canonical", help="Labels in the canonical order of the synth's "
+                                   "interchangeable parameter groups (asm-sub: its two oscillators at one pitch)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object at the end."),
 ) -> None:
     """Train a model config on a dataset; keeps the best checkpoint, resumable after Ctrl-C or kill -9."""
@@ -42,7 +47,8 @@ def train_model_cmd(
         with RichReporter(out, transient=False, keep=True) as reporter:
             result = train_model(config or "", dataset or "", epochs=epochs, batch_size=batch_size, lr=lr,
                                  patience=patience, device=device.value, seed=seed, name=name, resume=resume,
-                                 reporter=reporter)
+                                 reporter=reporter, stream=stream, workers=workers,
+                                 canonical=canonical)
     except KeyboardInterrupt:
         target = resume or name or (f"{config}-{dataset}-s{seed}" if config and dataset else "MODEL")
         err_console.print(f"[bold red]interrupted[/bold red]: completed epochs are saved; continue with "
@@ -54,7 +60,8 @@ def train_model_cmd(
     table = Table(title=f"trained {result['name']} (#{result['model_id']})")
     table.add_column("field")
     table.add_column("value", justify="right")
-    for key in ("arch", "dataset", "device", "epochs", "best_epoch", "best_val_loss", "baseline_val_loss", "seconds"):
+    for key in ("arch", "dataset", "device", "epochs", "best_epoch", "best_val_loss", "baseline_val_loss", "seconds",
+                "data_wait_share", "streamed_examples"):
         value = result.get(key)
         table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
     console.print(table)

@@ -339,3 +339,43 @@ def perf_twin(
         modules.add_row(name, f"{m['mr_stft']:.4f}", f"{m['max_abs_error']:.2e}", f"{m['peak']:.3f}")
     console.print(modules)
 
+
+
+@perf_app.command("learning-curve")
+def perf_learning_curve(
+    synth: str = typer.Option("asm-sub", "--synth", "-s"),
+    config: str = typer.Option("cnn", "--config", "-c", help="Model config to train at every size."),
+    sizes: str = typer.Option("5000,20000,80000", "--sizes", help="Training-set sizes, comma-separated."),
+    val: int = typer.Option(1000, "--val", min=1, help="Validation examples (the same for every size)."),
+    test: int = typer.Option(200, "--test", min=1, help="Held-out targets scored by ear (the same for every size)."),
+    duration: float = typer.Option(1.0, "--duration", callback=choices.seconds),
+    epochs: int = typer.Option(None, "--epochs", min=1, help="Maximum epochs (default: the config's)."),
+    seed: int = typer.Option(0, "--seed", min=0),
+    device: choices.Device = typer.Option(choices.Device.auto, "--device", help="Where to train."),
+    workers: str = typer.Option("auto", "--workers", "-j", help="Render workers (auto = cores)."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Validation loss and model-alone median MR-STFT of one config trained at each size, on the same held-out set."""
+    from asm.cli.app import err_console
+    from asm.perf.learning_curve import learning_curve, parse_sizes
+
+    out = err_console if as_json else console
+    r = learning_curve(synth, config, parse_sizes(sizes), val=val, test=test, duration=duration, seed=seed,
+                       device=device.value, workers=workers, epochs=epochs,
+                       event=lambda text: out.print(f"[dim]{text}[/dim]"))
+    if as_json:
+        typer.echo(json.dumps(r))
+        return
+    table = Table(title=f"learning curve: {config} on {synth} ({r['val']} val, {r['test']} test targets of "
+                        f"{duration:g} s; dataset {r['dataset']})")
+    for col in ("train examples", "epochs (best)", "val loss", "mean predictor", "vs mean", "median mr-stft",
+                "train s"):
+        table.add_column(col, justify="right")
+    for row in r["rows"]:
+        v, b = row["val_loss"], row["baseline_val_loss"]
+        gain = f"{100 * (1 - v / b):+.1f}%" if v is not None and b else "-"
+        mr = row["median_mr_stft"]
+        table.add_row(str(row["size"]), f"{row['epochs']} ({row['best_epoch']})", f"{v:.4f}" if v is not None else "-",
+                      f"{b:.4f}" if b is not None else "-", gain, f"{mr:.4f}" if mr is not None else "-",
+                      f"{row['train_seconds']:.0f}")
+    console.print(table)

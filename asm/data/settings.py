@@ -18,6 +18,7 @@ from asm.errors import AsmError
 from asm.midi.mode import Mode
 
 SHARD_BYTES = 16 << 20  # target size of one shard file (auto shard size)
+STORE_DEFAULT = "audio+features"  # what datasets made before ``store`` existed hold
 NOTES_GENERATOR = "asm-poly/1"  # bump when the built-in generator's output changes
 
 
@@ -43,6 +44,9 @@ class DatasetSettings(BaseModel):
     seed: int = Field(0, ge=0, le=2**63 - 1)
     shard_size: int = Field(256, ge=1, le=65536)
     audio_dtype: Literal["int16", "float16"] = "int16"
+    # "features": no audio in the shards (a tenth of the disk at 1 s, 16 kHz); evaluation re-renders
+    # the target from the stored preset and notes instead of reading it
+    store: Literal["audio+features", "features"] = STORE_DEFAULT
     features: FeatureSettings = FeatureSettings()
     generator: str = NOTES_GENERATOR
 
@@ -71,23 +75,34 @@ class DatasetSettings(BaseModel):
     def n_frames(self) -> int:
         return self.features.frames(self.n_samples)
 
+    @property
+    def has_audio(self) -> bool:
+        return self.store == "audio+features"
+
     def example_bytes(self, n_free: int) -> int:
         """Bytes one example takes in a shard (notes excluded)."""
-        return 2 * self.n_samples + 4 + 2 * self.features.n_mels * self.n_frames + 4 * n_free + 8 + 4 + 1 + 2 + 8
+        audio = 2 * self.n_samples + 4 if self.has_audio else 0
+        return audio + 2 * self.features.n_mels * self.n_frames + 4 * n_free + 8 + 4 + 1 + 2 + 8
 
     def split_counts(self) -> tuple[int, int, int]:
         return split_counts(self.size, self.split)
 
     def identity(self) -> dict:
-        """The settings as stored on the dataset row (JSON)."""
-        return self.model_dump(mode="json")
+        """The settings as stored on the dataset row (JSON). ``store`` is left out at its default, so
+        the rows of datasets made before it existed still match (and resume)."""
+        out = self.model_dump(mode="json")
+        if out["store"] == STORE_DEFAULT:
+            del out["store"]
+        return out
 
 
-def auto_shard_size(duration: float, sample_rate: int, features: FeatureSettings) -> int:
-    """A power of two giving shards of about SHARD_BYTES (16 to 1024 examples)."""
+def auto_shard_size(duration: float, sample_rate: int, features: FeatureSettings, store: str = STORE_DEFAULT) -> int:
+    """A power of two giving shards of about SHARD_BYTES (16 to 1024 examples; 4096 for features only)."""
     n = int(round(duration * sample_rate))
-    per_example = 2 * n + 2 * features.n_mels * features.frames(n) + 200
-    return int(min(1024, max(16, 2 ** math.floor(math.log2(max(1, SHARD_BYTES // per_example))))))
+    audio = 2 * n if store == STORE_DEFAULT else 0
+    per_example = audio + 2 * features.n_mels * features.frames(n) + 200
+    most = 1024 if store == STORE_DEFAULT else 4096
+    return int(min(most, max(16, 2 ** math.floor(math.log2(max(1, SHARD_BYTES // per_example))))))
 
 
 def check_split(split: tuple[float, ...]) -> None:

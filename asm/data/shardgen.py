@@ -183,7 +183,7 @@ def build_shard(synth, ctx: GenerationContext, job: ShardJob, progress: Progress
     hang_slots = set((ctx.fault or {}).get("hang_slots", ()))
     doomed_slots = set((ctx.fault or {}).get("doomed_slots", ()))
     int16 = s.audio_dtype == "int16"
-    stored = np.empty((n, T), dtype=np.int16 if int16 else np.float16)
+    stored = np.empty((n if s.has_audio else 0, T), dtype=np.int16 if int16 else np.float16)
     feats = np.empty((n, s.features.n_mels, s.n_frames), dtype=np.float16)
     batch = np.empty((FEATURE_BATCH, T), dtype=np.float32)  # renders awaiting features, still in cache
     params = np.empty((n, n_free), dtype=np.float32)
@@ -204,7 +204,9 @@ def build_shard(synth, ctx: GenerationContext, job: ShardJob, progress: Progress
         rows = slice(end - b, end)
         with torch.no_grad():
             feats[rows] = logmel(batch[:b], s.sample_rate, s.features).numpy()
-        if int16:
+        if not s.has_audio:
+            pass
+        elif int16:
             np.multiply(batch[:b], (np.float32(32767.0) / peaks[rows])[:, None], out=batch[:b])
             stored[rows] = np.rint(batch[:b], out=batch[:b])
         else:
@@ -282,8 +284,8 @@ def build_shard(synth, ctx: GenerationContext, job: ShardJob, progress: Progress
                     rejected, crashed_keys)
         progress.done(j + 1)
     t1 = time.perf_counter()
-    arrays: dict[str, np.ndarray] = {"audio": stored}
-    if int16:  # every example scaled to its own peak: full 16-bit resolution, loudness kept in the scale
+    arrays: dict[str, np.ndarray] = {"audio": stored} if s.has_audio else {}
+    if int16 and s.has_audio:  # every example scaled to its own peak: full 16-bit resolution, loudness kept in the scale
         arrays["audio_scale"] = (peaks / np.float32(32767.0)).astype(np.float32)
     arrays.update(
         features=feats,

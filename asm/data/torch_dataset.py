@@ -9,6 +9,7 @@
     item["index"]      # int: the example's index in the whole dataset (stable id; train.position(i) too)
     train.notes(0)     # [Note(pitch, velocity, start, duration)]: exactly what was played
     train.audio(0)     # np.float32 (samples,): the stored render (int16 * per-example scale, or float16)
+    train.has_audio    # False for a features-only dataset (--store features): audio() raises AsmError
     train.source(0)    # factory preset id it came from, or -1 for a random preset
     ShardDataset("mono-2k", "train", with_audio=True)[0]["audio"]  # audio in the item too
 
@@ -66,6 +67,8 @@ class ShardDataset(torch.utils.data.Dataset):
             shards = [(s.start, s.count, s.file) for s in row.shards]
         self.name, self.split, self.with_audio = name, split, with_audio
         self.settings = DatasetSettings(**{k: v for k, v in stored.items() if k not in ("inputs", "locks")})
+        if with_audio and not self.settings.has_audio:
+            raise AsmError(f"dataset {name} stores features only (--store features): it has no audio to read")
         self.locks = {int(k): v for k, v in (stored.get("locks") or {}).items()}
         directory = dataset_dir(name)
         self._files = [str(directory / f) for _, _, f in shards]
@@ -140,6 +143,15 @@ class ShardDataset(torch.utils.data.Dataset):
             item["audio"] = torch.from_numpy(self._audio(shard, j))
         return item
 
+    def head(self, n: int) -> "ShardDataset":
+        """The first ``n`` items of this split as a dataset of their own (a learning curve's subset)."""
+        import copy
+
+        part = copy.copy(self)
+        part._maps, part._touched = {}, set()
+        part._len = min(int(n), self._len)
+        return part
+
     def features(self, i: int) -> np.ndarray:
         shard, j = self._locate(i)
         return shard["features"][j].astype(np.float32)
@@ -155,8 +167,16 @@ class ShardDataset(torch.utils.data.Dataset):
             return a.astype(np.float32) * np.float32(shard["audio_scale"][j])
         return a.astype(np.float32)
 
+    @property
+    def has_audio(self) -> bool:
+        """False for a features-only dataset (``--store features``): re-render from params and notes."""
+        return self.settings.has_audio
+
     def audio(self, i: int) -> np.ndarray:
         """The stored render of item ``i`` as float32."""
+        if not self.has_audio:
+            raise AsmError(f"dataset {self.name} stores features only: render item {i} from its "
+                           "params and notes instead")
         shard, j = self._locate(i)
         return self._audio(shard, j)
 

@@ -115,12 +115,24 @@ def test_model(ref: str, split: str = "test", limit: int | None = None, workers:
 def score_predictions(ds, indices, predicted: np.ndarray, space, pool, return_audio: bool = False):
     """Audio metrics of free-parameter predictions for examples ``indices`` of a ShardDataset: each
     rendered with the example's own notes and compared with its stored audio (with
-    ``return_audio``: also the renders, None where unusable)."""
+    ``return_audio``: also the renders, None where unusable). A features-only dataset has none: its
+    targets are rendered again from the stored (exact float32) presets and notes, in the same pool
+    call (bit-identical for a deterministic synth such as asm-sub)."""
     from asm.audio.metrics import REPORT_METRICS, distances
 
     notes = [ds.notes(i) for i in indices]
-    audio = pool.render(space.full(predicted), notes, ds.settings.duration, per_row_notes=True)
-    target = np.stack([ds.audio(i) for i in indices])
+    values = space.full(predicted)
+    if not ds.has_audio:
+        truth = space.full(np.stack([ds.params(i) for i in indices]).astype(np.float64))
+        values, notes = np.concatenate([values, truth]), notes + notes
+    audio = pool.render(values, notes, ds.settings.duration, per_row_notes=True)
+    if ds.has_audio:
+        target = np.stack([ds.audio(i) for i in indices])
+    else:
+        audio, rerendered = audio[: len(indices)], audio[len(indices):]
+        if any(a is None for a in rerendered):
+            raise AsmError(f"a target of dataset {ds.name} crashed the synth when rendered again")
+        target = np.stack(rerendered)
     rendered = np.stack([a if a is not None else np.zeros_like(target[0]) for a in audio])
     scores = distances(rendered, target, ds.sample_rate, REPORT_METRICS)
     return (scores, list(audio)) if return_audio else scores

@@ -44,6 +44,9 @@ class TrainSettings:
     grad_clip: float = 1.0
     seed: int = 0
     device: str = "cpu"
+    stream: int = 0  # > 0: each epoch trains on this many fresh streamed examples (asm.data.stream)
+    train_limit: int = 0  # > 0: train on the first N examples of the train split only (learning curves)
+    canonical: bool = False  # labels in the canonical order of the synth's symmetries (asm.data.symmetry)
 
 
 @dataclass
@@ -171,7 +174,9 @@ class Trainer:
                 group["lr"] = lr
             started = time.perf_counter()
             self.network.train()
-            order = np.random.default_rng([s.seed, epoch]).permutation(len(self.train_data))
+            epoch_order = getattr(self.train_data, "order", None)  # a stream orders its own epochs
+            order = (epoch_order(s.seed, epoch) if epoch_order is not None
+                     else np.random.default_rng([s.seed, epoch]).permutation(len(self.train_data)))
             total, count, load_time = 0.0, 0, 0.0
             parts_sum: dict[str, float] = {}
             n_batches = math.ceil(len(order) / s.batch_size)

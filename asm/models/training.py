@@ -81,11 +81,25 @@ def baseline_loss(layout, weights, train: SplitArrays, val: SplitArrays) -> floa
 
     n = len(train)
     sample = np.sort(np.random.default_rng(0).choice(n, size=min(n, 20000), replace=False))
-    train_targets = torch.from_numpy(np.stack([train.ds.params(int(i)) for i in sample]))
-    val_targets = torch.from_numpy(np.stack([val.ds.params(int(i)) for i in range(len(val))]))
+    train_targets = torch.from_numpy(_labels(train, sample))
+    val_targets = torch.from_numpy(_labels(val, np.arange(len(val))))
     pred = constant_prediction(layout, train_targets, len(val_targets))
     loss, _ = layout.loss(pred, val_targets, weights)
     return float(loss)
+
+
+def architectures_kind(arch: str) -> str:
+    from asm.models import architectures
+
+    return architectures.get(arch).kind
+
+
+def _labels(arrays, indices: np.ndarray) -> np.ndarray:
+    """Labels of a split (``SplitArrays``, or ``CanonicalArrays`` around one) without its features."""
+    split = getattr(arrays, "arrays", arrays)
+    params = np.stack([split.ds.params(int(i)) for i in indices])
+    canon = getattr(arrays, "canon", None)
+    return canon(params) if canon is not None else params
 
 
 def default_name(config: str, dataset: str, seed: int) -> str:
@@ -115,7 +129,8 @@ def open_splits(dataset: str) -> tuple:
 def train_model(config: str, dataset: str, *, epochs: int | None = None, batch_size: int | None = None,
                 lr: float | None = None, patience: int | None = None, device: str = "auto", seed: int = 0,
                 name: str | None = None, resume: str | None = None,
-                reporter: Reporter | None = None) -> dict:
+                reporter: Reporter | None = None, stream: int | None = None, workers: int | str = "auto",
+                train_limit: int | None = None, canonical: bool = False) -> dict:
     """Train (or resume) a model and return the summary ``--json`` prints.
 
     Settings and data are checked before the model row exists; the row's process holds the
@@ -128,11 +143,15 @@ def train_model(config: str, dataset: str, *, epochs: int | None = None, batch_s
     reporter = reporter or Reporter()
     device = resolve_device(device)
     check_overrides(epochs, batch_size, lr, patience)
+    if stream is not None and stream < 1:
+        raise AsmError(f"--stream must be at least 1 example per epoch, got {stream}")
     with ExitStack() as held:
         if resume:
             plan = _resume_plan(resume, device, held)
         else:
-            plan = _new_plan(config, dataset, epochs, batch_size, lr, patience, device, seed, name, held)
+            plan = _new_plan(config, dataset, epochs, batch_size, lr, patience, device, seed, name, held, stream,
+                             train_limit, canonical)
+        plan["workers"] = workers
         try:
             return _train(plan, bool(resume), reporter)
         except KeyboardInterrupt:
@@ -175,7 +194,8 @@ def _resume_plan(resume: str, device: str, held: ExitStack) -> dict:
                 "settings": TrainSettings(**{**row.train_settings, "device": device})}
 
 
-def _new_plan(config, dataset, epochs, batch_size, lr, patience, device, seed, name, held: ExitStack) -> dict:
+def _new_plan(config, dataset, epochs, batch_size, lr, patience, device, seed, name, held: ExitStack,
+              stream: int | None = None, train_limit: int | None = None, canonical: bool = False) -> dict:
     """Check the config, the dataset and the name, then create the model row and take its lock."""
     from sqlalchemy import select
 
@@ -207,7 +227,10 @@ def _new_plan(config, dataset, epochs, batch_size, lr, patience, device, seed, n
         settings = TrainSettings(
             epochs=pick(epochs, cfg.train.epochs), batch_size=pick(batch_size, cfg.train.batch_size),
             lr=pick(lr, cfg.train.lr), weight_decay=cfg.train.weight_decay,
-            patience=pick(patience, cfg.train.patience), seed=seed, device=device)
+            patience=pick(patience, cfg.train.patience), seed=seed, device=device, stream=stream or 0,
+            train_limit=train_limit or 0, canonical=canonical)
+        if stream and architectures_kind(cfg_row.arch) == "index":
+            raise AsmError(f"config {cfg_row.name} indexes stored examples: it cannot train on a --stream")
         if settings.epochs < 1 or settings.batch_size < 1 or not settings.lr > 0:
             raise AsmError("--epochs and --batch-size must be positive and --lr greater than 0")
         model_name = name if name is not None else default_name(cfg_row.name, dataset_row.name, seed)
@@ -215,7 +238,12 @@ def _new_plan(config, dataset, epochs, batch_size, lr, patience, device, seed, n
             raise AsmError(f"bad model name {model_name!r}: use letters, digits, '.', '_' or '-' (at most 200)")
         name_is_free(session, model_name)
         dataset_name = dataset_row.name
-    open_splits(dataset_name)  # no model row for a dataset it cannot train on
+    train_ds, _ = open_splits(dataset_name)  # no model row for a dataset it cannot train on
+    if canonical:
+        _canonicaliser(train_ds)
+    if stream and train_ds.settings.midi_dir is not None:
+        raise AsmError(f"dataset {dataset_name} plays MIDI chunks: --stream plays the built-in note generator "
+                       "and cannot stream it")
 
     with session_scope() as session:
         name_is_free(session, model_name)
@@ -249,7 +277,14 @@ def _train(plan: dict, resume: bool, reporter: Reporter) -> dict:
     model_id, settings, meta = plan["model_id"], plan["settings"], plan["meta"]
     directory = paths.ensure_dir(paths.data_dir() / plan["checkpoint"])
     train_ds, val_ds = open_splits(plan["dataset"])
+    if settings.train_limit:
+        train_ds = train_ds.head(settings.train_limit)
     train, val = SplitArrays(train_ds), SplitArrays(val_ds)
+    canon = _canonicaliser(train_ds) if settings.canonical else None
+    if canon is not None:
+        from asm.data.symmetry import CanonicalArrays
+
+        val = CanonicalArrays(val, canon)  # train is wrapped where it is fitted (split or stream)
     meta["input_shape"] = list(train_ds.feature_shape)
     started = time.perf_counter()
     mean, std = feature_statistics(train_ds, seed=settings.seed)
@@ -258,8 +293,15 @@ def _train(plan: dict, resume: bool, reporter: Reporter) -> dict:
 
     if architectures.get(plan["arch"]).kind == "index":
         result = _build_neighbours(train_ds, mean, std, meta, directory, reporter)
+    elif settings.stream:  # fresh examples each epoch; the dataset gives validation, statistics, baseline
+        from asm.data.stream import ExampleStream, StreamArrays
+
+        with ExampleStream.for_dataset(plan["dataset"], settings.seed, workers=plan.get("workers", "auto")) as s:
+            result = _fit(meta, settings, mean, std, train, val, directory, model_id, resume, reporter,
+                          fit_on=_canonical(StreamArrays(s, settings.stream), canon))
     else:
-        result = _fit(meta, settings, mean, std, train, val, directory, model_id, resume, reporter)
+        result = _fit(meta, settings, mean, std, train, val, directory, model_id, resume, reporter,
+                      fit_on=_canonical(train, canon) if canon is not None else None)
     seconds = time.perf_counter() - started
 
     with session_scope() as session:
@@ -274,6 +316,23 @@ def _train(plan: dict, resume: bool, reporter: Reporter) -> dict:
         total_seconds = row.seconds
     return {"model_id": model_id, "name": plan["name"], "arch": plan["arch"], "dataset": plan["dataset"],
             "device": plan["device"], "seconds": round(total_seconds, 3), **result}
+
+
+def _canonicaliser(train_ds):
+    from asm.data.symmetry import Canonicaliser
+
+    canon = Canonicaliser.for_dataset(train_ds)
+    if canon is None:
+        raise AsmError(f"--canonical: no parameter symmetry of {train_ds.synth} is free in dataset {train_ds.name}")
+    return canon
+
+
+def _canonical(arrays, canon):
+    if canon is None:
+        return arrays
+    from asm.data.symmetry import CanonicalArrays
+
+    return CanonicalArrays(arrays, canon)
 
 
 def _build_neighbours(train_ds, mean, std, meta, directory: Path, reporter: Reporter) -> dict:
@@ -296,7 +355,9 @@ def _build_neighbours(train_ds, mean, std, meta, directory: Path, reporter: Repo
 
 
 def _fit(meta, settings: TrainSettings, mean, std, train, val, directory: Path, model_id: int, resume: bool,
-         reporter: Reporter) -> dict:
+         reporter: Reporter, fit_on=None) -> dict:
+    """``fit_on``: what the epochs train on, when not ``train`` (a stream); ``train`` still gives the
+    constant-predictor baseline."""
     from asm.models.checkpoint import build_network
     from asm.registry.db import session_scope
     from asm.registry.models import Model, ModelEpoch
@@ -304,9 +365,9 @@ def _fit(meta, settings: TrainSettings, mean, std, train, val, directory: Path, 
     torch.manual_seed(settings.seed)
     network = build_network(meta)
     network.set_normalisation(mean, std)
-    baseline = baseline_loss(network.layout, network.weights, train, val)
+    baseline = baseline_loss(network.layout, network.weights, _canonical(train, getattr(val, "canon", None)), val)
     meta["baseline_val_loss"] = baseline
-    trainer = Trainer(network, train, val, settings, directory, extra={"meta": meta})
+    trainer = Trainer(network, fit_on if fit_on is not None else train, val, settings, directory, extra={"meta": meta})
     resumed = trainer.resume() if resume else False
     if resume and not resumed:
         reporter.event("no completed epoch was saved: starting from the first epoch")
@@ -335,7 +396,7 @@ def _fit(meta, settings: TrainSettings, mean, std, train, val, directory: Path, 
     def on_epoch(report: EpochReport) -> None:
         record([asdict(report)])
         reporter.update(report.epoch, stage=stage, train=report.train_loss, val=report.val_loss, lr=report.lr,
-                        improved=report.improved)
+                        improved=report.improved, data_wait=f"{report.load_seconds / max(report.seconds, 1e-9):.0%}")
 
     def on_step(step: int, steps: int, loss: float) -> None:
         reporter.update(step, stage="batches", total=steps, loss=loss)
@@ -346,5 +407,8 @@ def _fit(meta, settings: TrainSettings, mean, std, train, val, directory: Path, 
         reporter.finish("batches")
         reporter.finish(stage)
     stopped_early = state.epoch < settings.epochs
+    step_seconds = sum(h["seconds"] for h in state.history)
+    wait = sum(h["load_seconds"] for h in state.history) / step_seconds if step_seconds > 0 else None
     return {"epochs": state.epoch, "best_epoch": state.best_epoch, "best_val_loss": state.best_val_head,
-            "baseline_val_loss": baseline, "stopped_early": stopped_early}
+            "baseline_val_loss": baseline, "stopped_early": stopped_early, "data_wait_share": wait,
+            "streamed_examples": state.epoch * settings.stream if settings.stream else None}
