@@ -126,3 +126,15 @@ class RecordingReporter(Reporter):
 
     def messages(self) -> list[str]:
         return [e.text for e in self.events if isinstance(e, Message)]
+
+
+class MessageReporter(Reporter):
+    """Passes only messages on, as text, to ``say`` (for callers that print notes and draw no bars)."""
+
+    def __init__(self, say) -> None:
+        super().__init__()
+        self.say = say
+
+    def emit(self, event: ProgressEvent) -> None:
+        if isinstance(event, Message):
+            self.say(event.text)

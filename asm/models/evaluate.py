@@ -67,7 +67,7 @@ def test_model(ref: str, split: str = "test", limit: int | None = None, workers:
     stage = f"scoring {est.name}"
     started = time.perf_counter()
     scores: dict[str, list] = {m: [] for m in REPORT_METRICS}
-    predictions, truths, notes_all, media = [], [], [], []
+    predictions, truths, notes_all, media, target_media = [], [], [], [], []
     reporter.start(stage, n)
     with RenderPool(spec, workers, stall_timeout=120) as pool:
         for start in range(0, n, BATCH):
@@ -76,10 +76,12 @@ def test_model(ref: str, split: str = "test", limit: int | None = None, workers:
 
             mel = torch.from_numpy(np.stack([ds.features(i) for i in idx]))
             pred = est.candidates_from_mel(mel, k=1)[:, 0]
-            d, rendered = score_predictions(ds, idx, pred, space, pool, return_audio=True)
+            d, rendered, targets = score_predictions(ds, idx, pred, space, pool, return_audio=True)
             for m in REPORT_METRICS:
                 scores[m].extend(d[m].tolist())
-            media.extend(rendered[: max(0, MEDIA_EXAMPLES - len(media))])
+            keep = max(0, MEDIA_EXAMPLES - len(media))
+            media.extend(rendered[:keep])
+            target_media.extend(targets[:keep])
             predictions.append(pred)
             truths.append(np.stack([ds.params(i) for i in idx]))
             notes_all.extend(ds.notes(i) for i in idx)
@@ -100,7 +102,7 @@ def test_model(ref: str, split: str = "test", limit: int | None = None, workers:
              "example_index": ds.position(i), "model_id": est.model_id, "sample_rate": ds.sample_rate,
              "metrics": {m: scores[m][i] for m in REPORT_METRICS},
              "audio": media[i] if i < len(media) else None,
-             "target_audio": ds.audio(i) if i < len(media) else None,
+             "target_audio": target_media[i] if i < len(media) else None,
              "target_label": f"{split} #{ds.position(i)}",
              "param_mae": mae[i], "param_accuracy": accuracy[i], "renders": 1, "seconds": seconds / n,
              "values": predicted[i], "notes": notes_all[i]}
@@ -115,7 +117,7 @@ def test_model(ref: str, split: str = "test", limit: int | None = None, workers:
 def score_predictions(ds, indices, predicted: np.ndarray, space, pool, return_audio: bool = False):
     """Audio metrics of free-parameter predictions for examples ``indices`` of a ShardDataset: each
     rendered with the example's own notes and compared with its stored audio (with
-    ``return_audio``: also the renders, None where unusable). A features-only dataset has none: its
+    ``return_audio``: also the renders, None where unusable, and the targets). A features-only dataset has none: its
     targets are rendered again from the stored (exact float32) presets and notes, in the same pool
     call (bit-identical for a deterministic synth such as asm-sub)."""
     from asm.audio.metrics import REPORT_METRICS, distances
@@ -135,7 +137,7 @@ def score_predictions(ds, indices, predicted: np.ndarray, space, pool, return_au
         target = np.stack(rerendered)
     rendered = np.stack([a if a is not None else np.zeros_like(target[0]) for a in audio])
     scores = distances(rendered, target, ds.sample_rate, REPORT_METRICS)
-    return (scores, list(audio)) if return_audio else scores
+    return (scores, list(audio), list(target)) if return_audio else scores
 
 
 def ds_id(session, name: str) -> int:

@@ -32,8 +32,9 @@ def curve_dataset(synth: str, sizes: list[int], val: int, test: int, duration: f
     from pydantic import ValidationError
 
     from asm.audio.features import FeatureSettings
-    from asm.data.generate import Reporter, generate_dataset
+    from asm.data.generate import generate_dataset
     from asm.data.settings import DatasetSettings, auto_shard_size
+    from asm.progress import MessageReporter
     from asm.registry.db import session_scope
     from asm.registry.synth_loader import render_defaults
     from asm.registry.synths import get_synth
@@ -55,7 +56,7 @@ def curve_dataset(synth: str, sizes: list[int], val: int, test: int, duration: f
         raise AsmError(f"bad learning-curve settings: {exc.errors()[0]['msg']}") from None
     if settings.split_counts() != (n_train, val, test):
         raise AsmError(f"cannot split {total} examples into exactly {n_train}/{val}/{test}; change --val or --test")
-    generate_dataset(name, settings, workers=workers, reporter=Reporter(event=event))
+    generate_dataset(name, settings, workers=workers, reporter=MessageReporter(event))
     return name
 
 
