@@ -47,6 +47,7 @@ class Decoder(nn.Module):
         self.hidden = hidden
         self.n_harmonics = n_harmonics
         self.sample_rate = sample_rate
+        self.noise_bias = NOISE_BIAS
         self.f0_mlp = _mlp(1, hidden)
         self.loud_mlp = _mlp(1, hidden)
         self.gru = nn.GRU(2 * hidden, hidden, batch_first=True)
@@ -65,7 +66,7 @@ class Decoder(nn.Module):
         y = self.out(self.out_mlp(torch.cat([g, a, b], -1)))
         amplitude = exp_sigmoid(y[..., 0])
         distribution = exp_sigmoid(y[..., 1: 1 + self.n_harmonics])
-        noise = exp_sigmoid(y[..., 1 + self.n_harmonics:] + NOISE_BIAS)
+        noise = exp_sigmoid(y[..., 1 + self.n_harmonics:] + self.noise_bias)
         return harmonic_amplitudes(f0, amplitude, distribution, self.sample_rate), noise, state
 
 
