@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from asm.ddsp.features import a_weights, frames, loudness_db, yin_f0
-from asm.ddsp.model import Decoder, DdspModel
+from asm.ddsp.model import DdspModel, Decoder
 from asm.ddsp.synth import block_controls, harmonic, noise_blocks, overlap_add
 from asm.errors import AsmError
 
