@@ -58,18 +58,24 @@ def ddsp_train(
     progress = Progress(TextColumn("[bold]steps"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                         TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(), console=out)
     task = progress.add_task("steps", total=steps, info="")
+    shown = []
 
     def step(i: int, n: int, loss: float) -> None:
+        if not shown:  # the bar appears once training starts (not over a refusal of the audio)
+            shown.append(True)
+            progress.start()
         progress.update(task, completed=i, info=f"loss {loss:.3f}")
 
     try:
-        with progress:
-            result = train(name, [str(a) for a in audio], config, settings, seed=seed, device=device.value,
-                           progress=step, log=lambda t: out.print(f"[dim]{t}[/dim]"))
+        result = train(name, [str(a) for a in audio], config, settings, seed=seed, device=device.value,
+                       progress=step, log=lambda t: out.print(f"[dim]{t}[/dim]"))
     except KeyboardInterrupt:
+        progress.stop()
         err_console.print(f"[bold red]interrupted[/bold red]: saved checkpoints are kept; run the same command to "
                           f"resume {name}")
         raise typer.Exit(130)
+    finally:
+        progress.stop()
     if as_json:
         typer.echo(json.dumps(result))
         return

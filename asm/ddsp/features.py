@@ -192,21 +192,26 @@ def frame_loudness(audio: np.ndarray, config: DdspConfig) -> np.ndarray:
 
 
 def harmonicity(audio: np.ndarray, f0: np.ndarray, loud: np.ndarray, config: DdspConfig) -> float:
-    """Median share of the energy of loud frames that lies on the harmonics of their f0 (1: one pitched voice)."""
+    """Median over loud frames of the share of energy on the harmonics of the frame's f0, the first two
+    harmonics counted only when they sound (1: one pitched voice). A chord fails twice: its notes' partials
+    miss the harmonics of any one of them, and pYIN's answer for it is often a common subharmonic, silent."""
+    n = 4 * config.window  # fine bins: partials of a chord a semitone apart stay apart
     x = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
-    win = frames(x, config.window, config.hop)
-    keep = np.flatnonzero(loud > loud.max() - 30.0)[::4][:2000]
-    spec = torch.fft.rfft(win[keep] * torch.hann_window(config.window)).abs().square().numpy()
-    bins = np.fft.rfftfreq(config.window, 1.0 / config.sample_rate)
+    win = frames(x, n, config.hop)
+    keep = np.flatnonzero(loud > loud.max() - 30.0)[::4][:1000]
+    spec = torch.fft.rfft(win[keep] * torch.hann_window(n)).abs().square().numpy()
+    bins = np.fft.rfftfreq(n, 1.0 / config.sample_rate)
+    width = 2.5 * config.sample_rate / n  # the Hann main lobe, in Hz
     shares = []
-    width = 2.5 * config.sample_rate / config.window  # the Hann main lobe, in Hz
     for row, f in zip(spec, f0[keep]):
+        total = max(float(row.sum()), 1e-20)
         if f <= 0:
             shares.append(0.0)
             continue
         h = np.round(bins / f)
-        near = (h >= 1) & (np.abs(bins - h * f) <= max(width, 0.03 * f))
-        shares.append(float(row[near].sum() / max(row.sum(), 1e-20)))
+        near = (h >= 1) & (np.abs(bins - h * f) <= width)
+        low = near & (h <= 2)
+        shares.append(float(row[near].sum() / total) if row[low].sum() / total > 0.05 else 0.0)
     return float(np.median(shares)) if shares else 0.0
 
 
