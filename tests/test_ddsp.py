@@ -111,6 +111,8 @@ def test_export_loads_with_torch_jit_and_runs_in_buffers(exported, in_trained):
     latency = module.calc_model_delay_samples()
     assert latency == 1024 // 2 + 64  # half a YIN window and one frame at 16 kHz
     assert len(module.get_neutone_parameters()) == 4
+    assert module.get_numerical_params_default_values_0to1().shape == (4, 1)
+    assert json.loads(module.get_metadata_json())["delay_samples"] == latency
     _, wav = in_trained
     x = torch.from_numpy(read_audio(wav)[0][:, 0])
     y = _stream(module, x[: SR], 512)

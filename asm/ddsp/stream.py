@@ -167,8 +167,9 @@ def offline(model: DdspModel, audio: torch.Tensor, semitones: float = 0.0, harmo
 class NeutoneDdsp(nn.Module):
     """neutone's waveform-to-waveform wrapper around ``StreamingDdsp``: four knobs, mono in and out."""
 
-    def __init__(self, model: DdspModel, name: str):
+    def __init__(self, model: DdspModel, name: str, metadata_json: str = "{}"):
         super().__init__()
+        self.metadata_json = metadata_json
         self.model = StreamingDdsp(model)
         self.model_name = name
         self.native_sample_rate = model.config.sample_rate
@@ -227,6 +228,44 @@ class NeutoneDdsp(nn.Module):
         return torch.tensor(self.knob_defaults)
 
     @torch.jit.export
+    def get_numerical_params_default_values_0to1(self) -> torch.Tensor:
+        return torch.tensor(self.knob_defaults).unsqueeze(1)
+
+    @torch.jit.export
+    def get_wet_default_value(self) -> float:
+        return 1.0
+
+    @torch.jit.export
+    def get_dry_default_value(self) -> float:
+        return 0.0
+
+    @torch.jit.export
+    def get_input_gain_default_value(self) -> float:
+        return 1.0
+
+    @torch.jit.export
+    def get_output_gain_default_value(self) -> float:
+        return 1.0
+
+    @torch.jit.export
+    def is_resampling(self) -> bool:
+        return False  # one native rate; the host resamples
+
+    @torch.jit.export
+    def set_sample_rate_and_buffer_size(self, sample_rate: int, n_samples: int) -> bool:
+        self.daw_sample_rate = sample_rate
+        self.daw_buffer_size = n_samples
+        return sample_rate == self.native_sample_rate
+
+    @torch.jit.export
+    def get_preserved_attributes(self) -> List[str]:
+        return ["model_name", "native_sample_rate", "buffer_sizes", "knob_defaults", "metadata_json"]
+
+    @torch.jit.export
+    def get_metadata_json(self) -> str:
+        return self.metadata_json
+
+    @torch.jit.export
     def get_neutone_parameters(self) -> List[Dict[str, str]]:
         return [{"name": "pitch shift", "description": "-24 to +24 semitones",
                  "default": "0.5"},
@@ -260,9 +299,11 @@ def export(model: DdspModel, summary: dict, out: Path) -> dict:
         raise AsmError(f"output path {out} is a directory")
     if not out.parent.is_dir():
         raise AsmError(f"cannot write {out}: directory {out.parent} does not exist")
-    wrapper = NeutoneDdsp(model, summary["name"])
+    latency = model.config.window // 2 + model.config.hop
+    meta = metadata(summary["name"], summary, latency)
+    wrapper = NeutoneDdsp(model, summary["name"], json.dumps(meta))
+    assert wrapper.model.latency == latency
     scripted = torch.jit.script(wrapper)
-    meta = metadata(summary["name"], summary, wrapper.model.latency)
     with atomic_path(out) as tmp:
         torch.jit.save(scripted, str(tmp), _extra_files={"metadata.json": json.dumps(meta)})
     return meta
