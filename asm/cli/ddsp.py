@@ -70,12 +70,14 @@ def ddsp_train(
         result = train(name, [str(a) for a in audio], config, settings, seed=seed, device=device.value,
                        progress=step, log=lambda t: out.print(f"[dim]{t}[/dim]"))
     except KeyboardInterrupt:
-        progress.stop()
+        if shown:
+            progress.stop()
         err_console.print(f"[bold red]interrupted[/bold red]: saved checkpoints are kept; run the same command to "
                           f"resume {name}")
         raise typer.Exit(130)
     finally:
-        progress.stop()
+        if shown:
+            progress.stop()
     if as_json:
         typer.echo(json.dumps(result))
         return

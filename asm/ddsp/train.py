@@ -186,9 +186,7 @@ def train(name: str, sources: list[str | Path], config: DdspConfig, settings: Tr
     files = audio_files(sources)
     root = ddsp_root()
     directory = root / name
-    feats, cache = prepare(files, config, root / "cache", settings.min_seconds, log)
-    slices = Slices.of(feats, config, settings.slice_seconds)
-    with session_scope() as session:
+    with session_scope(read_only=True) as session:  # refusals first, before the audio is analysed
         row = session.scalar(select(Row).where(Row.name == name))
         if row is not None:
             if DdspConfig.from_dict(row.config) != config:
@@ -199,7 +197,11 @@ def train(name: str, sources: list[str | Path], config: DdspConfig, settings: Tr
             if row.steps_done >= settings.steps:
                 return {"name": name, "steps": row.steps_done, "loss": row.last_loss, "first_loss": row.first_loss,
                         "resumed": True, "nothing_to_do": True, "device": device}
-        else:
+    feats, cache = prepare(files, config, root / "cache", settings.min_seconds, log)
+    slices = Slices.of(feats, config, settings.slice_seconds)
+    with session_scope() as session:
+        row = session.scalar(select(Row).where(Row.name == name))
+        if row is None:
             row = Row(name=name, sample_rate=config.sample_rate, seed=seed, device=device, config=config.to_dict(),
                       train_settings=settings.to_dict(), sources=[str(f.resolve()) for f in files],
                       checkpoint=str(directory.relative_to(paths.data_dir())), code_version=code_version())
