@@ -14,6 +14,7 @@ import typer
 from asm.cli import backup as _backup  # noqa: E402,F401
 from asm.cli import bench as _bench  # noqa: E402,F401
 from asm.cli import datasets as _datasets  # noqa: E402,F401
+from asm.cli import ddsp as _ddsp  # noqa: E402,F401
 from asm.cli import fixtures as _fixtures  # noqa: E402,F401
 from asm.cli import match as _match  # noqa: E402,F401
 from asm.cli import midi as _midi  # noqa: E402,F401

@@ -379,3 +379,29 @@ def perf_learning_curve(
                       f"{b:.4f}" if b is not None else "-", gain, f"{mr:.4f}" if mr is not None else "-",
                       f"{row['train_seconds']:.0f}")
     console.print(table)
+
+
+@perf_app.command("ddsp")
+def perf_ddsp(
+    name: str = typer.Argument(..., help="DDSP model name (asm ddsp train)."),
+    seconds: float = typer.Option(10.0, "--seconds", callback=choices.seconds, help="Audio streamed per buffer size."),
+    seed: int = typer.Option(0, "--seed", min=0),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """The exported DDSP model on one CPU core: real-time factor at buffers 128, 512, 2048; latency;
+    streaming against offline output."""
+    from asm.perf.ddsp import measure
+
+    r = measure(name, seconds, seed=seed)
+    if as_json:
+        typer.echo(json.dumps(r))
+        return
+    table = Table(title=f"DDSP {name}: exported model, 1 CPU core, {r['sample_rate']} Hz, {seconds:g} s streamed")
+    for col in ("buffer", "real-time factor", "ms per buffer", "max |stream - offline|", "below peak"):
+        table.add_column(col, justify="right")
+    for b in r["buffers"]:
+        table.add_row(str(b["buffer"]), f"{b['rtf']:.1f}x", f"{b['ms_per_buffer']:.2f}", f"{b['max_abs_diff']:.2e}",
+                      f"{b['diff_db_below_peak']:.0f} dB")
+    console.print(table)
+    console.print(f"latency: {r['latency_samples']} samples ({r['latency_ms']:.1f} ms); peak of the output "
+                  f"{r['peak']:.3f}")

@@ -271,11 +271,11 @@ class SearchConfigRow(Base):
 
 
 class Run(Base):
-    """One execution that produces results: a ``test-model`` evaluation, an ``asm match``, a benchmark."""
+    """One execution that produces results: a ``test-model`` evaluation, an ``asm match``, a benchmark, a DDSP training."""
 
     __tablename__ = "run"
     __table_args__ = (
-        CheckConstraint("kind IN ('test-model', 'match', 'benchmark')", name="run_kind"),
+        CheckConstraint("kind IN ('test-model', 'match', 'benchmark', 'ddsp-train')", name="run_kind"),
         CheckConstraint("status IN ('running', 'complete', 'failed', 'interrupted')", name="run_status"),
     )
 
@@ -321,3 +321,54 @@ class Result(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
     run: Mapped[Run] = relationship(back_populates="results")
+
+
+class DdspModel(Base):
+    """A DDSP timbre model of one instrument (``asm ddsp train``): its config as trained, its audio, its state.
+
+    The model config is the ``config`` column (synth and decoder sizes, sample rate); the weights are the
+    newest ``DdspCheckpoint`` file under ``checkpoint`` (a directory under the data dir).
+    """
+
+    __tablename__ = "ddsp_model"
+    __table_args__ = (CheckConstraint("status IN ('training', 'complete', 'failed')", name="ddsp_model_status"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    status: Mapped[str] = mapped_column(String(12), default="training")
+    sample_rate: Mapped[int] = mapped_column(Integer)
+    seed: Mapped[int] = mapped_column(Integer)
+    device: Mapped[str] = mapped_column(String(20), default="cpu")
+    config: Mapped[dict[str, Any]] = mapped_column(JSON)  # asm.ddsp.config.DdspConfig as a dict
+    train_settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    sources: Mapped[list[Any]] = mapped_column(JSON, default=list)  # the audio files it learned from
+    feature_cache: Mapped[str] = mapped_column(Text, default="")  # file under the data dir
+    checkpoint: Mapped[str] = mapped_column(Text)  # directory under the data dir
+    steps_done: Mapped[int] = mapped_column(Integer, default=0)
+    first_loss: Mapped[float | None] = mapped_column(Float)
+    last_loss: Mapped[float | None] = mapped_column(Float)
+    seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    code_version: Mapped[str] = mapped_column(String(80), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    checkpoints: Mapped[list[DdspCheckpoint]] = relationship(
+        back_populates="model", cascade="all, delete-orphan", order_by="DdspCheckpoint.step"
+    )
+
+
+class DdspCheckpoint(Base):
+    """One saved state of a DDSP model's training (weights, optimiser, generator), written atomically."""
+
+    __tablename__ = "ddsp_checkpoint"
+    __table_args__ = (UniqueConstraint("model_id", "step", name="ddsp_checkpoint_step"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("ddsp_model.id", ondelete="CASCADE"), index=True)
+    step: Mapped[int] = mapped_column(Integer)
+    loss: Mapped[float] = mapped_column(Float)
+    file: Mapped[str] = mapped_column(String(200))  # name inside the model's checkpoint directory
+    sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    model: Mapped[DdspModel] = relationship(back_populates="checkpoints")
