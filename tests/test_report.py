@@ -196,3 +196,73 @@ def test_reach_summary_counts_renders_to_the_reference_final_score():
     assert entry["median_seeded_renders"] == 80 and entry["median_reference_renders"] == 400
     assert entry["median_ratio"] == pytest.approx(0.2)
     assert "1/2 targets" in reach_text(entry)
+
+
+def test_summary_counts_matches_three_times_noisier_and_scales_by_the_floor():
+    from asm.bench.noisiness import MATCH_KEY, TARGET_KEY, noisiness_ratio
+    from asm.bench.rerender_floor import FLOOR_KEY, deterministic_floor
+
+    floor = {"metric": "perceptual", "deterministic": False, "value": 0.5, "max": 0.7, "renders": 3, "presets": 2,
+             "source": "target presets"}
+
+    def rec(method, i, target, match, score, target_set="ood", floor_info=floor):
+        extra = {TARGET_KEY: target, FLOOR_KEY: floor_info}
+        if match is not None:
+            extra[MATCH_KEY] = match
+        return {"method": method, "target_set": target_set, "target": f"t{i}", "metrics": {"perceptual": score},
+                "renders": 1, "seconds": 0.1, "extra": extra}
+
+    records = [rec("hybrid", 0, 0.01, 0.03, 1.0),  # exactly 3x: counts
+               rec("hybrid", 1, 0.01, 0.029, 2.0),  # just under
+               rec("hybrid", 2, 0.0, 1e-7, 3.0),  # a pure target: both floored at 1e-6, ratio 1
+               rec("hybrid", 3, 0.02, None, 4.0),  # did not render: not counted either way
+               rec("random", 0, 0.01, 0.5, 9.0),
+               rec("random", 0, 0.01, 0.01, 1.0, target_set="test", floor_info=deterministic_floor())]
+    assert noisiness_ratio(records[0]["extra"]) == pytest.approx(3.0)
+    assert noisiness_ratio(records[2]["extra"]) == 1.0 and noisiness_ratio(records[3]["extra"]) is None
+    summary = summarise(records)
+    hybrid = next(e for e in summary if e["method"] == "hybrid")
+    assert hybrid["noisiness"]["n"] == 3 and hybrid["noisiness"]["noisier"] == 1
+    assert hybrid["noisiness"]["share"] == pytest.approx(1 / 3)
+    assert hybrid["noisiness"]["target"]["median"] == pytest.approx(0.01)
+    assert hybrid["rerender_floor"]["value"] == 0.5
+    assert hybrid["relative_floor"]["median"] == pytest.approx(2.5 / 0.5)  # median 2.5 in floors of 0.5
+    test = next(e for e in summary if e["target_set"] == "test")
+    assert test["rerender_floor"]["deterministic"] and test["relative_floor"] is None  # no division by zero
+
+    from rich.console import Console
+
+    from asm.bench.summary import summary_tables
+
+    console = Console(width=120, record=True)
+    for table in summary_tables(summary):
+        console.print(table)
+    text = console.export_text()
+    assert "33% (1/3)" in text and "×floor" in text and "deterministic" in text
+
+
+def test_rerender_floor_is_positive_for_amsynth_and_zero_for_asm_sub(asm_home):
+    from plugin_paths import AMSYNTH, amsynth_spec
+
+    from asm.bench.rerender_floor import measure_floor
+    from asm.midi.notes import Note
+    from asm.registry.db import session_scope
+    from asm.registry.synth_loader import spec_of
+    from asm.registry.synths import get_synth
+    from asm.render import RenderPool
+
+    if not AMSYNTH.is_file():
+        pytest.skip("amsynth is not installed")
+    notes = [Note(57, 100, 0.0, 0.3)]
+    spec = amsynth_spec(16000)
+    preset = spec.space.free_part(spec.space.defaults())
+    with RenderPool(spec, 1) as pool:
+        floor = measure_floor(pool, [(preset, notes, 0.5)], 16000, 3, "target presets")
+    assert floor["presets"] == 1 and floor["renders"] == 3 and not floor["deterministic"]
+    assert floor["value"] > 1e-3  # random oscillator phase: renders differ
+    with session_scope() as session:
+        sub = spec_of(get_synth(session, "asm-sub"), 16000)
+    rng = np.random.default_rng(0)
+    with RenderPool(sub, 1) as pool:
+        same = measure_floor(pool, [(sub.space.random_free(rng, 1)[0], notes, 0.5)], 16000, 3, "target presets")
+    assert same["value"] < 1e-6 < floor["value"]  # asm-sub's "deterministic" is measured, not assumed
