@@ -103,12 +103,12 @@ def test_report_from_a_real_run_loads_in_chromium(tmp_path, asm_home):
     seen = open_in_chromium(report, tmp_path)
     assert seen["title"].startswith(f"asm benchmark · run {run_id}")
     kinds = [t["cls"] for t in seen["tables"]]
-    assert kinds == ["summary", "targets", "summary", "targets"]  # test set, then ood
+    assert kinds == ["summary", "summary noisiness", "targets"] * 2  # test set, then ood
     summary_test = seen["tables"][0]
     assert summary_test["rows"] == 2 + 3  # two header rows, three methods
     for method in ("random", "nn", "nsga2"):
         assert method in summary_test["text"]
-    assert seen["tables"][1]["rows"] == 1 + 3 and seen["tables"][3]["rows"] == 1 + 1  # one row per target
+    assert seen["tables"][2]["rows"] == 1 + 3 and seen["tables"][5]["rows"] == 1 + 1  # one row per target
     # images: 2 plots per target set + a spectrogram per target and per match, all decoded
     assert len(seen["images"]) == 2 * 2 + 3 * 4 + 1 * 4
     assert all(i["width"] > 0 for i in seen["images"]), [i for i in seen["images"] if not i["width"]]
@@ -266,3 +266,45 @@ def test_rerender_floor_is_positive_for_amsynth_and_zero_for_asm_sub(asm_home):
     with RenderPool(sub, 1) as pool:
         same = measure_floor(pool, [(sub.space.random_free(rng, 1)[0], notes, 0.5)], 16000, 3, "target presets")
     assert same["value"] < 1e-6 < floor["value"]  # asm-sub's "deterministic" is measured, not assumed
+
+
+def test_report_noisiness_columns_come_from_the_stored_renders(tmp_path, asm_home):
+    """The per-target noisiness cells, as Chromium shows them, are the noisiness of the stored audio files;
+    the floor and the share per method are in the summary tables."""
+    import re
+
+    from asm.audio.analysis import noisiness
+    from asm.audio.io import read_audio
+    from asm.bench.noisiness import NOISIER_RATIO
+    from asm.bench.report import write_report
+    from asm.bench.rerender_floor import FLOOR_KEY, deterministic_floor
+    from asm.bench.summary import fmt
+    from asm.runs import load_run, resolve_data_path
+
+    if CHROMIUM is None:
+        pytest.skip("chromium is not installed (make system-deps installs it)")
+    ood_floor = {"metric": "perceptual", "deterministic": False, "value": 0.25, "max": 0.5, "renders": 3,
+                 "presets": 1, "source": "best matches"}
+    run_id = build_run(n_targets=2, floors={"test": deterministic_floor(), "ood": ood_floor})
+    report = write_report(run_id)
+    seen = open_in_chromium(report, tmp_path)
+    noise_test, noise_ood = (t for t in seen["tables"] if t["cls"] == "summary noisiness")
+    assert noise_test["rows"] == 2 + 2 and noise_ood["rows"] == 2 + 1
+
+    _, records = load_run(run_id)
+    r = next(x for x in records if x["target_set"] == "test" and x["method"] == "nn")
+    target, sr = read_audio(resolve_data_path(r["extra"]["target_audio"]))
+    match, _ = read_audio(resolve_data_path(r["extra"]["audio"]))
+    target_n, match_n = noisiness(target[:, 0], sr), noisiness(match[:, 0], sr)
+    assert 0 < target_n < 1 and 0 < match_n < 1
+    row = next(line for line in noise_test["text"].splitlines() if line.startswith(r["target"]))
+    cells = row.split("\t")  # target, its noisiness, then (match, x target) per method: random, nn, nsga2
+    assert cells[1] == fmt(target_n) and cells[4] == fmt(match_n)  # recomputed from the stored WAVs
+    assert cells[5] == fmt(match_n / target_n, 2) + "×"
+
+    summary_ood = [t for t in seen["tables"] if t["cls"] == "summary"][1]
+    assert "× re-render" in summary_ood["text"] and f"≥{NOISIER_RATIO:g}× noisier" in summary_ood["text"]
+    assert re.search(r"\d+% \(\d/1\)", summary_ood["text"])  # the share of the one ood target, per method
+    page = report.read_text()
+    assert "re-render floor: deterministic" in page and "median 0.250" in page
+    assert all(FLOOR_KEY in x["extra"] for x in records)  # noted on every row of both sets
