@@ -300,7 +300,7 @@ def test_report_noisiness_columns_come_from_the_stored_renders(tmp_path, asm_hom
     row = next(line for line in noise_test["text"].splitlines() if line.startswith(r["target"]))
     cells = row.split("\t")  # target, its noisiness, then (match, x target) per method: random, nn, nsga2
     assert cells[1] == fmt(target_n) and cells[4] == fmt(match_n)  # recomputed from the stored WAVs
-    assert cells[5] == fmt(match_n / target_n, 2) + "×"
+    assert cells[5] == fmt(match_n / target_n) + "×"
 
     summary_ood = [t for t in seen["tables"] if t["cls"] == "summary"][1]
     assert "× re-render" in summary_ood["text"] and f"≥{NOISIER_RATIO:g}× noisier" in summary_ood["text"]

@@ -411,7 +411,7 @@ def _noisiness_table(records: list[dict], methods: list[str], colours: dict[str,
             ratio = noisiness_ratio(extra)
             flag = ' class="noisy"' if ratio is not None and ratio >= NOISIER_RATIO else ""
             cells.append(f"<td>{fmt(extra.get(MATCH_KEY))}</td>")
-            cells.append(f"<td{flag}>{fmt(ratio, 2) + '×' if ratio is not None else '–'}</td>")
+            cells.append(f"<td{flag}>{fmt(ratio) + '×' if ratio is not None else '–'}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
     return (f'<h3>Noisiness per target<span class="count">gated spectral flatness (0 = pure partials, 1 = white '
             f'noise) of the target and of each match; × target = match / target, red at ≥{NOISIER_RATIO:g}×'
@@ -471,6 +471,7 @@ def write_report(run_id: int, *, media_limit: int = DEFAULT_MEDIA_LIMIT, title: 
                      'highlighted. Mean ± half-width of its 95% confidence interval (Student t). Parameter scores '
                      'only where the true preset is known (MAE over continuous, accuracy over discrete free '
                      'parameters, normalised units).</p>')
+        parts.append(f'<p class="note floor">{_e(floor_text(entries[0].get("rerender_floor")))}.</p>')
         parts.append(f'<figure><img src="img/dist-{_e(key)}.png" alt="metric distributions, {_e(label)}">'
                      '<figcaption>Distribution over targets of each metric per method (box: quartiles and '
                      'median; dots: targets).</figcaption></figure>')
@@ -481,7 +482,6 @@ def write_report(run_id: int, *, media_limit: int = DEFAULT_MEDIA_LIMIT, title: 
                          'one point (diamond) at their median cost and score.</figcaption></figure>')
         if target_set in reach:
             parts.append(f'<p class="note reach">{_e(reach_text(reach[target_set]))}.</p>')
-        parts.append(f'<p class="note floor">{_e(floor_text(entries[0].get("rerender_floor")))}.</p>')
         parts.append("</div>")
         parts.append(_noisiness_table(sub, set_methods, colours))
         parts.append(_targets_table(sub, set_methods, colours, out, img / "spec" / key, media_limit))

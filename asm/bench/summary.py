@@ -279,12 +279,17 @@ def summary_tables(summary: list[dict], title: str = "", metrics: Sequence[str] 
         floor = entries[0].get("rerender_floor")
         relative_shown = any(e.get("relative_floor") for e in entries)
         noisy_shown = any((e.get("noisiness") or {}).get("n") for e in entries)
-        notes = [f"cells: median, below it mean ± 95% CI{what}. " + TABLE_CAPTION]
+        notes = [f"cells: median, below it mean ± 95% CI{what}. " + TABLE_CAPTION + "."]
         if relative_shown:
             notes.append(f"×floor = {METRIC_SHORT.get(HEADLINE_METRIC)} median / the re-render floor.")
         if noisy_shown:
-            notes.append(f"noise: median noisiness (gated spectral flatness) of target / match; ≥{NOISIER_RATIO:g}× = "
-                         f"matches at least {NOISIER_RATIO:g}x noisier than their target.")
+            if wide:
+                notes.append(f"noise = median noisiness (gated spectral flatness) of target / match; "
+                             f"≥{NOISIER_RATIO:g}× = share of matches at least {NOISIER_RATIO:g}x noisier than "
+                             "their target.")
+            else:  # no room for columns at 80: the shares go into the caption
+                shares = ", ".join(f"{e['method']} {fmt_share(e.get('noisiness'))}" for e in entries)
+                notes.append(f"Matches at least {NOISIER_RATIO:g}x noisier than their target: {shares}.")
         notes.append(floor_text(floor) + ".")
         table = Table(title=f"{title + ': ' if title else ''}{label}, {n_targets} targets",
                       caption=" ".join(notes), caption_justify="left",
@@ -294,9 +299,9 @@ def summary_tables(summary: list[dict], title: str = "", metrics: Sequence[str] 
             table.add_column(METRIC_SHORT.get(m, m), justify="right")
             if m == HEADLINE_METRIC and relative_shown:
                 table.add_column("×floor", justify="right")
-        if noisy_shown:
+        if noisy_shown and wide:
             table.add_column("noise\ntgt/match", justify="right")
-            table.add_column(f"≥{NOISIER_RATIO:g}×\nnoisier", justify="right")
+            table.add_column(f"≥{NOISIER_RATIO:g}×", justify="right")
         has_mae = any(e["param_mae"] for e in entries)
         has_acc = any(e["param_accuracy"] for e in entries)
         if has_mae:
@@ -318,9 +323,9 @@ def summary_tables(summary: list[dict], title: str = "", metrics: Sequence[str] 
                 cells.append(f"[bold green]{text}[/bold green]" if m in e["best"] else text)
                 if m == HEADLINE_METRIC and relative_shown:
                     cells.append(fmt(e["relative_floor"]["median"]) if e.get("relative_floor") else "–")
-            if noisy_shown:
+            if noisy_shown and wide:
                 noise = e.get("noisiness") or {}
-                pair = [fmt(noise[k]["median"]) if noise.get(k) else "–" for k in ("target", "match")]
+                pair = [fmt(noise[k]["median"], 2) if noise.get(k) else "–" for k in ("target", "match")]
                 cells += ["/".join(pair), fmt_share(noise)]
             for key, shown in (("param_mae", has_mae), ("param_accuracy", has_acc)):
                 if shown:
