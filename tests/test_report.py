@@ -308,3 +308,36 @@ def test_report_noisiness_columns_come_from_the_stored_renders(tmp_path, asm_hom
     page = report.read_text()
     assert "re-render floor: deterministic" in page and "median 0.250" in page
     assert all(FLOOR_KEY in x["extra"] for x in records)  # noted on every row of both sets
+
+
+def test_benchmark_notes_amsynths_floor_from_true_presets_or_best_matches(asm_home):
+    """The runner's floor stage with real amsynth renders: a set with true presets is measured on them,
+    a set without (out of domain) on each target's best match; every row of a set gets its floor."""
+    from plugin_paths import AMSYNTH, amsynth_spec
+
+    from asm.bench.rerender_floor import FLOOR_KEY
+    from asm.bench.runner import Evaluator, Prepared, Target
+    from asm.midi.notes import Note
+    from asm.progress import RecordingReporter
+    from asm.render import RenderPool
+    from asm.runs import RunWriter, load_run
+
+    if not AMSYNTH.is_file():
+        pytest.skip("amsynth is not installed")
+    spec = amsynth_spec(16000)
+    notes = [Note(57, 100, 0.0, 0.3)]
+    preset = spec.space.free_part(spec.space.defaults())
+    rec = RecordingReporter()
+    with RenderPool(spec, 1) as pool, RunWriter("benchmark", "floor") as writer:
+        ev = Evaluator({"request": {"seed": 0}, "methods": ["random"]}, Prepared("none", {}, "none"), writer, pool,
+                       spec, rec)
+        target = pool.render(preset[None], notes, 0.5, free=True)[0]
+        targets = [Target("test", "t0", "t0", target, notes, preset), Target("ood", "o0", "o0", target, notes)]
+        ev.point_methods(targets)  # one random answer per target
+        ev.rerender_floors(targets)
+        run_id = writer.run_id
+    _, records = load_run(run_id)
+    floors = {r["target_set"]: r["extra"][FLOOR_KEY] for r in records}
+    assert floors["test"]["source"] == "target presets" and floors["ood"]["source"] == "best matches"
+    assert all(not f["deterministic"] and f["renders"] == 3 and f["value"] > 0 for f in floors.values())
+    assert any(t.startswith("ood: re-render floor (perceptual, 3 renders of 1 best matches)") for t in rec.messages())

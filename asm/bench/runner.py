@@ -303,7 +303,6 @@ class Evaluator:
     def rerender_floors(self, targets: list[Target]) -> None:
         """Measure each target set's re-render floor once (``asm.bench.rerender_floor``) and note it
         on the set's rows: the true presets where the set has them, else each target's best match."""
-        from asm.audio.metrics import HEADLINE_METRIC
         from asm.bench.config import METHOD_RECIPES
         from asm.bench.rerender_floor import FLOOR_KEY, deterministic_floor, floor_text, measure_floor
         from asm.registry.db import session_scope
@@ -321,14 +320,8 @@ class Evaluator:
                 floor = measure_floor(self.pool, [(t.truth, t.notes, len(t.audio) / self.sr) for t in chosen],
                                       self.sr, renders, "target presets")
             else:
-                best = {}
-                for r in records:
-                    score = r["metrics"].get(HEADLINE_METRIC)
-                    if r["target_set"] == target_set and r["values"] is not None and score is not None and (
-                            r["target"] not in best or score < best[r["target"]][0]):
-                        best[r["target"]] = (score, r["values"])
-                presets = [(np.asarray(best[t.key][1]), t.notes, len(t.audio) / self.sr) for t in chosen
-                           if t.key in best]
+                best = _best_matches([r for r in records if r["target_set"] == target_set])
+                presets = [(best[t.key], t.notes, len(t.audio) / self.sr) for t in chosen if t.key in best]
                 floor = measure_floor(self.pool, presets, self.sr, renders, "best matches")
             if floor is not None:
                 self.writer.annotate(target_set, {FLOOR_KEY: floor})
@@ -355,6 +348,18 @@ class Evaluator:
             return None
         values = np.unique(np.round(np.stack(rows).astype(np.float64), 6), axis=0)
         return values
+
+
+def _best_matches(records: list[dict]) -> dict[str, np.ndarray]:
+    """target -> free values of its best answer by the headline metric (answers with values only)."""
+    from asm.audio.metrics import HEADLINE_METRIC
+
+    best: dict[str, tuple[float, list]] = {}
+    for r in records:
+        score = r["metrics"].get(HEADLINE_METRIC)
+        if r["values"] is not None and score is not None and (r["target"] not in best or score < best[r["target"]][0]):
+            best[r["target"]] = (score, r["values"])
+    return {t: np.asarray(v, dtype=np.float64) for t, (_, v) in best.items()}
 
 
 # ---- the whole run ---------------------------------------------------------------------------------------
