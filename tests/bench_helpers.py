@@ -24,13 +24,15 @@ def parameter_errors(space, predicted: np.ndarray, truth: np.ndarray) -> tuple[f
 
 
 def build_run(n_targets: int = 3, seed: int = 0, name: str = "test run", search_budget: int = 24,
-              poly: bool = False) -> int:
+              poly: bool = False, floors: dict | None = None) -> int:
     """Store a benchmark-kind run: ``n_targets`` asm-sub test targets and three methods.
 
     * ``random``: one random preset;
     * ``nn``: the target's preset with its continuous values nudged (a near miss);
     * ``nsga2``: best of ``search_budget`` random presets in batches of 8, with its best-so-far curve.
     Plus one out-of-domain-like target set (``ood``) of a plain sine, with audio metrics only.
+    Every row carries the noisiness of its target and match, as the benchmark stores it; ``floors``
+    (target set -> re-render floor) are noted on the sets' rows as the benchmark notes them.
     """
     from asm.registry.db import session_scope
     from asm.registry.synth_loader import spec_of
@@ -48,7 +50,8 @@ def build_run(n_targets: int = 3, seed: int = 0, name: str = "test run", search_
     notes = ([Note(60, 100, 0.0, 0.75), Note(64, 100, 0.0, 0.75), Note(67, 100, 0.0, 0.75)] if poly
              else [Note(57 + 3 * 0, 100, 0.0, 0.75)])
     with RunWriter("benchmark", name, synth_id=synth_id, seed=seed,
-                   settings={"mode": "poly" if poly else "mono", "synth": "asm-sub", "scale": "test"}) as w:
+                   settings={"mode": "poly" if poly else "mono", "synth": "asm-sub", "scale": "test"}) as writer:
+        w = _NoisinessWriter(writer)
         for t in range(n_targets):
             truth = space.random_free(rng, 1)[0]
             target = synth.render_free(truth, notes, DURATION)
@@ -96,9 +99,27 @@ def build_run(n_targets: int = 3, seed: int = 0, name: str = "test run", search_
             w.add(method=method, target_set="ood", target="sine-A3", sample_rate=SR, target_audio=sine,
                   audio=synth.render_free(guess, ood_notes, DURATION), notes=ood_notes, renders=1, seconds=0.01,
                   extra={"target_label": "decaying sine A3"})
+        for target_set, floor in (floors or {}).items():
+            from asm.bench.rerender_floor import FLOOR_KEY
+
+            writer.annotate(target_set, {FLOOR_KEY: floor})
         run_id = w.run_id
     synth.close()
     return run_id
+
+
+class _NoisinessWriter:
+    """A ``RunWriter`` whose rows also carry the noisiness of target and match, as the benchmark's do."""
+
+    def __init__(self, writer):
+        self.writer = writer
+        self.run_id = writer.run_id
+
+    def add(self, **fields):
+        from asm.bench.noisiness import noisiness_extra
+
+        noise = noisiness_extra(fields["target_audio"], fields["audio"], fields["sample_rate"])
+        return self.writer.add(**{**fields, "extra": {**noise, **(fields.get("extra") or {})}})
 
 
 def report_audio(index) -> list:

@@ -86,6 +86,7 @@ def test_tiny_mono_benchmark_end_to_end_and_reuse(tmp_path, asm_home):
     searched = [r for r in by_set["test"] if r["method"] in ("nsga2-autosoundmatch", "nsga2", "hybrid")]
     assert all(0 < r["renders"] <= TINY.search_budget + 64 for r in searched)  # one budget for every search
     assert (asm_home / "reports" / f"run-{first['run_id']}" / "index.html").is_file()
+    _check_noisiness_and_floor(records, asm_home / "reports" / f"run-{first['run_id']}" / "index.html")
 
     # the stored answer re-rendered with the stored notes gives the stored score: same notes, same length
     from asm.audio.io import read_audio
@@ -119,6 +120,35 @@ def test_tiny_mono_benchmark_end_to_end_and_reuse(tmp_path, asm_home):
     before = {key(r): r["metrics"]["mr-stft"] for r in records if not r["method"].startswith(("nsga2", "hybrid"))}
     after = {key(r): r["metrics"]["mr-stft"] for r in again_records if key(r) in before}
     assert after == pytest.approx(before)
+
+
+def _check_noisiness_and_floor(records: list[dict], index) -> None:
+    """Every row has its target's and match's noisiness and its set's floor (asm-sub: deterministic);
+    the report's per-target noisiness cells are the noisiness of the stored WAVs."""
+    import html
+    import re
+
+    from asm.audio.analysis import noisiness
+    from asm.audio.io import read_audio
+    from asm.bench.noisiness import MATCH_KEY, TARGET_KEY
+    from asm.bench.rerender_floor import FLOOR_KEY
+    from asm.bench.summary import fmt
+    from asm.runs import resolve_data_path
+
+    assert all(TARGET_KEY in r["extra"] and MATCH_KEY in r["extra"] for r in records)
+    assert all(r["extra"][FLOOR_KEY]["deterministic"] for r in records)
+    page = index.read_text(encoding="utf-8")
+    assert "Noisiness per target" in page and "re-render floor: deterministic" in page
+    r = next(x for x in records if x["target_set"] == "ood" and x["method"] == "hybrid")
+    target, sr = read_audio(resolve_data_path(r["extra"]["target_audio"]))
+    match, _ = read_audio(resolve_data_path(r["extra"]["audio"]))
+    table = page[page.index('<table class="summary noisiness">', page.index('id="set-ood"')):]
+    row = next(tr for tr in re.findall(r"<tr>(.*?)</tr>", table[: table.index("</table>")])
+               if html.escape(r["extra"]["target_label"]) in tr)
+    cells = [html.unescape(re.sub(r"<[^>]+>", "", c)) for c in re.findall(r"<td[^>]*>(.*?)</td>", row)]
+    methods = ["random", "nn", "model:mlp", "nsga2-autosoundmatch", "nsga2", "hybrid"]
+    at = 2 + 2 * methods.index("hybrid")  # label, target noisiness, then (match, x target) per method
+    assert cells[1] == fmt(noisiness(target[:, 0], sr)) and cells[at] == fmt(noisiness(match[:, 0], sr))
 
 
 @pytest.mark.slow

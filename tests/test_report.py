@@ -103,12 +103,12 @@ def test_report_from_a_real_run_loads_in_chromium(tmp_path, asm_home):
     seen = open_in_chromium(report, tmp_path)
     assert seen["title"].startswith(f"asm benchmark · run {run_id}")
     kinds = [t["cls"] for t in seen["tables"]]
-    assert kinds == ["summary", "targets", "summary", "targets"]  # test set, then ood
+    assert kinds == ["summary", "summary noisiness", "targets"] * 2  # test set, then ood
     summary_test = seen["tables"][0]
     assert summary_test["rows"] == 2 + 3  # two header rows, three methods
     for method in ("random", "nn", "nsga2"):
         assert method in summary_test["text"]
-    assert seen["tables"][1]["rows"] == 1 + 3 and seen["tables"][3]["rows"] == 1 + 1  # one row per target
+    assert seen["tables"][2]["rows"] == 1 + 3 and seen["tables"][5]["rows"] == 1 + 1  # one row per target
     # images: 2 plots per target set + a spectrogram per target and per match, all decoded
     assert len(seen["images"]) == 2 * 2 + 3 * 4 + 1 * 4
     assert all(i["width"] > 0 for i in seen["images"]), [i for i in seen["images"] if not i["width"]]
@@ -196,3 +196,148 @@ def test_reach_summary_counts_renders_to_the_reference_final_score():
     assert entry["median_seeded_renders"] == 80 and entry["median_reference_renders"] == 400
     assert entry["median_ratio"] == pytest.approx(0.2)
     assert "1/2 targets" in reach_text(entry)
+
+
+def test_summary_counts_matches_three_times_noisier_and_scales_by_the_floor():
+    from asm.bench.noisiness import MATCH_KEY, TARGET_KEY, noisiness_ratio
+    from asm.bench.rerender_floor import FLOOR_KEY, deterministic_floor
+
+    floor = {"metric": "perceptual", "deterministic": False, "value": 0.5, "max": 0.7, "renders": 3, "presets": 2,
+             "source": "target presets"}
+
+    def rec(method, i, target, match, score, target_set="ood", floor_info=floor):
+        extra = {TARGET_KEY: target, FLOOR_KEY: floor_info}
+        if match is not None:
+            extra[MATCH_KEY] = match
+        return {"method": method, "target_set": target_set, "target": f"t{i}", "metrics": {"perceptual": score},
+                "renders": 1, "seconds": 0.1, "extra": extra}
+
+    records = [rec("hybrid", 0, 0.01, 0.03, 1.0),  # exactly 3x: counts
+               rec("hybrid", 1, 0.01, 0.029, 2.0),  # just under
+               rec("hybrid", 2, 0.0, 1e-7, 3.0),  # a pure target: both floored at 1e-6, ratio 1
+               rec("hybrid", 3, 0.02, None, 4.0),  # did not render: not counted either way
+               rec("random", 0, 0.01, 0.5, 9.0),
+               rec("random", 0, 0.01, 0.01, 1.0, target_set="test", floor_info=deterministic_floor())]
+    assert noisiness_ratio(records[0]["extra"]) == pytest.approx(3.0)
+    assert noisiness_ratio(records[2]["extra"]) == 1.0 and noisiness_ratio(records[3]["extra"]) is None
+    summary = summarise(records)
+    hybrid = next(e for e in summary if e["method"] == "hybrid")
+    assert hybrid["noisiness"]["n"] == 3 and hybrid["noisiness"]["noisier"] == 1
+    assert hybrid["noisiness"]["share"] == pytest.approx(1 / 3)
+    assert hybrid["noisiness"]["target"]["median"] == pytest.approx(0.01)
+    assert hybrid["rerender_floor"]["value"] == 0.5
+    assert hybrid["relative_floor"]["median"] == pytest.approx(2.5 / 0.5)  # median 2.5 in floors of 0.5
+    test = next(e for e in summary if e["target_set"] == "test")
+    assert test["rerender_floor"]["deterministic"] and test["relative_floor"] is None  # no division by zero
+
+    from rich.console import Console
+
+    from asm.bench.summary import summary_tables
+
+    console = Console(width=120, record=True)
+    for table in summary_tables(summary):
+        console.print(table)
+    text = console.export_text()
+    assert "33% (1/3)" in text and "×floor" in text and "deterministic" in text
+
+
+def test_rerender_floor_is_positive_for_amsynth_and_zero_for_asm_sub(asm_home):
+    from plugin_paths import AMSYNTH, amsynth_spec
+
+    from asm.bench.rerender_floor import measure_floor
+    from asm.midi.notes import Note
+    from asm.registry.db import session_scope
+    from asm.registry.synth_loader import spec_of
+    from asm.registry.synths import get_synth
+    from asm.render import RenderPool
+
+    if not AMSYNTH.is_file():
+        pytest.skip("amsynth is not installed")
+    notes = [Note(57, 100, 0.0, 0.3)]
+    spec = amsynth_spec(16000)
+    preset = spec.space.free_part(spec.space.defaults())
+    with RenderPool(spec, 1) as pool:
+        floor = measure_floor(pool, [(preset, notes, 0.5)], 16000, 3, "target presets")
+    assert floor["presets"] == 1 and floor["renders"] == 3 and not floor["deterministic"]
+    assert floor["value"] > 1e-3  # random oscillator phase: renders differ
+    with session_scope() as session:
+        sub = spec_of(get_synth(session, "asm-sub"), 16000)
+    rng = np.random.default_rng(0)
+    with RenderPool(sub, 1) as pool:
+        same = measure_floor(pool, [(sub.space.random_free(rng, 1)[0], notes, 0.5)], 16000, 3, "target presets")
+    assert same["value"] < 1e-6 < floor["value"]  # asm-sub's "deterministic" is measured, not assumed
+
+
+def test_report_noisiness_columns_come_from_the_stored_renders(tmp_path, asm_home):
+    """The per-target noisiness cells, as Chromium shows them, are the noisiness of the stored audio files;
+    the floor and the share per method are in the summary tables."""
+    import re
+
+    from asm.audio.analysis import noisiness
+    from asm.audio.io import read_audio
+    from asm.bench.noisiness import NOISIER_RATIO
+    from asm.bench.report import write_report
+    from asm.bench.rerender_floor import FLOOR_KEY, deterministic_floor
+    from asm.bench.summary import fmt
+    from asm.runs import load_run, resolve_data_path
+
+    if CHROMIUM is None:
+        pytest.skip("chromium is not installed (make system-deps installs it)")
+    ood_floor = {"metric": "perceptual", "deterministic": False, "value": 0.25, "max": 0.5, "renders": 3,
+                 "presets": 1, "source": "best matches"}
+    run_id = build_run(n_targets=2, floors={"test": deterministic_floor(), "ood": ood_floor})
+    report = write_report(run_id)
+    seen = open_in_chromium(report, tmp_path)
+    noise_test, noise_ood = (t for t in seen["tables"] if t["cls"] == "summary noisiness")
+    assert noise_test["rows"] == 2 + 2 and noise_ood["rows"] == 2 + 1
+
+    _, records = load_run(run_id)
+    r = next(x for x in records if x["target_set"] == "test" and x["method"] == "nn")
+    target, sr = read_audio(resolve_data_path(r["extra"]["target_audio"]))
+    match, _ = read_audio(resolve_data_path(r["extra"]["audio"]))
+    target_n, match_n = noisiness(target[:, 0], sr), noisiness(match[:, 0], sr)
+    assert 0 < target_n < 1 and 0 < match_n < 1
+    row = next(line for line in noise_test["text"].splitlines() if line.startswith(r["target"]))
+    cells = row.split("\t")  # target, its noisiness, then (match, x target) per method: random, nn, nsga2
+    assert cells[1] == fmt(target_n) and cells[4] == fmt(match_n)  # recomputed from the stored WAVs
+    assert cells[5] == fmt(match_n / target_n) + "×"
+
+    summary_ood = [t for t in seen["tables"] if t["cls"] == "summary"][1]
+    assert "× re-render" in summary_ood["text"] and f"≥{NOISIER_RATIO:g}× noisier" in summary_ood["text"]
+    assert re.search(r"\d+% \(\d/1\)", summary_ood["text"])  # the share of the one ood target, per method
+    page = report.read_text()
+    assert "re-render floor: deterministic" in page and "median 0.250" in page
+    assert all(FLOOR_KEY in x["extra"] for x in records)  # noted on every row of both sets
+
+
+def test_benchmark_notes_amsynths_floor_from_true_presets_or_best_matches(asm_home):
+    """The runner's floor stage with real amsynth renders: a set with true presets is measured on them,
+    a set without (out of domain) on each target's best match; every row of a set gets its floor."""
+    from plugin_paths import AMSYNTH, amsynth_spec
+
+    from asm.bench.rerender_floor import FLOOR_KEY
+    from asm.bench.runner import Evaluator, Prepared, Target
+    from asm.midi.notes import Note
+    from asm.progress import RecordingReporter
+    from asm.render import RenderPool
+    from asm.runs import RunWriter, load_run
+
+    if not AMSYNTH.is_file():
+        pytest.skip("amsynth is not installed")
+    spec = amsynth_spec(16000)
+    notes = [Note(57, 100, 0.0, 0.3)]
+    preset = spec.space.free_part(spec.space.defaults())
+    rec = RecordingReporter()
+    with RenderPool(spec, 1) as pool, RunWriter("benchmark", "floor") as writer:
+        ev = Evaluator({"request": {"seed": 0}, "methods": ["random"]}, Prepared("none", {}, "none"), writer, pool,
+                       spec, rec)
+        target = pool.render(preset[None], notes, 0.5, free=True)[0]
+        targets = [Target("test", "t0", "t0", target, notes, preset), Target("ood", "o0", "o0", target, notes)]
+        ev.point_methods(targets)  # one random answer per target
+        ev.rerender_floors(targets)
+        run_id = writer.run_id
+    _, records = load_run(run_id)
+    floors = {r["target_set"]: r["extra"][FLOOR_KEY] for r in records}
+    assert floors["test"]["source"] == "target presets" and floors["ood"]["source"] == "best matches"
+    assert all(not f["deterministic"] and f["renders"] == 3 and f["value"] > 0 for f in floors.values())
+    assert any(t.startswith("ood: re-render floor (perceptual, 3 renders of 1 best matches)") for t in rec.messages())

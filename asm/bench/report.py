@@ -15,7 +15,10 @@ with inline CSS and no scripts or external assets; beside it:
 * the audio files the rows name (normally ``media/`` of the same directory).
 
 Sections: a summary table per target set (``asm.bench.summary``: median, mean ± 95 % CI,
-parameter scores, renders, seconds per target), the two plots, then one row per target with an
+the headline metric in units of the re-render floor, the median noisiness of targets and matches
+and the share of matches at least 3x noisier than their target, parameter scores, renders, seconds
+per target), the two plots, the set's re-render floor, the noisiness of target and every match per
+target (``asm.bench.noisiness``), then one row per target with an
 audio player and spectrogram for the target and for every method's match, and the metric
 definitions (``asm.audio.metrics.describe``).
 """
@@ -34,6 +37,8 @@ import numpy as np
 from asm.atomic import atomic_path, write_text
 from asm.audio.metrics import HEADLINE_METRIC, REPORT_METRICS
 from asm.audio.plots import save_figure
+from asm.bench.noisiness import MATCH_KEY, NOISIER_RATIO, TARGET_KEY, noisiness_ratio
+from asm.bench.rerender_floor import floor_text
 from asm.bench.summary import (
     METRIC_LABELS,
     METRIC_SHORT,
@@ -42,6 +47,7 @@ from asm.bench.summary import (
     fmt_ci,
     fmt_count,
     fmt_seconds,
+    fmt_share,
     method_rank,
     reach_summary,
     reach_text,
@@ -294,6 +300,7 @@ table.summary th.group { text-align:center; color:var(--ink); border-bottom:1px 
 table.summary td.method, table.summary th.method { text-align:left; }
 table.summary td .ci { color:var(--muted); font-size:12px; }
 td.best { color:var(--best); font-weight:700; background:var(--bestbg); }
+td.noisy { color:#b91c1c; font-weight:700; background:#fef2f2; }
 .swatch { display:inline-block; width:10px; height:10px; border-radius:3px; margin-right:7px;
           vertical-align:baseline; }
 .note { color:var(--muted); font-size:12px; margin:8px 0 0; }
@@ -333,9 +340,17 @@ def _summary_table(entries: list[dict], colours: dict[str, str]) -> str:
     has_acc = any(e["param_accuracy"] for e in entries)
     head1 = ['<th class="method" rowspan="2">method</th>', '<th rowspan="2">targets</th>']
     head2 = []
+    relative_shown = any(e.get("relative_floor") for e in entries)
+    noisy_shown = any((e.get("noisiness") or {}).get("n") for e in entries)
     for m in REPORT_METRICS:
         head1.append(f'<th class="group" colspan="2">{_e(METRIC_LABELS.get(m, m))}</th>')
         head2 += ["<th>median</th>", "<th>mean ± CI</th>"]
+        if m == HEADLINE and relative_shown:
+            head1.append('<th rowspan="2" title="median perceptual distance / re-render floor">× re-render<br>'
+                         'floor</th>')
+    if noisy_shown:
+        head1.append('<th class="group" colspan="3">noisiness (spectral flatness)</th>')
+        head2 += ["<th>target</th>", "<th>match</th>", f"<th>≥{NOISIER_RATIO:g}× noisier</th>"]
     if has_mae:
         head1.append('<th rowspan="2">param MAE</th>')
     if has_acc:
@@ -350,6 +365,11 @@ def _summary_table(entries: list[dict], colours: dict[str, str]) -> str:
             best = ' class="best"' if m in e["best"] else ""
             cells.append(f"<td{best}>{fmt(stat['median']) if stat else '–'}</td>")
             cells.append(f'<td><span class="ci">{_e(fmt_ci(stat))}</span></td>')
+            if m == HEADLINE and relative_shown:
+                rel = e.get("relative_floor")
+                cells.append(f"<td>{fmt(rel['median']) if rel else '–'}</td>")
+        if noisy_shown:
+            cells += _noisiness_cells(e.get("noisiness") or {})
         for key, shown in (("param_mae", has_mae), ("param_accuracy", has_acc)):
             if shown:
                 stat = e[key]
@@ -360,6 +380,43 @@ def _summary_table(entries: list[dict], colours: dict[str, str]) -> str:
         rows.append("<tr>" + "".join(cells) + "</tr>")
     return (f'<div class="scroll"><table class="summary"><thead><tr>{"".join(head1)}</tr><tr>{"".join(head2)}</tr>'
             f'</thead><tbody>{"".join(rows)}</tbody></table></div>')
+
+
+def _noisiness_cells(noise: dict) -> list[str]:
+    """Median target and match noisiness and the share of matches >= 3x noisier (summary table)."""
+    cells = [f"<td>{fmt(noise[k]['median']) if noise.get(k) else '–'}</td>" for k in ("target", "match")]
+    return cells + [f"<td>{_e(fmt_share(noise))}</td>"]
+
+
+def _noisiness_table(records: list[dict], methods: list[str], colours: dict[str, str]) -> str:
+    """Per target: its noisiness, then each method's match noisiness and ratio (flagged at >= 3x)."""
+    targets: dict[str, dict[str, dict]] = {}
+    for r in records:
+        targets.setdefault(r["target"], {})[r["method"]] = r
+    if not any(TARGET_KEY in r["extra"] for r in records):
+        return ""
+    head1 = ['<th class="method" rowspan="2">target</th>', '<th rowspan="2">target<br>noisiness</th>']
+    head2 = []
+    for m in methods:
+        head1.append(f'<th class="group" colspan="2"><span class="swatch" style="background:{colours[m]}"></span>'
+                     f'{_e(m)}</th>')
+        head2 += ["<th>match</th>", "<th>× target</th>"]
+    rows = []
+    for target, by_method in targets.items():
+        first = next(iter(by_method.values()))
+        label = first["extra"].get("target_label") or target
+        cells = [f'<td class="method">{_e(label)}</td>', f"<td>{fmt(first['extra'].get(TARGET_KEY))}</td>"]
+        for m in methods:
+            extra = (by_method.get(m) or {}).get("extra") or {}
+            ratio = noisiness_ratio(extra)
+            flag = ' class="noisy"' if ratio is not None and ratio >= NOISIER_RATIO else ""
+            cells.append(f"<td>{fmt(extra.get(MATCH_KEY))}</td>")
+            cells.append(f"<td{flag}>{fmt(ratio) + '×' if ratio is not None else '–'}</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return (f'<h3>Noisiness per target<span class="count">gated spectral flatness (0 = pure partials, 1 = white '
+            f'noise) of the target and of each match; × target = match / target, red at ≥{NOISIER_RATIO:g}×'
+            f'</span></h3><div class="card scroll"><table class="summary noisiness"><thead><tr>{"".join(head1)}</tr>'
+            f'<tr>{"".join(head2)}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>')
 
 
 def _audio_tag(path: Path | None, base: Path) -> str:
@@ -414,6 +471,7 @@ def write_report(run_id: int, *, media_limit: int = DEFAULT_MEDIA_LIMIT, title: 
                      'highlighted. Mean ± half-width of its 95% confidence interval (Student t). Parameter scores '
                      'only where the true preset is known (MAE over continuous, accuracy over discrete free '
                      'parameters, normalised units).</p>')
+        parts.append(f'<p class="note floor">{_e(floor_text(entries[0].get("rerender_floor")))}.</p>')
         parts.append(f'<figure><img src="img/dist-{_e(key)}.png" alt="metric distributions, {_e(label)}">'
                      '<figcaption>Distribution over targets of each metric per method (box: quartiles and '
                      'median; dots: targets).</figcaption></figure>')
@@ -425,6 +483,7 @@ def write_report(run_id: int, *, media_limit: int = DEFAULT_MEDIA_LIMIT, title: 
         if target_set in reach:
             parts.append(f'<p class="note reach">{_e(reach_text(reach[target_set]))}.</p>')
         parts.append("</div>")
+        parts.append(_noisiness_table(sub, set_methods, colours))
         parts.append(_targets_table(sub, set_methods, colours, out, img / "spec" / key, media_limit))
         parts.append("</section>")
 

@@ -13,9 +13,13 @@ Stages (each reuses what a previous run finished, keyed by its settings):
    de-duplicated split), and the out-of-domain set when present (``ood``).
 5. **methods**: every method answers every target; its answer is rendered with the target's own
    notes (all of them, for polyphonic targets) for the target's length and scored with
-   ``asm.audio.metrics``. ``random`` is one seeded random preset; ``nn`` and ``model:<config>`` are
+   ``asm.audio.metrics``, with the noisiness of target and render (``asm.bench.noisiness``).
+   ``random`` is one seeded random preset; ``nn`` and ``model:<config>`` are
    the estimators' point estimates; the search methods run ``asm.match.pipeline.match_target``
    with the recipe and the same render budget.
+
+6. **re-render floor**: once per target set, the synth's floor (``asm.bench.rerender_floor``),
+   noted on the set's rows.
 
 Results go to one ``run`` (kind ``benchmark``) through ``asm.runs.RunWriter``; the summary
 table is printed and the HTML report written at the end.
@@ -221,12 +225,16 @@ class Evaluator:
 
     def _store(self, target: Target, method: str, values: np.ndarray | None, audio, renders: int, seconds: float,
                curve=None, model_id=None, extra=None) -> None:
+        from asm.bench.noisiness import noisiness_extra
+
         mae, acc = self._param_scores(values, target.truth) if values is not None else (None, None)
         self.writer.add(method=method, target_set=target.set, target=target.key, audio=audio, sample_rate=self.sr,
                         target_audio=target.audio, notes=target.notes,
                         values=None if values is None else values.tolist(), param_mae=mae, param_accuracy=acc,
                         renders=renders, seconds=seconds, curve=curve, model_id=model_id,
-                        example_index=target.example_index, extra={"target_label": target.label, **(extra or {})})
+                        example_index=target.example_index,
+                        extra={"target_label": target.label, **noisiness_extra(target.audio, audio, self.sr),
+                               **(extra or {})})
 
     def _render(self, values: np.ndarray, targets: list[Target]) -> list:
         durations = {len(t.audio) for t in targets}
@@ -292,6 +300,33 @@ class Evaluator:
                                                         "stopped": result.stopped})
                 self.reporter.advance()
 
+    def rerender_floors(self, targets: list[Target]) -> None:
+        """Measure each target set's re-render floor once (``asm.bench.rerender_floor``) and note it
+        on the set's rows: the true presets where the set has them, else each target's best match."""
+        from asm.bench.config import METHOD_RECIPES
+        from asm.bench.rerender_floor import FLOOR_KEY, deterministic_floor, floor_text, measure_floor
+        from asm.registry.db import session_scope
+        from asm.runs import load_run
+        from asm.search.config import load_search_settings
+
+        with session_scope() as session:
+            renders = load_search_settings(session, METHOD_RECIPES["hybrid"][1]).rerenders_for(self.spec.kind)
+        records = load_run(self.writer.run_id)[1] if renders > 1 else []
+        for target_set in dict.fromkeys(t.set for t in targets):
+            chosen = [t for t in targets if t.set == target_set]
+            if renders <= 1:
+                floor = deterministic_floor()
+            elif all(t.truth is not None for t in chosen):
+                floor = measure_floor(self.pool, [(t.truth, t.notes, len(t.audio) / self.sr) for t in chosen],
+                                      self.sr, renders, "target presets")
+            else:
+                best = _best_matches([r for r in records if r["target_set"] == target_set])
+                presets = [(best[t.key], t.notes, len(t.audio) / self.sr) for t in chosen if t.key in best]
+                floor = measure_floor(self.pool, presets, self.sr, renders, "best matches")
+            if floor is not None:
+                self.writer.annotate(target_set, {FLOOR_KEY: floor})
+            self.reporter.event(f"{target_set}: {floor_text(floor)}")
+
     def _hybrid_estimator(self):
         """The estimator that seeds ``hybrid``: a flow model when trained (K candidates), else the first."""
         models = self.prepared.models
@@ -313,6 +348,18 @@ class Evaluator:
             return None
         values = np.unique(np.round(np.stack(rows).astype(np.float64), 6), axis=0)
         return values
+
+
+def _best_matches(records: list[dict]) -> dict[str, np.ndarray]:
+    """target -> free values of its best answer by the headline metric (answers with values only)."""
+    from asm.audio.metrics import HEADLINE_METRIC
+
+    best: dict[str, tuple[float, list]] = {}
+    for r in records:
+        score = r["metrics"].get(HEADLINE_METRIC)
+        if r["values"] is not None and score is not None and (r["target"] not in best or score < best[r["target"]][0]):
+            best[r["target"]] = (score, r["values"])
+    return {t: np.asarray(v, dtype=np.float64) for t, (_, v) in best.items()}
 
 
 # ---- the whole run ---------------------------------------------------------------------------------------
@@ -360,6 +407,7 @@ def run_benchmark(req: BenchmarkRequest, *, preset: ScalePreset | None = None, w
             ev.search_methods(targets)
         finally:
             reporter.finish(stage)
+        ev.rerender_floors(targets)
         run_id = writer.run_id
     path = write_report(run_id) if report else None
     from asm.bench.summary import reach_summary

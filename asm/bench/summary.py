@@ -4,7 +4,10 @@
 ``asm.audio.metrics.REPORT_METRICS``: the median, the mean and its 95 % confidence interval
 (Student's t: ``mean ± t(0.975, n-1) · s / sqrt(n)``, none for n < 2); the mean parameter MAE and
 accuracy where the truth is known; the renders used (median, mean) and the seconds per target
-(mean, median, total). The terminal table (``asm benchmark``, ``asm results``), the HTML report
+(mean, median, total); the noisiness of targets and matches (``noisiness``: medians, and the
+share of matches at least 3x noisier than their target, ``asm.bench.noisiness``); the target
+set's re-render floor (``rerender_floor``, ``asm.bench.rerender_floor``) and the headline metric in
+units of it (``relative_floor``, None for a deterministic synth). The terminal table (``asm benchmark``, ``asm results``), the HTML report
 and ``--json`` all print this structure, so they cannot disagree.
 
 A *record* is a mapping with the keys of a ``result`` row (``method``, ``target_set``, ``target``,
@@ -20,6 +23,8 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 
 from asm.audio.metrics import HEADLINE_METRIC, REPORT_METRICS
+from asm.bench.noisiness import MATCH_KEY, NOISIER_RATIO, TARGET_KEY, noisiness_ratio
+from asm.bench.rerender_floor import floor_of, floor_text, relative
 from asm.runs.read import record_of  # noqa: F401  (records are read in asm.runs)
 
 # Display order of methods (by name or "name:" prefix) and of target sets; others follow, sorted.
@@ -75,6 +80,10 @@ def summarise(records: Iterable[Mapping], metrics: Sequence[str] = REPORT_METRIC
     groups: dict[tuple[str, str], list[Mapping]] = {}
     for r in records:
         groups.setdefault((r.get("target_set") or "", r["method"]), []).append(r)
+    by_set: dict[str, list[Mapping]] = {}
+    for (target_set, _), rows in groups.items():
+        by_set.setdefault(target_set, []).extend(rows)
+    floors = {target_set: floor_of(rows) for target_set, rows in by_set.items()}
     out = []
     for (target_set, method), rows in sorted(groups.items(),
                                              key=lambda kv: (target_set_rank(kv[0][0]), method_rank(kv[0][1]))):
@@ -89,10 +98,32 @@ def summarise(records: Iterable[Mapping], metrics: Sequence[str] = REPORT_METRIC
             "renders": describe([r.get("renders") or 0 for r in rows]),
             "seconds": describe(seconds),
             "total_seconds": float(sum(seconds)),
+            "noisiness": noisiness_summary(rows),
+            "rerender_floor": floors[target_set],
+            "relative_floor": describe([relative((r.get("metrics") or {}).get(HEADLINE_METRIC), floors[target_set])
+                                        for r in rows]) if floors[target_set] else None,
         }
         out.append(entry)
     _mark_best(out, metrics)
     return out
+
+
+def noisiness_summary(rows: Sequence[Mapping]) -> dict:
+    """Medians of target and match noisiness, and ``noisier``/``n``/``share``: the matches whose
+    noisiness ratio is at least ``NOISIER_RATIO`` among the ``n`` results that have both values."""
+    extras = [r.get("extra") or {} for r in rows]
+    ratios = [x for x in (noisiness_ratio(e) for e in extras) if x is not None]
+    noisier = sum(x >= NOISIER_RATIO for x in ratios)
+    return {"target": describe([e.get(TARGET_KEY) for e in extras]), "match": describe([e.get(MATCH_KEY) for e in extras]),
+            "ratio": describe(ratios), "noisier": int(noisier), "n": len(ratios),
+            "share": noisier / len(ratios) if ratios else None}
+
+
+def fmt_share(noise: Mapping | None) -> str:
+    """``12% (3/25)`` of a ``noisiness_summary``; – without data."""
+    if not noise or not noise.get("n"):
+        return "–"
+    return f"{100 * noise['share']:.0f}% ({noise['noisier']}/{noise['n']})"
 
 
 def renders_to_reach(curve: Sequence[Sequence[float]] | None, score: float) -> int | None:
@@ -245,12 +276,32 @@ def summary_tables(summary: list[dict], title: str = "", metrics: Sequence[str] 
         wide = width >= 100
         with_ci = metrics if wide else metrics[:1]
         what = "" if wide else f" ({METRIC_SHORT.get(metrics[0], metrics[0])})"
+        floor = entries[0].get("rerender_floor")
+        relative_shown = any(e.get("relative_floor") for e in entries)
+        noisy_shown = any((e.get("noisiness") or {}).get("n") for e in entries)
+        notes = [f"cells: median, below it mean ± 95% CI{what}. " + TABLE_CAPTION + "."]
+        if relative_shown:
+            notes.append(f"×floor = {METRIC_SHORT.get(HEADLINE_METRIC)} median / the re-render floor.")
+        if noisy_shown:
+            if wide:
+                notes.append(f"noise = median noisiness (gated spectral flatness) of target / match; "
+                             f"≥{NOISIER_RATIO:g}× = share of matches at least {NOISIER_RATIO:g}x noisier than "
+                             "their target.")
+            else:  # no room for columns at 80: the shares go into the caption
+                shares = ", ".join(f"{e['method']} {fmt_share(e.get('noisiness'))}" for e in entries)
+                notes.append(f"Matches at least {NOISIER_RATIO:g}x noisier than their target: {shares}.")
+        notes.append(floor_text(floor) + ".")
         table = Table(title=f"{title + ': ' if title else ''}{label}, {n_targets} targets",
-                      caption=f"cells: median, below it mean ± 95% CI{what}. " + TABLE_CAPTION, caption_justify="left",
+                      caption=" ".join(notes), caption_justify="left",
                       box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
         table.add_column("method", no_wrap=True)
         for m in metrics:
             table.add_column(METRIC_SHORT.get(m, m), justify="right")
+            if m == HEADLINE_METRIC and relative_shown:
+                table.add_column("×floor", justify="right")
+        if noisy_shown and wide:
+            table.add_column("noise\ntgt/match", justify="right")
+            table.add_column(f"≥{NOISIER_RATIO:g}×", justify="right")
         has_mae = any(e["param_mae"] for e in entries)
         has_acc = any(e["param_accuracy"] for e in entries)
         if has_mae:
@@ -270,6 +321,12 @@ def summary_tables(summary: list[dict], title: str = "", metrics: Sequence[str] 
                     if stat["ci95"] is not None and m in with_ci:
                         text += f"\n[dim]{fmt_ci(stat, '±')}[/dim]"
                 cells.append(f"[bold green]{text}[/bold green]" if m in e["best"] else text)
+                if m == HEADLINE_METRIC and relative_shown:
+                    cells.append(fmt(e["relative_floor"]["median"]) if e.get("relative_floor") else "–")
+            if noisy_shown and wide:
+                noise = e.get("noisiness") or {}
+                pair = [fmt(noise[k]["median"], 2) if noise.get(k) else "–" for k in ("target", "match")]
+                cells += ["/".join(pair), fmt_share(noise)]
             for key, shown in (("param_mae", has_mae), ("param_accuracy", has_acc)):
                 if shown:
                     stat = e[key]

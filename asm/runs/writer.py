@@ -16,6 +16,12 @@ everything else in ``result.extra``, whose layout is the same for every kind of 
   ascending renders (searches: ``asm.search`` archives give exactly this);
 * ``"target_label"``: the target's display name;
 * ``"stopped"``, ``"best_source"``: why a search stopped, where its best answer came from;
+* ``"target_noisiness"``, ``"match_noisiness"``: ``asm.audio.analysis.noisiness`` (gated spectral
+  flatness) of the target audio and of this answer's render (benchmarks; ``asm.bench.noisiness``
+  defines their ratio; no ``"match_noisiness"`` when the answer did not render);
+* ``"rerender_floor"``: the synth's re-render floor measured for the row's target set, the same on
+  every row of the set (benchmarks; layout in ``asm.bench.rerender_floor``, added by ``annotate``
+  once the set is answered);
 * ``"files"``: ``{role: path}`` of every file ``asm match`` wrote (preset, preset_json, pareto,
   match_audio, target_audio, picture, match_json), and other method-specific keys (``objectives``,
   ``generations``, ``initial_population``, ``front`` for matches).
@@ -165,6 +171,21 @@ class RunWriter:
                       notes=None if notes is None else [[int(n[0]), int(n[1]), float(n[2]), float(n[3])]
                                                         for n in notes],
                       extra=info)
+
+    def annotate(self, target_set: str, extra: Mapping) -> int:
+        """Merge ``extra`` into ``result.extra`` of every row of ``target_set`` stored so far (facts known
+        only once the set is answered, such as its re-render floor); returns the rows changed."""
+        from sqlalchemy import select
+
+        from asm.registry.db import session_scope
+        from asm.registry.models import Result
+
+        with session_scope() as session:
+            rows = session.scalars(select(Result).where(Result.run_id == self.run_id,
+                                                        Result.target_set == target_set)).all()
+            for r in rows:
+                r.extra = {**(r.extra or {}), **extra}  # a new dict: JSON columns see reassignment only
+            return len(rows)
 
     def finish(self, status: str = "complete", report_path: str | None = None, summary: dict | None = None) -> dict:
         """Close the run: status, finish time and its summary (``summary``, else ``summarise`` of its
