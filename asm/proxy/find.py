@@ -68,6 +68,7 @@ def find_presets(opts: FindOptions, reporter: Reporter | None = None) -> dict:
     if opts.k < 1:
         raise AsmError(f"-k must be at least 1, got {opts.k}")
     started = time.perf_counter()
+    target_frames(Path(opts.target))  # a missing or unreadable file: before anything else
     with session_scope() as session:
         synth_row = get_synth(session, opts.synth)
         spec = spec_of(synth_row, render_defaults(synth_row).sample_rate)
@@ -79,7 +80,6 @@ def find_presets(opts: FindOptions, reporter: Reporter | None = None) -> dict:
         if opts.shortlist is not None and opts.shortlist < opts.k:
             raise AsmError(f"--shortlist ({opts.shortlist}) must be at least -k ({opts.k})")
         shortlist = opts.shortlist or max(SHORTLIST_FACTOR * opts.k, SHORTLIST_MIN)
-        target_frames(Path(opts.target))  # a missing or unreadable file: before any worker starts
         with ThreadPoolExecutor(1) as starter:
             pool_future = starter.submit(RenderPool, spec, opts.workers)  # the workers start meanwhile
             try:
