@@ -119,3 +119,125 @@ def test_find_presets_refuses_a_silent_target(cli, amsynth_bank, tmp_path):
     r = cli("find-presets", silent, "--synth", "amsynth")
     assert r.code == 2 and "silent" in r.err and len(r.err.strip().splitlines()) == 1
     assert not (tmp_path / "asm-data" / "proxies").exists()  # refused before anything was built
+
+
+# --- proxies: train-proxy, test-proxy --------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def proxy_home(tmp_path_factory):
+    """One registry + a small asm-sub dataset (300 examples of 0.5 s) for the proxy tests."""
+    home = tmp_path_factory.mktemp("proxy-home")
+    env = {"ASM_DATA": str(home), "ASM_DB": f"sqlite:///{home / 'asm.db'}"}
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in env.items():
+            mp.setenv(k, v)
+        from asm.cli import run
+
+        assert run(["generate-dataset", "sub", "--synth", "asm-sub", "--size", "300", "--duration", "0.5",
+                    "--note-off", "0.3", "--seed", "5", "--workers", "2"]) == 0
+    return env
+
+
+@pytest.fixture
+def phome(proxy_home, monkeypatch):
+    for k, v in proxy_home.items():
+        monkeypatch.setenv(k, v)
+    from pathlib import Path
+
+    return Path(proxy_home["ASM_DATA"])
+
+
+def test_a_proxy_trained_for_a_few_epochs_beats_a_constant_embedding(phome, cli):
+    from asm.registry.db import session_scope
+    from asm.registry.models import Proxy
+
+    r = cli("train-proxy", "--synth", "asm-sub", "--dataset", "sub", "--config", "proxy-mlp", "--epochs", "20", "--batch-size", "32",
+            "--name", "mlp15", "--json")
+    assert r.code == 0, r.err
+    out = r.json()
+    assert out["best_val_l1"] < 0.9 * out["baseline_val_l1"]
+    with session_scope() as session:
+        row = session.get(Proxy, out["proxy_id"])
+        assert row.status == "complete" and row.epochs_done == len(row.history) > 0
+        assert row.config.name == "proxy-mlp" and row.net == "mlp"
+        checkpoint = phome / row.checkpoint
+    assert (checkpoint / "best.pt").is_file() and (checkpoint / "last.pt").is_file()
+    # test-proxy: L1 on the test split below the constant's, MRR above chance, a stored run
+    r = cli("test-proxy", "mlp15", "--json")
+    assert r.code == 0, r.err
+    t = r.json()
+    assert t["l1"] < t["l1_constant"] and t["mrr_on"] == "test"  # asm-sub has no factory presets
+    assert t["mrr"] > t["mrr_chance"] and -1 <= t["spearman"] <= 1
+    from asm.registry.models import Run
+
+    with session_scope() as session:
+        run = session.get(Run, t["run_id"])
+        assert run.kind == "test-proxy" and run.status == "complete" and run.summary["mrr"] == t["mrr"]
+        assert run.settings["proxy"] == "mlp15"
+
+
+def test_mean_reciprocal_rank_is_one_for_a_perfect_proxy_and_lower_for_a_shuffled_one():
+    from asm.proxy.evaluate import mean_reciprocal_rank
+
+    truth = np.random.default_rng(0).normal(size=(50, 8))
+    assert mean_reciprocal_rank(truth, truth) == 1.0
+    assert mean_reciprocal_rank(truth[::-1].copy(), truth) < 0.2
+
+
+def test_an_interrupted_proxy_resumes_from_its_last_epoch(phome, cli):
+    from asm.progress import Reporter
+    from asm.proxy.train import train_proxy
+    from asm.registry.db import session_scope
+    from asm.registry.models import Proxy
+
+    class StopAfterTwo(Reporter):
+        def update(self, done, **kw):
+            if kw.get("stage", "").startswith("training") and done >= 2:
+                raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_proxy("proxy-highway", "sub", epochs=4, name="hw", reporter=StopAfterTwo())
+    with session_scope() as session:
+        from sqlalchemy import select
+
+        row = session.scalar(select(Proxy).where(Proxy.name == "hw"))
+        assert row.status == "training" and row.epochs_done == 2
+    r = cli("train-proxy", "--dataset", "sub", "--config", "proxy-highway", "--name", "hw")
+    assert r.code == 2 and "--resume hw" in r.err
+    r = cli("train-proxy", "--resume", "hw", "--json")
+    assert r.code == 0, r.err
+    assert r.json()["epochs"] == 4
+    with session_scope() as session:
+        row = session.scalar(select(Proxy).where(Proxy.name == "hw"))
+        assert row.status == "complete" and [h["epoch"] for h in row.history] == [1, 2, 3, 4]
+
+
+def test_the_transformer_proxy_trains_on_per_parameter_tokens(phome):
+    import torch
+
+    from asm.proxy.models import ProxyNetwork
+    from asm.proxy.train import train_proxy
+
+    out = train_proxy("proxy-transformer", "sub", epochs=2, name="tf")
+    assert out["epochs"] == 2 and np.isfinite(out["best_val_l1"])
+    free = [{"kind": "continuous", "n_values": 0}, {"kind": "categorical", "n_values": 3}]
+    net = ProxyNetwork("transformer", free, 6, dim=16, depth=1, heads=2)
+    x = torch.tensor([[0.5, 0.1], [0.5, 0.9]])
+    y = net(x)
+    assert y.shape == (2, 6) and not torch.allclose(y[0], y[1])  # the category changes the answer
+
+
+def test_proxy_bad_input_is_one_line_exit_2(phome, cli, tmp_path):
+    cases = [(("train-proxy", "--dataset", "nosuch"), "nosuch"),
+             (("train-proxy", "--dataset", "sub", "--config", "nope"), "unknown proxy config"),
+             (("train-proxy", "--dataset", "sub", "--synth", "nosynth"), "nosynth"),
+             (("test-proxy", "never-trained"), "no proxy"),
+             (("find-presets", tmp_path / "x.wav", "--synth", "nosynth"), "x.wav")]
+    bad = tmp_path / "bad.py"
+    bad.write_text("from asm.proxy.config import ProxyConfig\nFIXTURE = [ProxyConfig(name='b', net='mlp', "
+                   "hyper={'width': 3})]\n")
+    cases.append((("update-registry", bad), "width"))
+    for args, words in cases:
+        r = cli(*args)
+        assert r.code == 2, (args, r.err)
+        assert words in r.err and "Traceback" not in r.err and len(r.err.strip().splitlines()) == 1, r.err
