@@ -29,7 +29,7 @@ def find_presets_cmd(
     """The stored presets nearest a target: an embedding search over an index of the synth's presets
     (built once, cached), then real renders with the target's notes ranked by the headline metric."""
     from asm.cli.progress import RichReporter
-    from asm.proxy.find import FindOptions, find_presets
+    from asm.match.find import FindOptions, find_presets
     from asm.render import resolve_workers
 
     opts = FindOptions(target=target, synth=synth, k=k, note=note, midi=midi, shortlist=shortlist,

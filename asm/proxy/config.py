@@ -12,12 +12,23 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from asm.models.config import TrainDefaults
 from asm.registry.fixtures import FixtureContext, FixtureItem
+
+
+class TrainDefaults(BaseModel):
+    """Training defaults of a proxy config (``train-proxy`` options override them)."""
+
+    model_config = ConfigDict(extra="forbid")
+    epochs: int = Field(100, ge=1)
+    batch_size: int = Field(128, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    patience: int = Field(15, ge=1)
+
 
 SHIPPED = Path(__file__).resolve().parents[1] / "fixtures" / "proxies"
 

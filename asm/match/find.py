@@ -1,6 +1,7 @@
 """``asm find-presets``: the stored presets nearest a target sound, what a sound designer tries first.
 
-Two stages: a fast embedding search over the preset index (``asm.proxy.index``) shortlists
+It reads a target like ``asm match`` (this module's layer) and searches the preset index of
+``asm.proxy.index``. Two stages: a fast embedding search over the index shortlists
 ``shortlist`` presets, then each is rendered for real with the target's notes and ranked by the
 headline metric. Every reported score comes from such a render. The outputs (the target, each
 found preset's render and preset file, a picture of the best against the target, find.json) go to
@@ -53,6 +54,7 @@ def find_presets(opts: FindOptions, reporter: Reporter | None = None) -> dict:
     render or file."""
     from asm.atomic import atomic_open
     from asm.audio.io import target_frames
+    from asm.audio.metrics import HEADLINE_METRIC as HEADLINE
     from asm.audio.metrics import REPORT_METRICS, distances
     from asm.match.outputs import prepare_out_dir
     from asm.match.target import prepare_target
@@ -62,7 +64,6 @@ def find_presets(opts: FindOptions, reporter: Reporter | None = None) -> dict:
     from asm.registry.synth_loader import render_defaults, spec_of
     from asm.registry.synths import get_synth
     from asm.render import RenderPool
-    from asm.search.config import HEADLINE
 
     reporter = reporter or Reporter()
     if opts.k < 1:
@@ -130,6 +131,7 @@ def _write(out_dir: Path, *, synth_row_name: str, spec, target, index, order, em
            names) -> dict:
     """The found presets' renders and preset files, the target and a picture of the best; their rows."""
     from asm.audio.io import write_audio
+    from asm.audio.metrics import HEADLINE_METRIC as HEADLINE
     from asm.audio.plots import save_match_picture
     from asm.match.outputs import native_extension
     from asm.presets.exporter import export_preset
@@ -137,7 +139,6 @@ def _write(out_dir: Path, *, synth_row_name: str, spec, target, index, order, em
     from asm.registry.models import Preset
     from asm.registry.synths import get_synth
     from asm.runs.files import slug
-    from asm.search.config import HEADLINE
 
     sr = spec.sample_rate
     found = []
