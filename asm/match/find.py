@@ -45,6 +45,14 @@ def default_out_dir(target: Path) -> Path:
     return base / f"{target.stem}-{n}"
 
 
+def _warm_imports() -> None:
+    import asm.audio.plots  # noqa: F401  (matplotlib)
+    import asm.presets.exporter  # noqa: F401
+    from asm.audio.metrics import distances
+
+    distances(np.zeros((1, 1600), np.float32), np.full(1600, 0.1, np.float32), 16000, ("perceptual",))
+
+
 def median_pitch(notes) -> int:
     return int(np.median([n.pitch for n in notes]))
 
@@ -88,6 +96,8 @@ def find_presets(opts: FindOptions, reporter: Reporter | None = None) -> dict:
                 out_dir = prepare_out_dir(Path(opts.out_dir) if opts.out_dir else default_out_dir(Path(opts.target)))
                 query = spectral_profile(target.audio, spec.sample_rate)[0]
                 t_target = time.perf_counter()
+                if not pool_future.done():  # spare time while the workers start: what scoring and writing import
+                    _warm_imports()
                 pool = pool_future.result()
             except BaseException:
                 pool_future.add_done_callback(lambda f: f.exception() is None and f.result().close())
