@@ -21,7 +21,8 @@ LAYERS: list[set[str]] = [
     {"registry", "render"},  # rows and sessions (and registry-backed loading); the render pool
     {"presets", "data"},
     {"runs"},
-    {"models", "proxy"},
+    {"models"},
+    {"proxy"},  # neural proxies reuse the estimators' training loop; searches use proxies
     {"search"},
     {"match", "ddsp"},
     {"bench"},

@@ -22,6 +22,7 @@ from asm.cli import models as _models  # noqa: E402,F401
 from asm.cli import perf as _perf  # noqa: E402,F401
 from asm.cli import plugins as _plugins  # noqa: E402,F401
 from asm.cli import presets as _presets  # noqa: E402,F401
+from asm.cli import proxy as _proxy  # noqa: E402,F401
 from asm.cli import registry as _registry  # noqa: E402,F401
 
 # Command modules register themselves on ``app`` when imported.

@@ -275,7 +275,7 @@ class Run(Base):
 
     __tablename__ = "run"
     __table_args__ = (
-        CheckConstraint("kind IN ('test-model', 'match', 'benchmark', 'ddsp-train')", name="run_kind"),
+        CheckConstraint("kind IN ('test-model', 'match', 'benchmark', 'ddsp-train', 'test-proxy')", name="run_kind"),
         CheckConstraint("status IN ('running', 'complete', 'failed', 'interrupted')", name="run_status"),
     )
 
@@ -372,3 +372,53 @@ class DdspCheckpoint(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
     model: Mapped[DdspModel] = relationship(back_populates="checkpoints")
+
+
+class ProxyConfigRow(Base):
+    """A named neural-proxy recipe (``fixtures/proxies/*.py``): network kind and hyperparameters."""
+
+    __tablename__ = "proxy_config"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    net: Mapped[str] = mapped_column(String(20))
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    description: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
+class Proxy(Base):
+    """A trained neural proxy (free parameters -> audio embedding), checkpoints under ``checkpoint``."""
+
+    __tablename__ = "proxy"
+    __table_args__ = (CheckConstraint("status IN ('training', 'complete', 'failed')", name="proxy_status"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    config_id: Mapped[int] = mapped_column(ForeignKey("proxy_config.id"), index=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("dataset.id"), index=True)
+    synth_id: Mapped[int] = mapped_column(ForeignKey("synth.id"), index=True)
+    net: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(12), default="training")
+    seed: Mapped[int] = mapped_column(Integer)
+    device: Mapped[str] = mapped_column(String(20), default="cpu")
+    train_settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    config_settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    free_signature: Mapped[str] = mapped_column(String(16))
+    lock_signature: Mapped[str] = mapped_column(String(16))
+    free_parameters: Mapped[list[Any]] = mapped_column(JSON)
+    checkpoint: Mapped[str] = mapped_column(Text)
+    epochs_done: Mapped[int] = mapped_column(Integer, default=0)
+    best_epoch: Mapped[int | None] = mapped_column(Integer)
+    best_val_loss: Mapped[float | None] = mapped_column(Float)
+    baseline_val_loss: Mapped[float | None] = mapped_column(Float)
+    history: Mapped[list[Any]] = mapped_column(JSON, default=list)  # one dict per completed epoch
+    seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    code_version: Mapped[str] = mapped_column(String(80), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    config: Mapped[ProxyConfigRow] = relationship()
+    dataset: Mapped[Dataset] = relationship()
+    synth: Mapped[Synth] = relationship()

@@ -46,7 +46,7 @@ import numpy as np
 from asm.errors import AsmError
 from asm.runs.files import data_relative, report_dir, slug
 
-RUN_KINDS = ("benchmark", "match", "test-model")
+RUN_KINDS = ("benchmark", "match", "test-model", "test-proxy")
 
 Audio = np.ndarray | str | Path  # samples to write, or a file already written
 

@@ -1,0 +1,1 @@
+"""Neural proxies of black-box synths (preset -> sound embedding) and the preset retrieval index."""
