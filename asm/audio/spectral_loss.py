@@ -35,7 +35,8 @@ class PerceptualLoss:
         for ms in PERCEPTUAL_RESOLUTIONS_MS:
             n = frame_length(self.sr, ms)
             window = torch.hann_window(n, dtype=dtype, device=self.device)
-            basis = _band_basis(self.sr, n, PERCEPTUAL_MELS[ms]).to(self.device, dtype)
+            basis = _band_basis(self.sr, n, PERCEPTUAL_MELS[ms]).clone().to(self.device, dtype)  # a cached tensor,
+            # perhaps made in inference mode: a copy can join autograd
             ay = self._bands(y, n, window, basis)
             floor = (ay.amax() * 10 ** (PERCEPTUAL_FLOOR_DB / 20)).clamp_min(1e-12)
             self._res.append((n, window, basis, ay, floor, torch.maximum(ay, floor).log(), ay.sum().clamp_min(1e-12)))
