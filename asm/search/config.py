@@ -67,7 +67,8 @@ class RefineSettings(BaseModel):
     starts: int = Field(2, ge=1, le=64, description="best distinct presets refined side by side")
     steps: int = Field(300, ge=1, le=100000, description="Adam steps at most")
     lr: float = Field(0.1, gt=0.0, le=10.0, description="Adam step size, in logit units of the normalised values")
-    confirm_every: int = Field(2, ge=1, le=1000, description="Adam steps between confirming real renders")
+    confirm_every: int = Field(1, ge=1, le=1000, description="Adam steps between confirming real renders (a twin "
+                               "step costs about 10 real renders on the CPU)")
     patience: int = Field(2, ge=1, le=100, description="confirmations without a better real score before a start "
                           "goes back to its best confirmed preset with half the step size")
     min_lr: float = Field(0.01, gt=0.0, description="a start whose step size fell below this stops")
