@@ -23,7 +23,8 @@ def test_dry_run_plan(cli, asm_home):
     r = cli("benchmark", "--dry-run", "--json")
     assert r.code == 0, r.err
     p = r.json()
-    assert p["methods"] == ["random", "nn", "model:cnn", "model:flow", "nsga2-autosoundmatch", "nsga2", "hybrid"]
+    assert p["methods"] == ["random", "nn", "model:cnn", "model:flow", "nsga2-autosoundmatch", "nsga2", "hybrid",
+                            "gradient", "cmaes"]
     assert p["fixture"] == "fixtures/asm_sub.py" and p["free_parameters"] == 30
     assert p["target_sets"] == {"test": 32} and "make ood-targets" in p["notes"][0]
     assert p["search"]["budget"] == 600
@@ -39,6 +40,7 @@ def test_dry_run_plan(cli, asm_home):
     q = cli("benchmark", "--dry-run", "--json", "--mode", "poly", "--synth", "amsynth", "--params", "16",
             "--models", "mlp, cnn mlp", "--budget", "200", "--targets", "8", "--scale", "paper").json()
     assert q["methods"][2:4] == ["model:mlp", "model:cnn"] and q["fixture"] == "fixtures/amsynth16.py"
+    assert "cmaes" in q["methods"] and "gradient" not in q["methods"]  # amsynth has no differentiable twin
     assert q["target_sets"] == {"test": 8, "factory": 128} and q["search"]["budget"] == 200
     assert q["dataset"]["settings"]["mode"] == "poly" and q["dataset"]["settings"]["presets"] == "mix"
 

@@ -70,11 +70,11 @@ def test_tiny_mono_benchmark_end_to_end_and_reuse(tmp_path, asm_home):
     assert stages[0].startswith("generating ") and any(s.startswith("training ") for s in stages)
     assert rec.of(StageProgress, "generating")[-1].done == TINY.dataset_size
     matching = rec.of(StageProgress, "matching")
-    assert [e.done for e in matching] == list(range(1, 4 * 6 + 1))
+    assert [e.done for e in matching] == list(range(1, 4 * 8 + 1))
     assert set(stages) <= {e.stage for e in rec.of(StageFinished)}
     run, records = load_run(first["run_id"])
     assert run["status"] == "complete" and run["kind"] == "benchmark"
-    methods = ["random", "nn", "model:mlp", "nsga2-autosoundmatch", "nsga2", "hybrid"]
+    methods = ["random", "nn", "model:mlp", "nsga2-autosoundmatch", "nsga2", "hybrid", "gradient", "cmaes"]
     assert sorted({r["method"] for r in records}) == sorted(methods)
     assert len(records) == (3 + 1) * len(methods)  # every method on every target
     by_set = {s: [r for r in records if r["target_set"] == s] for s in ("test", "ood")}
@@ -83,7 +83,7 @@ def test_tiny_mono_benchmark_end_to_end_and_reuse(tmp_path, asm_home):
         assert r["param_mae"] is not None and r["param_accuracy"] is not None  # truth known
         assert r["metrics"]["mr-stft"] < 100 and len(r["values"]) == 30
     assert all(r["param_mae"] is None for r in by_set["ood"])  # no true preset out of domain
-    searched = [r for r in by_set["test"] if r["method"] in ("nsga2-autosoundmatch", "nsga2", "hybrid")]
+    searched = [r for r in by_set["test"] if r["method"] in ("nsga2-autosoundmatch", "nsga2", "hybrid", "gradient", "cmaes")]
     assert all(0 < r["renders"] <= TINY.search_budget + 64 for r in searched)  # one budget for every search
     assert (asm_home / "reports" / f"run-{first['run_id']}" / "index.html").is_file()
     _check_noisiness_and_floor(records, asm_home / "reports" / f"run-{first['run_id']}" / "index.html")

@@ -16,7 +16,9 @@
   ``random`` (one random preset), ``nn`` (nearest training example), ``model:<config>`` (each
   trained model alone), ``nsga2-autosoundmatch`` (NSGA-II from random with AutoSoundMatch's recipe:
   population 25, its three objectives), ``nsga2`` (NSGA-II from random with asm's objectives) and
-  ``hybrid`` (NSGA-II seeded by the estimators and neighbours);
+  ``hybrid`` (NSGA-II seeded by the estimators and neighbours, refined by gradient through the
+  synth's twin when it has one), ``gradient`` (refinement alone from the estimator's guess; synths
+  with a twin only) and ``cmaes`` (CMA-ES from the best of hybrid's seeds);
 * the **target sets**: the dataset's held-out test split (``test``), with ``--synth amsynth`` the
   factory presets held out from training (``factory``), and the out-of-domain SoundFont notes
   (``ood``, mono or poly set) when ``make ood-targets`` has made them.
@@ -49,10 +51,11 @@ SETUPS: dict[tuple[str, int], tuple[str, int]] = {
     ("amsynth", 16): ("amsynth16.py", 16),
 }
 
-SEARCH_METHODS = ("nsga2-autosoundmatch", "nsga2", "hybrid")
+SEARCH_METHODS = ("nsga2-autosoundmatch", "nsga2", "hybrid", "gradient", "cmaes")
+TWIN_METHODS = ("gradient",)  # only for a synth with a differentiable twin (asm.synth.diff)
 # method -> (asm.match method, search recipe name in asm.search.config)
 METHOD_RECIPES = {"nsga2-autosoundmatch": ("nsga2", "autosoundmatch"), "nsga2": ("nsga2", "asm"),
-                  "hybrid": ("hybrid", "asm")}
+                  "hybrid": ("hybrid", "asm"), "gradient": ("gradient", "asm"), "cmaes": ("cmaes", "asm")}
 
 
 class ModeSettings(BaseModel):
@@ -203,8 +206,11 @@ def dataset_settings(req: BenchmarkRequest, preset: ScalePreset, features: dict 
     )
 
 
-def methods_for(models: tuple[str, ...]) -> list[str]:
-    return ["random", "nn", *[f"model:{m}" for m in models], *SEARCH_METHODS]
+def methods_for(models: tuple[str, ...], synth: str = "asm-sub") -> list[str]:
+    from asm.synth.diff import TWINS
+
+    searches = [m for m in SEARCH_METHODS if m not in TWIN_METHODS or synth in TWINS]
+    return ["random", "nn", *[f"model:{m}" for m in models], *searches]
 
 
 def _file_hash(path: Path) -> str:
@@ -254,7 +260,7 @@ def plan(req: BenchmarkRequest, preset: ScalePreset | None = None) -> dict:
         "free_parameters": free,
         "dataset": {"name": dataset, "settings": identity},
         "models": [{"config": m, "name": model_names[m], "train": train} for m in models],
-        "methods": methods_for(tuple(models)),
+        "methods": methods_for(tuple(models), req.synth),
         "search": {"budget": budget, "time_limit": preset.search_time_limit,
                    "recipes": {m: {"method": a, "recipe": r} for m, (a, r) in METHOD_RECIPES.items()}},
         "target_sets": sets,

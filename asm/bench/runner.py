@@ -290,7 +290,7 @@ class Evaluator:
                 if method not in self.methods():
                     continue
                 how, _ = METHOD_RECIPES[method]
-                seeded = how == "hybrid"
+                seeded = how in ("hybrid", "gradient", "cmaes")
                 result = match_target(t.audio, t.notes, self.spec, how, recipes[method], pool=self.pool,
                                       estimator=estimator if seeded else None,
                                       neighbours=neighbours if seeded else None,

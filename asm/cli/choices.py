@@ -75,6 +75,8 @@ class MatchMethod(StrEnum):
     nn = "nn"
     nsga2 = "nsga2"
     hybrid = "hybrid"
+    gradient = "gradient"
+    cmaes = "cmaes"
 
 
 def sample_rate(value: int | None) -> int | None:

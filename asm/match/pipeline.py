@@ -34,7 +34,7 @@ if TYPE_CHECKING:  # torch and pymoo load when a match runs, not when the CLI st
     from asm.search.problem import Archive
     from asm.search.seeding import SeedSet
 
-METHODS = ("model", "nn", "nsga2", "hybrid")
+METHODS = ("model", "nn", "nsga2", "hybrid", "gradient", "cmaes")
 STALL_TIMEOUT = 30.0  # seconds without progress on one candidate before its worker is replaced
 
 
@@ -163,12 +163,22 @@ def match_target(
             problem.score(space.quantise_free(cands[:k]), label)
             initial = {label: len(cands[:k])}
         else:
+            from asm.search.cmaes import run_cmaes
             from asm.search.engine import run_search
+            from asm.search.refine import gradient_starts, run_gradient, run_refined
 
             seeds = None
-            if method == "hybrid":
+            if method in ("hybrid", "cmaes"):
                 seeds = hybrid_seeds(target, sr, space, settings, estimator, neighbours, factory, seed)
-            outcome = run_search(problem, settings, seeds, seed)
+            if method == "gradient":
+                starts = gradient_starts(space, estimator, target, sr, settings.refine.starts, seed)
+                outcome = run_gradient(problem, spec, target, settings, starts)
+            elif method == "cmaes":
+                outcome = run_cmaes(problem, settings, seeds, seed)
+            elif method == "hybrid":
+                outcome = run_refined(problem, spec, target, settings, seeds, seed)
+            else:
+                outcome = run_search(problem, settings, seeds, seed)
             generations, stopped, initial = outcome.generations, outcome.stopped, outcome.initial
         if archive.renders == 0:
             raise AsmError("the search rendered nothing (budget 0?)")

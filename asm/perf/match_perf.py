@@ -23,6 +23,8 @@ DEFAULT_METHODS = {
     "nn": ("nn", "asm"),
     "nsga2 (autosoundmatch)": ("nsga2", "autosoundmatch"),
     "nsga2 (asm)": ("nsga2", "asm"),
+    "gradient": ("gradient", "asm"),
+    "cmaes": ("cmaes", "asm"),
 }
 
 
@@ -75,6 +77,10 @@ def measure_match(dataset: str, model: str | None = None, n_targets: int = 32, b
             from asm.models.estimator import load_estimator
 
             estimator = load_estimator(session, model)
+    if methods is None:  # refinement alone needs a differentiable twin
+        from asm.synth.diff import TWINS
+
+        chosen = [m for m in chosen if DEFAULT_METHODS[m][0] != "gradient" or spec.name in TWINS]
     if spec.space.free_signature() != test.free_signature or spec.space.lock_signature() != test.lock_signature:
         raise AsmError(f"the locks of {test.synth} changed since dataset {dataset} was made")
     t0 = time.perf_counter()

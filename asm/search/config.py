@@ -56,6 +56,34 @@ class SeedSettings(BaseModel):
         return bool(self.estimator or self.neighbours or self.factory or self.default)
 
 
+class RefineSettings(BaseModel):
+    """Gradient refinement through a synth's differentiable twin (``asm.search.refine``): ``hybrid``'s last
+    phase when the synth has a twin, and all of ``gradient``. Each confirming render counts against the budget."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    share: float = Field(0.2, ge=0.0, lt=1.0, description="of the budget (and time limit) that hybrid keeps for "
+                         "refinement when the synth has a twin")
+    starts: int = Field(2, ge=1, le=64, description="best distinct presets refined side by side")
+    steps: int = Field(300, ge=1, le=100000, description="Adam steps at most")
+    lr: float = Field(0.1, gt=0.0, le=10.0, description="Adam step size, in logit units of the normalised values")
+    confirm_every: int = Field(1, ge=1, le=1000, description="Adam steps between confirming real renders (a twin "
+                               "step costs about 10 real renders on the CPU)")
+    patience: int = Field(2, ge=1, le=100, description="confirmations without a better real score before a start "
+                          "goes back to its best confirmed preset with half the step size")
+    min_lr: float = Field(0.01, gt=0.0, description="a start whose step size fell below this stops")
+
+
+class CmaesSettings(BaseModel):
+    """CMA-ES (``asm.search.cmaes``) on the headline metric, from the best seed (or a random preset)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    sigma: float = Field(0.15, gt=0.0, le=1.0, description="initial step size in normalised units")
+    population: int | None = Field(None, ge=2, le=10000, description="offspring per generation (None: cma's "
+                                   "default, 4 + 3 ln n)")
+
+
 class SearchSettings(BaseModel):
     """One search recipe. A search is a pymoo Problem (render + objectives), this algorithm and a termination."""
 
@@ -78,6 +106,8 @@ class SearchSettings(BaseModel):
     mutation_bound_prob: float = Field(0.1, ge=0.0, le=1.0, description="a mutated continuous value jumps to "
                                                                        "the nearer end of its range")
     seeds: SeedSettings = SeedSettings()
+    refine: RefineSettings = RefineSettings()
+    cmaes: CmaesSettings = CmaesSettings()
     exploit: float = Field(0.0, ge=0.0, lt=1.0, description="share of every generation's offspring replaced "
                            "by mutants (seeds.local_*) of the best presets rendered so far, by the headline metric")
     estimate_candidates: int = Field(1, ge=1, le=1024, description="renders of the model / nn methods alone")
