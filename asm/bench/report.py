@@ -381,10 +381,7 @@ def write_report(run_id: int, *, media_limit: int = DEFAULT_MEDIA_LIMIT, title: 
     ``media_limit``: targets per target set drawn with spectrogram thumbnails (every target still
     gets its scores and audio players).
     """
-    from asm.audio.metrics import describe as describe_metrics
     from asm.paths import ensure_dir
-    from asm.registry.db import session_scope
-    from asm.registry.models import Run
 
     run, records = load_run(run_id)
     if not records:
@@ -428,16 +425,9 @@ def write_report(run_id: int, *, media_limit: int = DEFAULT_MEDIA_LIMIT, title: 
         parts.append(_targets_table(sub, set_methods, colours, out, img / "spec" / key, media_limit))
         parts.append("</section>")
 
-    defs = "".join(f"<dt>{_e(d['name'])}{(' (' + _e(d['unit']) + ')') if d['unit'] else ''}</dt>"
-                   f"<dd>{_e(d['definition'])}; worst (unusable render) = {d['worst']:g}</dd>"
-                   for d in describe_metrics(REPORT_METRICS))
+    defs = _metric_definitions()
     settings = json.dumps(run["settings"], indent=1, sort_keys=True, default=str)
-    wall = fmt_seconds(run["wall_seconds"]) if run["wall_seconds"] is not None else "still running"
-    chips = [_status_chip(run["status"])]
-    for text in (run["kind"], run["synth"], f"seed {run['seed']}", wall, f"started {run['started_at']}",
-                 f"code {run['code_version']}" if run["code_version"] else None):
-        if text:
-            chips.append(f'<span class="chip">{_e(text)}</span>')
+    chips = _run_chips(run)
     heading = title or f"asm {run['kind']} · run {run['id']}" + (f" · {run['name']}" if run["name"] else "")
     nav = "".join(f'<a href="#set-{_e(slug(s))}">{_e(TARGET_SET_TITLES.get(s, s))}</a>' for s in sets)
     page = f"""<!DOCTYPE html>
@@ -461,9 +451,36 @@ shares the target's colour scale.</p></div></section>
 </main></body></html>
 """
     index = write_text(out / "index.html", page)
+    _record_report_path(run_id, index)
+    return index
+
+
+def _record_report_path(run_id: int, index: Path) -> None:
+    from asm.registry.db import session_scope
+    from asm.registry.models import Run
+
     with session_scope() as session:
         session.get(Run, int(run_id)).report_path = data_relative(index)
-    return index
+
+
+def _metric_definitions() -> str:
+    """The metrics section's definition list: each metric, its unit and its worst score."""
+    from asm.audio.metrics import describe as describe_metrics
+
+    return "".join(f"<dt>{_e(d['name'])}{(' (' + _e(d['unit']) + ')') if d['unit'] else ''}</dt>"
+                   f"<dd>{_e(d['definition'])}; worst (unusable render) = {d['worst']:g}</dd>"
+                   for d in describe_metrics(REPORT_METRICS))
+
+
+def _run_chips(run: dict) -> list[str]:
+    """The header's chips: status, kind, synth, seed, wall time, start and code version."""
+    wall = fmt_seconds(run["wall_seconds"]) if run["wall_seconds"] is not None else "still running"
+    chips = [_status_chip(run["status"])]
+    for text in (run["kind"], run["synth"], f"seed {run['seed']}", wall, f"started {run['started_at']}",
+                 f"code {run['code_version']}" if run["code_version"] else None):
+        if text:
+            chips.append(f'<span class="chip">{_e(text)}</span>')
+    return chips
 
 
 def _targets_table(records: list[dict], methods: list[str], colours: dict[str, str], out: Path,

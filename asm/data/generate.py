@@ -218,7 +218,7 @@ def generate_dataset(name: str, s: DatasetSettings, *, workers: int | str = "aut
     from the render length, ``asm.render.stall_timeout_for``).
     """
     from asm.registry.db import session_scope
-    from asm.registry.models import Dataset, utcnow
+    from asm.registry.models import Dataset
     from asm.render import stall_timeout_for
 
     check_name(name)
@@ -273,19 +273,27 @@ def generate_dataset(name: str, s: DatasetSettings, *, workers: int | str = "aut
                 ex.close()
             for tmp in directory.glob(f"{TMP_PREFIX}*"):
                 tmp.unlink(missing_ok=True)
-        with session_scope() as session:
-            row = session.get(Dataset, dataset_id)
-            if sum(sh.count for sh in row.shards) != s.size or len(row.shards) != n_shards:
-                raise AsmError(f"dataset {name} is missing shards after generation; run the command again")
-            total = dict.fromkeys(REJECTION_KINDS, 0)
-            for sh in row.shards:
-                for k, v in (sh.rejections or {}).items():
-                    total[k] = total.get(k, 0) + int(v)
-            row.rejections = total
-            row.status = "complete"
-            row.completed_at = utcnow()
-            session.flush()
-            return {**summary(row), "run": _run_info(stats, "generated")}
+        return {**_mark_complete(name, dataset_id, s, n_shards), "run": _run_info(stats, "generated")}
+
+
+def _mark_complete(name: str, dataset_id: int, s: DatasetSettings, n_shards: int) -> dict:
+    """Check every shard row is there, total the rejections and mark the dataset complete; its summary."""
+    from asm.registry.db import session_scope
+    from asm.registry.models import Dataset, utcnow
+
+    with session_scope() as session:
+        row = session.get(Dataset, dataset_id)
+        if sum(sh.count for sh in row.shards) != s.size or len(row.shards) != n_shards:
+            raise AsmError(f"dataset {name} is missing shards after generation; run the command again")
+        total = dict.fromkeys(REJECTION_KINDS, 0)
+        for sh in row.shards:
+            for k, v in (sh.rejections or {}).items():
+                total[k] = total.get(k, 0) + int(v)
+        row.rejections = total
+        row.status = "complete"
+        row.completed_at = utcnow()
+        session.flush()
+        return summary(row)
 
 
 def _run_info(stats: RunStats, outcome: str) -> dict:
