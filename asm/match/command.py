@@ -148,6 +148,16 @@ def _discard_pool(future: Future) -> None:
     future.add_done_callback(close)
 
 
+def _check_options(opts: MatchOptions) -> None:
+    """Refuse a bad method, budget or time limit before anything starts."""
+    if opts.method is not None and opts.method not in METHODS:
+        raise AsmError(f"unknown method {opts.method!r}: choose from {', '.join(METHODS)}")
+    if opts.budget is not None and opts.budget < 1:
+        raise AsmError(f"--budget must be at least 1 render, got {opts.budget}")
+    if opts.time_limit is not None and not opts.time_limit > 0:
+        raise AsmError(f"--time-limit must be positive, got {opts.time_limit}")
+
+
 def run_match(opts: MatchOptions, reporter: Reporter | None = None, *,
               on_start: Callable[[dict], None] | None = None, on_batch: Callable | None = None) -> dict:
     """Run ``asm match``; returns the match.json document (with the registry ids and ``timings``).
@@ -167,12 +177,7 @@ def run_match(opts: MatchOptions, reporter: Reporter | None = None, *,
     from asm.registry.synths import get_synth
 
     times = StageTimes()
-    if opts.method is not None and opts.method not in METHODS:
-        raise AsmError(f"unknown method {opts.method!r}: choose from {', '.join(METHODS)}")
-    if opts.budget is not None and opts.budget < 1:
-        raise AsmError(f"--budget must be at least 1 render, got {opts.budget}")
-    if opts.time_limit is not None and not opts.time_limit > 0:
-        raise AsmError(f"--time-limit must be positive, got {opts.time_limit}")
+    _check_options(opts)
     crop = parse_crop(opts.crop) if isinstance(opts.crop, str) else opts.crop
     started = time.perf_counter()
     target_path = Path(opts.target)
