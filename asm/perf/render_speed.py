@@ -71,17 +71,21 @@ def bare_renderer(synth):
     from asm.synth.host import FaustSynth
 
     if isinstance(synth, FaustSynth):
-        f = synth._faust
-        targets = synth._targets
-
-        def render(values, notes, duration):
-            for target, value in zip(targets, values.tolist()):
-                f.proc.set_parameter(target, value)
-            f.proc.clear_midi()
-            for note in notes:
-                f.proc.add_midi_note(note.pitch, note.velocity, note.start, note.duration)
-            f.engine.render(duration)
-            return f.engine.get_audio()
-
-        return render
+        return faust_bare_render(synth._faust, synth._targets)
     return getattr(synth, "bare_renderer", lambda: None)()
+
+
+def faust_bare_render(f, targets):
+    """The DawDreamer calls of one render of Faust engine ``f`` (parameter ``targets`` in order);
+    the function returns DawDreamer's output array as it is."""
+
+    def render(values, notes, duration):
+        for target, value in zip(targets, values.tolist()):
+            f.proc.set_parameter(target, value)
+        f.proc.clear_midi()
+        for note in notes:
+            f.proc.add_midi_note(note.pitch, note.velocity, note.start, note.duration)
+        f.engine.render(duration)
+        return f.engine.get_audio()
+
+    return render

@@ -56,6 +56,7 @@ def all_voices_renderer(synth_name: str, sample_rate: int, block_size: int = 512
     releasing voices at their first output sample below -90 dB after note-off (the twin follows that
     by default); this reference shows the DSP's math alone, compared with the twin's full releases.
     """
+    from asm.perf.render_speed import faust_bare_render
     from asm.synth.builtin import BUILTINS
     from asm.synth.host import _FaustEngine
 
@@ -64,16 +65,10 @@ def all_voices_renderer(synth_name: str, sample_rate: int, block_size: int = 512
     f.proc.dynamic_voices = False
     f.proc.compile()
     f.engine.load_graph([(f.proc, [])])
-    targets = [f.index[p.name] for p in builtin.params]
+    bare = faust_bare_render(f, [f.index[p.name] for p in builtin.params])
 
     def render(values, notes, duration):
-        for target, value in zip(targets, values.tolist()):
-            f.proc.set_parameter(target, value)
-        f.proc.clear_midi()
-        for note in notes:
-            f.proc.add_midi_note(note.pitch, note.velocity, note.start, note.duration)
-        f.engine.render(duration)
-        return f.engine.get_audio()[0][: int(round(duration * sample_rate))]
+        return bare(values, notes, duration)[0][: int(round(duration * sample_rate))]
 
     return render
 
