@@ -25,6 +25,7 @@ from __future__ import annotations
 import html
 import json
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import quote
@@ -33,7 +34,7 @@ import numpy as np
 
 from asm.atomic import atomic_path, write_text
 from asm.audio.metrics import HEADLINE_METRIC, REPORT_METRICS
-from asm.audio.plots import save_figure
+from asm.audio.plots import FMIN_HZ, save_figure, spectrogram_db
 from asm.bench.summary import (
     METRIC_LABELS,
     METRIC_SHORT,
@@ -49,6 +50,9 @@ from asm.bench.summary import (
     target_sets,
 )
 from asm.errors import AsmError
+from asm.paths import ensure_dir
+from asm.registry.db import session_scope
+from asm.registry.models import Run
 from asm.runs import data_relative, load_run, report_dir, resolve_data_path, slug
 
 HEADLINE = HEADLINE_METRIC
@@ -99,8 +103,6 @@ def _palette(methods: Sequence[str]) -> dict[str, str]:
 
 def _log_spectrogram(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     """(THUMB_ROWS, frames) dB levels on a log-frequency axis (30 Hz .. Nyquist), as asm.audio.plots."""
-    from asm.audio.plots import FMIN_HZ, spectrogram_db
-
     _, freqs, level = spectrogram_db(audio, sample_rate)
     rows = np.geomspace(FMIN_HZ, sample_rate / 2, THUMB_ROWS)
     idx = np.interp(rows, freqs, np.arange(len(freqs)))
@@ -200,8 +202,6 @@ def _step_median(curves: list[np.ndarray], grid: np.ndarray, column: int) -> tup
 
 class _quiet_nan:
     def __enter__(self):
-        import warnings
-
         self._w = warnings.catch_warnings()
         self._w.__enter__()
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -381,8 +381,6 @@ def write_report(run_id: int, *, media_limit: int = DEFAULT_MEDIA_LIMIT, title: 
     ``media_limit``: targets per target set drawn with spectrogram thumbnails (every target still
     gets its scores and audio players).
     """
-    from asm.paths import ensure_dir
-
     run, records = load_run(run_id)
     if not records:
         raise AsmError(f"run {run_id} has no results yet: nothing to report")
@@ -456,9 +454,6 @@ shares the target's colour scale.</p></div></section>
 
 
 def _record_report_path(run_id: int, index: Path) -> None:
-    from asm.registry.db import session_scope
-    from asm.registry.models import Run
-
     with session_scope() as session:
         session.get(Run, int(run_id)).report_path = data_relative(index)
 
@@ -485,8 +480,6 @@ def _run_chips(run: dict) -> list[str]:
 
 def _targets_table(records: list[dict], methods: list[str], colours: dict[str, str], out: Path,
                    spec_dir: Path, media_limit: int) -> str:
-    from asm.paths import ensure_dir
-
     targets: dict[str, dict[str, dict]] = {}
     for r in records:
         targets.setdefault(r["target"], {})[r["method"]] = r

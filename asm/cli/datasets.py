@@ -12,7 +12,14 @@ from rich.table import Table
 
 from asm.cli import choices
 from asm.cli.app import app, console, err_console
+from asm.cli.progress import RichReporter
+from asm.data.store import check_name, delete_dataset, list_datasets, show_dataset, verify_dataset
 from asm.errors import AsmError
+from asm.midi.notes import parse_pitch
+from asm.registry.db import session_scope
+from asm.registry.synth_loader import render_defaults
+from asm.registry.synths import get_synth
+from asm.render import resolve_workers
 
 
 def _mb(n: int) -> str:
@@ -56,9 +63,6 @@ def generate_dataset_cmd(
     from pydantic import ValidationError
 
     from asm.data.settings import DatasetSettings, auto_shard_size, parse_presets, parse_range, parse_split
-    from asm.data.store import check_name
-    from asm.midi.notes import parse_pitch
-    from asm.render import resolve_workers
 
     check_name(name)
     _check_option_combinations(mode, midi_dir, note, note_range, stall_timeout)
@@ -111,9 +115,6 @@ def _synth_defaults(synth: str):
     from pydantic import ValidationError
 
     from asm.audio.features import FeatureSettings
-    from asm.registry.db import session_scope
-    from asm.registry.synth_loader import render_defaults
-    from asm.registry.synths import get_synth
 
     with session_scope() as session:
         row = get_synth(session, synth)
@@ -155,7 +156,6 @@ def _print_generation(name: str, result: dict) -> None:
 
 def _run_generation(name, settings, workers, executor, ray_address, quiet: bool,
                     stall_timeout: float | None = None) -> dict:
-    from asm.cli.progress import RichReporter
     from asm.data.generate import generate_dataset
 
     out = err_console if quiet else console
@@ -186,8 +186,6 @@ def _crash_line(info: dict) -> str | None:
 @app.command("list-datasets")
 def list_datasets_cmd(as_json: bool = typer.Option(False, "--json")) -> None:
     """Datasets in the registry with their state and size."""
-    from asm.data.store import list_datasets
-
     rows = list_datasets()
     if as_json:
         typer.echo(json.dumps(rows))
@@ -210,8 +208,6 @@ def list_datasets_cmd(as_json: bool = typer.Option(False, "--json")) -> None:
 @app.command("show-dataset")
 def show_dataset_cmd(name: str = typer.Argument(...), as_json: bool = typer.Option(False, "--json")) -> None:
     """Every setting of a dataset, its splits, shards, rejections and parameter order."""
-    from asm.data.store import show_dataset
-
     info = show_dataset(name)
     if as_json:
         typer.echo(json.dumps(info))
@@ -256,8 +252,6 @@ def verify_dataset_cmd(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Check counts, shapes, finiteness, unique presets and that shard files match their rows; exit 2 if not."""
-    from asm.data.store import verify_dataset
-
     report = verify_dataset(name, checksums=not quick)
     if as_json:
         typer.echo(json.dumps(report))
@@ -276,8 +270,6 @@ def verify_dataset_cmd(
 @app.command("delete-dataset")
 def delete_dataset_cmd(name: str = typer.Argument(...), as_json: bool = typer.Option(False, "--json")) -> None:
     """Delete a dataset's registry rows and its files."""
-    from asm.data.store import delete_dataset
-
     info = delete_dataset(name)
     if as_json:
         typer.echo(json.dumps({"deleted": name, "bytes": info["bytes"]}))

@@ -14,6 +14,7 @@ slows generation; it stops when one example's presets keep crashing (``MAX_CRASH
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -155,8 +156,6 @@ class _Checkpoint:
                      crashed_keys=np.fromiter(crashed_keys, np.uint64, len(crashed_keys)), **rows)
 
     def remove(self) -> None:
-        import shutil
-
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

@@ -18,10 +18,15 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+import asm
 from asm import paths
+from asm.audio.signal import SILENCE_PEAK
+from asm.data.shards import ShardFile, file_sha256
 from asm.errors import AsmError
 from asm.locks import LOCK_FILE, DirectoryLock, is_locked  # noqa: F401 - LOCK_FILE, is_locked: re-exported
+from asm.registry.db import session_scope
 from asm.registry.models import Dataset
+from asm.registry.synths import space_of
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
@@ -44,8 +49,6 @@ def dataset_dir(name: str) -> Path:
 @lru_cache(maxsize=1)
 def code_version() -> str:
     """asm's version plus the git commit of the source tree when there is one."""
-    import asm
-
     version = asm.__version__
     try:
         here = Path(__file__).resolve().parents[2]
@@ -122,15 +125,11 @@ def _sum_rejections(shards) -> dict:
 
 
 def list_datasets() -> list[dict]:
-    from asm.registry.db import session_scope
-
     with session_scope(read_only=True) as session:
         return [summary(r) for r in session.scalars(select(Dataset).order_by(Dataset.name))]
 
 
 def show_dataset(name: str) -> dict:
-    from asm.registry.db import session_scope
-
     with session_scope(read_only=True) as session:
         return summary(get_dataset(session, name))
 
@@ -138,8 +137,6 @@ def show_dataset(name: str) -> dict:
 def delete_dataset(name: str) -> dict:
     """Remove the rows, then the files (the directory is renamed away first, so a kill leaves no
     files that a later dataset of the same name would mistake for its own)."""
-    from asm.registry.db import session_scope
-
     check_name(name)
     with session_scope() as session:
         row = get_dataset(session, name)
@@ -169,7 +166,6 @@ def _shard_contents(sf, where: str, expected: tuple[int, int, int, int], setting
     """Check one open shard's header and arrays against what the dataset row expects, appending to
     ``problems``. Returns its preset keys (None when arrays are missing or misshapen) and how many
     of its examples are silent."""
-    from asm.audio.signal import SILENCE_PEAK
     from asm.data.plan import preset_keys
 
     index, start, count, n_notes = expected
@@ -236,9 +232,6 @@ def verify_dataset(name: str, checksums: bool = True) -> dict:
     """Counts, shapes, dtypes, finiteness, ranges, uniqueness of presets and checksums against the
     registry rows. Returns {"ok": bool, "problems": [...], "checked": {...}}."""
     from asm.data.settings import DatasetSettings
-    from asm.data.shards import ShardFile, file_sha256
-    from asm.registry.db import session_scope
-    from asm.registry.synths import space_of
 
     problems: list[str] = []
     with session_scope() as session:

@@ -27,7 +27,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from asm.errors import AsmError
+from asm.match.final import FreshSynths, final_render
 from asm.midi.notes import Note
+from asm.search.seeding import SeedSet, estimator_seeds
 
 if TYPE_CHECKING:  # torch and pymoo load when a match runs, not when the CLI starts
     from asm.search.config import SearchSettings
@@ -116,7 +118,6 @@ def match_target(
     free vectors of factory presets (``hybrid`` draws ``settings.seeds.factory`` of them).
     The budget, time limit and other terminations come from ``settings``.
     """
-    from asm.match.final import FreshSynths
     from asm.search.problem import Archive, CandidateScorer, MatchProblem
 
     notes = _check_inputs(method, notes, spec, estimator, neighbours)
@@ -194,8 +195,6 @@ def _check_inputs(method: str, notes: Sequence[Note], spec, estimator, neighbour
 def _score_estimates(problem, method: str, target: np.ndarray, sr: int, settings: SearchSettings, estimator,
                      neighbours, seed: int) -> dict[str, int]:
     """``model`` and ``nn``: render and score the estimator's (or nearest neighbours') candidates."""
-    from asm.search.seeding import estimator_seeds
-
     k = settings.estimate_candidates
     if method == "nn" and neighbours is not None:
         cands, label = neighbours.candidates(target, sr, k), f"nn:{neighbours.name}"
@@ -210,7 +209,6 @@ def _final_best(pool, fresh, archive, scorer, notes, duration: float, target: np
     """The best candidate, rendered fresh, with its report metrics: (index, audio, notices, metrics).
     A nondeterministic synth's best is named by the mean over re-renders of the top candidates."""
     from asm.audio.metrics import REPORT_METRICS, distances
-    from asm.match.final import final_render
     from asm.search.problem import confirm_best
 
     names = tuple(dict.fromkeys(REPORT_METRICS + scorer.objectives))
@@ -242,8 +240,6 @@ def hybrid_seeds(target: np.ndarray, sr: int, space, settings: SearchSettings, e
     """The seeds of a hybrid search, interleaved by rank: every source's best guess first (estimator,
     neighbour, factory, default), then every source's second, and so on, so the most trusted
     candidates are rendered first whatever the number asked of each source."""
-    from asm.search.seeding import SeedSet, estimator_seeds
-
     s = settings.seeds
     groups: list[tuple[np.ndarray, str]] = []
     if estimator is not None and s.estimator:

@@ -8,13 +8,12 @@ import numpy as np
 
 from asm.errors import AsmError
 from asm.midi.notes import held
+from asm.registry.db import session_scope
+from asm.registry.synth_loader import load_spec
+from asm.synth.host import FaustSynth, open_synth
 
 
 def measure_render_speed(synth_name: str, sample_rate: int, duration: float, n: int, seed: int = 0) -> dict:
-    from asm.registry.db import session_scope
-    from asm.registry.synth_loader import load_spec
-    from asm.synth.host import open_synth
-
     with session_scope() as session:
         spec = load_spec(session, synth_name, sample_rate)
     synth = open_synth(spec, isolate=False)  # render workers host plugins in-process: measure that
@@ -68,8 +67,6 @@ def measure_render_speed(synth_name: str, sample_rate: int, duration: float, n: 
 
 def bare_renderer(synth):
     """A function doing only the DawDreamer calls one render needs, on the synth's own processor."""
-    from asm.synth.host import FaustSynth
-
     if isinstance(synth, FaustSynth):
         return faust_bare_render(synth._faust, synth._targets)
     return getattr(synth, "bare_renderer", lambda: None)()

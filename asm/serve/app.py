@@ -17,9 +17,23 @@ from pathlib import Path
 from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy import select
 
 from asm.errors import AsmError
-from asm.serve.jobs import TERMINAL, Busy, JobQueue, TargetStore
+from asm.match.pipeline import METHODS
+from asm.registry.db import session_scope
+from asm.registry.models import SearchConfigRow, Synth
+from asm.registry.synths import get_synth
+from asm.serve.history import match_artefacts, report_files, run_detail, run_rows
+from asm.serve.jobs import (
+    AUDIO_SUFFIXES,
+    MIDI_SUFFIXES,
+    TERMINAL,
+    Busy,
+    JobQueue,
+    TargetStore,
+    sweep_unfinished,
+)
 
 STATIC = Path(__file__).resolve().parent / "static"
 DEFAULT_MAX_UPLOAD_MB = 50.0
@@ -53,8 +67,6 @@ async def _read_limited(upload: UploadFile, limit: int, what: str) -> bytes:
 def _options(synth: str, method: str | None, budget: int | None, time_limit: float | None, seed: int,
              note: str | None, search: str | None, model: str | None, dataset: str | None) -> dict:
     """Job options as ``asm match`` takes them (empty fields mean its defaults), checked up front."""
-    from asm.match.pipeline import METHODS
-
     method = (method or "").strip() or None
     if method in ("auto", "best"):
         method = None
@@ -80,12 +92,8 @@ def open_registry() -> None:
     """Open (and migrate) the registry and register the built-in synth once, before any request:
     opening it is not safe to race from the request threads, and a damaged registry fails at start.
     Outputs of jobs a killed server left unfinished are removed."""
-    from asm.registry.db import session_scope
-    from asm.registry.synths import get_synth
-
     with session_scope() as session:
         get_synth(session, "asm-sub")
-    from asm.serve.jobs import sweep_unfinished
 
     sweep_unfinished()
 
@@ -148,14 +156,7 @@ def _add_page_and_config(app: FastAPI, jobs: JobQueue, max_upload_mb: float, max
 
     @app.get("/api/config", summary="Synths, methods and the defaults of asm match")
     def config():
-        from sqlalchemy import select
-
-        from asm.match.pipeline import METHODS
-        from asm.registry.db import session_scope
-        from asm.registry.models import SearchConfigRow, Synth
-        from asm.registry.synths import get_synth
         from asm.search.config import BUILTIN_RECIPES, load_search_settings
-        from asm.serve.jobs import AUDIO_SUFFIXES, MIDI_SUFFIXES
 
         with session_scope() as session:
             get_synth(session, "asm-sub")
@@ -285,20 +286,14 @@ def _add_history_routes(app: FastAPI) -> None:
     """The registry's runs: their rows, match artefacts and benchmark reports."""
     @app.get("/api/runs", summary="Runs in the registry (matches, benchmarks, model tests), newest first")
     def list_runs(kind: str | None = None, limit: int = 50):
-        from asm.serve.history import run_rows
-
         return run_rows(kind, max(1, min(limit, 500)))
 
     @app.get("/api/runs/{run_id}", summary="One run: its settings, summary per method and target set, results")
     def get_run(run_id: int):
-        from asm.serve.history import run_detail
-
         return run_detail(run_id)
 
     @app.get("/api/runs/{run_id}/files/{name}", summary="An artefact of a match run (same names as a job's)")
     def run_file(run_id: int, name: str):
-        from asm.serve.history import match_artefacts
-
         path = match_artefacts(run_id).get(name)
         if path is None:
             raise NotFound(f"run {run_id} has no file {name!r}")
@@ -310,8 +305,6 @@ def _add_history_routes(app: FastAPI) -> None:
 
     @app.get("/api/runs/{run_id}/report/{asset:path}", summary="A benchmark's HTML report and its pictures and audio")
     def run_report(run_id: int, asset: str):
-        from asm.serve.history import report_files
-
         path = report_files(run_id).get(asset)
         if path is None:
             raise NotFound(f"run {run_id}'s report has no {asset!r}")
