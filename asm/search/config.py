@@ -21,7 +21,6 @@ from sqlalchemy.orm import Session
 
 from asm.errors import AsmError
 from asm.registry.fixtures import FieldError, FixtureContext, FixtureItem
-from asm.registry.models import SearchConfigRow
 
 DEFAULT_RECIPE = "asm"
 HEADLINE = "perceptual"  # the metric the best preset is chosen by, and what curves track (= metrics.HEADLINE_METRIC,
@@ -166,6 +165,8 @@ class SearchConfig(SearchSettings, FixtureItem):
         seen.add(self.name)
 
     def apply(self, session: Session, ctx: FixtureContext) -> str:
+        from asm.registry.models import SearchConfigRow
+
         row = session.scalar(select(SearchConfigRow).where(SearchConfigRow.name == self.name))
         settings = self.settings().model_dump(mode="json")
         if row is None:
@@ -181,6 +182,8 @@ class SearchConfig(SearchSettings, FixtureItem):
 
 def load_search_settings(session: Session | None, name: str = DEFAULT_RECIPE) -> SearchSettings:
     """The recipe ``name`` from the registry, else a built-in one; unknown names are refused."""
+    from asm.registry.models import SearchConfigRow
+
     row = None
     if session is not None:
         row = session.scalar(select(SearchConfigRow).where(SearchConfigRow.name == name))

@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from pymoo.algorithms.moo.nsga2 import NSGA2
 from pymoo.core.evaluator import Evaluator
 from pymoo.core.population import Population
 
@@ -42,6 +41,8 @@ def _evaluated(problem: MatchProblem, values: np.ndarray, sources: list[str]) ->
 
 
 def run_search(problem: MatchProblem, settings: SearchSettings, seeds: SeedSet | None, seed: int) -> SearchOutcome:
+    from pymoo.algorithms.moo.nsga2 import NSGA2
+
     space = problem.space
     kinds = Kinds(space)
     rng = np.random.default_rng([int(seed), 0x5EED])

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from pymoo.core.problem import Problem
-from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
 from asm.audio.metrics import Scorer, worst_scores
 from asm.search.config import HEADLINE
@@ -102,6 +101,8 @@ class Archive:
     def front(self, k: int) -> list[int]:
         """Indices of up to ``k`` distinct candidates of the non-dominated front of everything rendered
         (objectives), best headline first."""
+        from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
+
         scores, head, values = self.all_scores(), self.all_headline(), self.all_values()
         if len(scores) == 0:
             return []

@@ -11,19 +11,12 @@ its key (the dataset's shard checksums, split, size and the index format) no lon
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from sqlalchemy import select
 
-from asm.audio.io import resample
-from asm.data.store import dataset_dir, get_dataset
 from asm.errors import AsmError
-from asm.registry.db import session_scope
-from asm.registry.models import Preset
 from asm.synth.params import ParameterSpace
 
 
@@ -112,6 +105,12 @@ class DatasetNeighbours:
 
     def _key(self, name: str, split: str, n: int) -> str:
         """What the stored index must have been built from: the dataset's shards (checksums), split and size."""
+        import hashlib
+        import json
+
+        from asm.data.store import get_dataset
+        from asm.registry.db import session_scope
+
         with session_scope() as session:
             row = get_dataset(session, name)
             shards = [[s.index, s.sha256] for s in row.shards]
@@ -152,6 +151,7 @@ class DatasetNeighbours:
     def mel(self, audio: np.ndarray, sample_rate: int):
         """The target's log-mel as the dataset stored its examples' (rate, length, settings)."""
         from asm.audio.features import logmel
+        from asm.audio.io import resample
 
         x = resample(np.asarray(audio, dtype=np.float32), sample_rate, self.sample_rate)
         fixed = np.zeros(self.n_samples, dtype=np.float32)
@@ -170,11 +170,17 @@ class DatasetNeighbours:
 
 def index_path(name: str, split: str, n: int):
     """Where the neighbour index of ``n`` examples of a dataset's ``split`` is kept (inside the dataset)."""
+    from asm.data.store import dataset_dir
+
     return dataset_dir(name) / f"neighbours-{split}-{n}.safetensors"
 
 
 def factory_presets(session, synth_row, space: ParameterSpace) -> np.ndarray:
     """Free vectors (locks applied, duplicates removed) of the synth's factory presets."""
+    from sqlalchemy import select
+
+    from asm.registry.models import Preset
+
     rows = [r for r in session.scalars(select(Preset.values).where(
         Preset.synth_id == synth_row.id, Preset.origin == "factory").order_by(Preset.id)) if len(r) == space.size]
     if not rows:
@@ -186,6 +192,8 @@ def factory_presets(session, synth_row, space: ParameterSpace) -> np.ndarray:
 
 def estimator_seeds(estimator, audio: np.ndarray, sample_rate: int, k: int, seed: int) -> np.ndarray:
     """``k`` candidates of an estimator for the target (point estimators give one)."""
+    from asm.audio.io import resample
+
     if k <= 0 or estimator is None:
         return np.empty((0, 0))
     want = k if getattr(estimator, "many_candidates", False) else 1
