@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from asm.errors import AsmError
+
 
 def data_dir() -> Path:
     return Path(os.environ.get("ASM_DATA", "data"))
@@ -22,8 +24,6 @@ def database_url() -> str:
 
 def ensure_dir(path: Path) -> Path:
     """Create ``path`` (and parents) if needed; a clear error when the location is not writable."""
-    from asm.errors import AsmError
-
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

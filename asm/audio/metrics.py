@@ -102,6 +102,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
+from asm.audio.analysis import flatness_from_power
 from asm.audio.features import (
     FeatureSettings,
     as_batch,
@@ -239,8 +240,6 @@ class _Analysis:
 
     def flatness(self) -> torch.Tensor:
         """Gated spectral flatness (B,) of the 64 ms power (``asm.audio.analysis.flatness_from_power``)."""
-        from asm.audio.analysis import flatness_from_power
-
         return self._get("flatness", lambda: flatness_from_power(self.power(NOISINESS_RESOLUTION_MS), self.sr))
 
     def mfcc(self) -> torch.Tensor:

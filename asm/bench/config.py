@@ -38,10 +38,15 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
 
+from asm.bench.ood import default_dir, read_manifest
 from asm.errors import AsmError
 from asm.midi.mode import Mode
+from asm.registry.db import session_scope
+from asm.registry.models import Synth
 from asm.registry.shipped import FIXTURES  # package data: an installed wheel benchmarks too
+from asm.synth.builtin import BUILTINS
 
 # (synth, --params) -> fixture file (relative to fixtures/) and the number of free parameters it leaves
 SETUPS: dict[tuple[str, int], tuple[str, int]] = {
@@ -175,12 +180,6 @@ def setup_of(synth: str, params: int) -> tuple[Path, int]:
 
 def _registry_state(synth: str) -> tuple[str, dict]:
     """(version, feature settings) of a registered synth, read only ("", {}) when it is not registered."""
-    from sqlalchemy import select
-
-    from asm.registry.db import session_scope
-    from asm.registry.models import Synth
-    from asm.synth.builtin import BUILTINS
-
     with session_scope() as session:
         row = session.scalar(select(Synth).where(Synth.name == synth))
         if row is not None:
@@ -224,8 +223,6 @@ def plan(req: BenchmarkRequest, preset: ScalePreset | None = None) -> dict:
     text, the synth version, the model config fixture's text), so a changed set-up never reuses a
     stale dataset or model. ``preset`` overrides the request's scale (tests use a tiny one).
     """
-    from asm.bench.ood import default_dir, read_manifest
-
     preset = preset or SCALES[req.scale]
     fixture, free = setup_of(req.synth, req.params)
     models = req.models or preset.models

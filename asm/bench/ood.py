@@ -38,8 +38,10 @@ from pathlib import Path
 import numpy as np
 
 from asm.atomic import write_json
+from asm.audio.io import check_writable, read_audio, resample, write_audio
 from asm.errors import AsmError
 from asm.midi.notes import Note
+from asm.paths import data_dir, ensure_dir
 
 FORMAT = "asm-ood-targets/1"
 SOUNDFONT = "/usr/share/sounds/sf2/FluidR3_GM.sf2"
@@ -234,15 +236,11 @@ class OodTarget:
 
     def audio(self, sample_rate: int) -> np.ndarray:
         """Mono float32 at ``sample_rate`` (resampled), nothing trimmed: the notes start at 0 s."""
-        from asm.audio.io import read_audio, resample
-
         audio, rate = read_audio(self.path)
         return resample(audio.mean(axis=1, dtype=np.float64).astype(np.float32), rate, sample_rate)
 
 
 def default_dir() -> Path:
-    from asm.paths import data_dir
-
     return data_dir() / "targets" / "ood"
 
 
@@ -275,9 +273,6 @@ def make_ood_targets(out: Path | None = None, *, soundfont: str | Path = SOUNDFO
     A directory whose manifest already has these settings and whose files are all present is left
     as it is (``outcome: "up to date"``) unless ``force``.
     """
-    from asm.audio.io import check_writable
-    from asm.paths import ensure_dir
-
     out = Path(out or default_dir())
     soundfont = Path(soundfont)
     if not soundfont.is_file():
@@ -319,8 +314,6 @@ def make_ood_targets(out: Path | None = None, *, soundfont: str | Path = SOUNDFO
 
 
 def _write_pcm16(path: Path, audio: np.ndarray, sample_rate: int) -> None:
-    from asm.audio.io import write_audio
-
     write_audio(path, np.clip(audio, -1.0, 1.0), sample_rate, subtype="PCM_16")
 
 

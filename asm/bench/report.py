@@ -28,6 +28,7 @@ from __future__ import annotations
 import html
 import json
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import quote
@@ -36,7 +37,7 @@ import numpy as np
 
 from asm.atomic import atomic_path, write_text
 from asm.audio.metrics import HEADLINE_METRIC, REPORT_METRICS
-from asm.audio.plots import save_figure
+from asm.audio.plots import FMIN_HZ, save_figure, spectrogram_db
 from asm.bench.noisiness import MATCH_KEY, NOISIER_RATIO, TARGET_KEY, noisiness_ratio
 from asm.bench.rerender_floor import floor_text
 from asm.bench.summary import (
@@ -55,6 +56,9 @@ from asm.bench.summary import (
     target_sets,
 )
 from asm.errors import AsmError
+from asm.paths import ensure_dir
+from asm.registry.db import session_scope
+from asm.registry.models import Run
 from asm.runs import data_relative, load_run, report_dir, resolve_data_path, slug
 
 HEADLINE = HEADLINE_METRIC
@@ -105,8 +109,6 @@ def _palette(methods: Sequence[str]) -> dict[str, str]:
 
 def _log_spectrogram(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     """(THUMB_ROWS, frames) dB levels on a log-frequency axis (30 Hz .. Nyquist), as asm.audio.plots."""
-    from asm.audio.plots import FMIN_HZ, spectrogram_db
-
     _, freqs, level = spectrogram_db(audio, sample_rate)
     rows = np.geomspace(FMIN_HZ, sample_rate / 2, THUMB_ROWS)
     idx = np.interp(rows, freqs, np.arange(len(freqs)))
@@ -206,8 +208,6 @@ def _step_median(curves: list[np.ndarray], grid: np.ndarray, column: int) -> tup
 
 class _quiet_nan:
     def __enter__(self):
-        import warnings
-
         self._w = warnings.catch_warnings()
         self._w.__enter__()
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -438,11 +438,6 @@ def write_report(run_id: int, *, media_limit: int = DEFAULT_MEDIA_LIMIT, title: 
     ``media_limit``: targets per target set drawn with spectrogram thumbnails (every target still
     gets its scores and audio players).
     """
-    from asm.audio.metrics import describe as describe_metrics
-    from asm.paths import ensure_dir
-    from asm.registry.db import session_scope
-    from asm.registry.models import Run
-
     run, records = load_run(run_id)
     if not records:
         raise AsmError(f"run {run_id} has no results yet: nothing to report")
@@ -487,16 +482,9 @@ def write_report(run_id: int, *, media_limit: int = DEFAULT_MEDIA_LIMIT, title: 
         parts.append(_targets_table(sub, set_methods, colours, out, img / "spec" / key, media_limit))
         parts.append("</section>")
 
-    defs = "".join(f"<dt>{_e(d['name'])}{(' (' + _e(d['unit']) + ')') if d['unit'] else ''}</dt>"
-                   f"<dd>{_e(d['definition'])}; worst (unusable render) = {d['worst']:g}</dd>"
-                   for d in describe_metrics(REPORT_METRICS))
+    defs = _metric_definitions()
     settings = json.dumps(run["settings"], indent=1, sort_keys=True, default=str)
-    wall = fmt_seconds(run["wall_seconds"]) if run["wall_seconds"] is not None else "still running"
-    chips = [_status_chip(run["status"])]
-    for text in (run["kind"], run["synth"], f"seed {run['seed']}", wall, f"started {run['started_at']}",
-                 f"code {run['code_version']}" if run["code_version"] else None):
-        if text:
-            chips.append(f'<span class="chip">{_e(text)}</span>')
+    chips = _run_chips(run)
     heading = title or f"asm {run['kind']} · run {run['id']}" + (f" · {run['name']}" if run["name"] else "")
     nav = "".join(f'<a href="#set-{_e(slug(s))}">{_e(TARGET_SET_TITLES.get(s, s))}</a>' for s in sets)
     page = f"""<!DOCTYPE html>
@@ -520,15 +508,37 @@ shares the target's colour scale.</p></div></section>
 </main></body></html>
 """
     index = write_text(out / "index.html", page)
+    _record_report_path(run_id, index)
+    return index
+
+
+def _record_report_path(run_id: int, index: Path) -> None:
     with session_scope() as session:
         session.get(Run, int(run_id)).report_path = data_relative(index)
-    return index
+
+
+def _metric_definitions() -> str:
+    """The metrics section's definition list: each metric, its unit and its worst score."""
+    from asm.audio.metrics import describe as describe_metrics
+
+    return "".join(f"<dt>{_e(d['name'])}{(' (' + _e(d['unit']) + ')') if d['unit'] else ''}</dt>"
+                   f"<dd>{_e(d['definition'])}; worst (unusable render) = {d['worst']:g}</dd>"
+                   for d in describe_metrics(REPORT_METRICS))
+
+
+def _run_chips(run: dict) -> list[str]:
+    """The header's chips: status, kind, synth, seed, wall time, start and code version."""
+    wall = fmt_seconds(run["wall_seconds"]) if run["wall_seconds"] is not None else "still running"
+    chips = [_status_chip(run["status"])]
+    for text in (run["kind"], run["synth"], f"seed {run['seed']}", wall, f"started {run['started_at']}",
+                 f"code {run['code_version']}" if run["code_version"] else None):
+        if text:
+            chips.append(f'<span class="chip">{_e(text)}</span>')
+    return chips
 
 
 def _targets_table(records: list[dict], methods: list[str], colours: dict[str, str], out: Path,
                    spec_dir: Path, media_limit: int) -> str:
-    from asm.paths import ensure_dir
-
     targets: dict[str, dict[str, dict]] = {}
     for r in records:
         targets.setdefault(r["target"], {})[r["method"]] = r

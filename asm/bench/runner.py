@@ -34,14 +34,28 @@ from __future__ import annotations
 import time
 import zlib
 from dataclasses import dataclass, field
+from glob import glob
 from pathlib import Path
 
 import numpy as np
+from sqlalchemy import func, select
 
-from asm.bench.config import FIXTURES, SEARCH_METHODS, BenchmarkRequest, ScalePreset, plan
+from asm.bench.config import FIXTURES, METHOD_RECIPES, SEARCH_METHODS, BenchmarkRequest, ScalePreset, plan
+from asm.bench.ood import load_ood_targets
 from asm.errors import AsmError
+from asm.match.pipeline import match_target
 from asm.midi.notes import Note
+from asm.models.scoring import parameter_scores
+from asm.presets.importer import import_presets
 from asm.progress import Reporter
+from asm.registry.db import session_scope
+from asm.registry.fixtures import apply_fixtures
+from asm.registry.models import Model, Preset
+from asm.registry.synth_loader import spec_of
+from asm.registry.synths import get_synth
+from asm.render import RenderPool
+from asm.runs import RunWriter, load_run
+from asm.search.seeding import DatasetNeighbours
 
 AMSYNTH_BANKS = "/usr/share/amsynth/banks/*.bank"
 
@@ -74,9 +88,6 @@ def _seed_for(*parts) -> np.random.Generator:
 # ---- 1-3: set-up, dataset, models ------------------------------------------------------------------
 
 def apply_setup(p: dict, configs: list[str], reporter: Reporter) -> None:
-    from asm.registry.db import session_scope
-    from asm.registry.fixtures import apply_fixtures
-
     paths = [FIXTURES.parent / p["fixture"]]
     for config in [*configs, "nn"]:
         path = FIXTURES / "models" / f"{config}.py"
@@ -93,15 +104,6 @@ def apply_setup(p: dict, configs: list[str], reporter: Reporter) -> None:
 
 
 def _import_factory_presets(reporter: Reporter) -> None:
-    from glob import glob
-
-    from sqlalchemy import func, select
-
-    from asm.presets.importer import import_presets
-    from asm.registry.db import session_scope
-    from asm.registry.models import Preset
-    from asm.registry.synths import get_synth
-
     with session_scope() as session:
         synth = get_synth(session, "amsynth")
         have = session.scalar(select(func.count()).where(Preset.synth_id == synth.id, Preset.origin == "factory"))
@@ -128,11 +130,7 @@ def build_dataset(p: dict, workers, reporter: Reporter) -> str:
 
 
 def build_models(p: dict, dataset: str, device: str, reporter: Reporter) -> tuple[dict[str, str], str]:
-    from sqlalchemy import select
-
     from asm.models.training import train_model
-    from asm.registry.db import session_scope
-    from asm.registry.models import Model
 
     out: dict[str, str] = {}
     todo = [*p["models"], {"config": "nn", "name": f"{dataset}-nn", "train": p["models"][0]["train"]
@@ -161,7 +159,6 @@ def build_models(p: dict, dataset: str, device: str, reporter: Reporter) -> tupl
 # ---- 4: targets -------------------------------------------------------------------------------------
 
 def collect_targets(p: dict, dataset: str) -> list[Target]:
-    from asm.bench.ood import load_ood_targets
     from asm.data.torch_dataset import ShardDataset
 
     sets = p["target_sets"]
@@ -217,7 +214,6 @@ class Evaluator:
     def _param_scores(self, values: np.ndarray, truth: np.ndarray | None) -> tuple[float | None, float | None]:
         if truth is None:
             return None, None
-        from asm.models.scoring import parameter_scores
 
         free = [{"n_values": p.n_values} for p in self.space.free]
         mae, acc = parameter_scores(values[None], truth[None], free)
@@ -271,11 +267,7 @@ class Evaluator:
 
     def search_methods(self, targets: list[Target]) -> None:
         """The searches, target by target, each with its recipe and the same render budget."""
-        from asm.bench.config import METHOD_RECIPES
-        from asm.match.pipeline import match_target
-        from asm.registry.db import session_scope
         from asm.search.config import load_search_settings
-        from asm.search.seeding import DatasetNeighbours
 
         budget = self.p["search"]["budget"]
         limit = self.p["search"]["time_limit"]
@@ -369,11 +361,6 @@ def run_benchmark(req: BenchmarkRequest, *, preset: ScalePreset | None = None, w
     """Run one benchmark end to end; returns {"run_id", "summary", "report", "seconds", "notes"}."""
     from asm.bench.report import write_report
     from asm.bench.summary import summarise
-    from asm.registry.db import session_scope
-    from asm.registry.synth_loader import spec_of
-    from asm.registry.synths import get_synth
-    from asm.render import RenderPool
-    from asm.runs import RunWriter
 
     reporter = reporter or Reporter()
     started = time.perf_counter()
@@ -411,7 +398,6 @@ def run_benchmark(req: BenchmarkRequest, *, preset: ScalePreset | None = None, w
         run_id = writer.run_id
     path = write_report(run_id) if report else None
     from asm.bench.summary import reach_summary
-    from asm.runs import load_run
 
     _, records = load_run(run_id)
     return {"run_id": run_id, "summary": summarise(records), "reach": reach_summary(records),

@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from asm.cli.app import app, console
+from asm.registry.backup import backup, registry_file, restore
 
 
 @app.command("backup")
@@ -16,8 +17,6 @@ def backup_cmd(
                                        "beside the registry)."),
 ) -> None:
     """Copy the registry to a file, consistently, even while other commands use it."""
-    from asm.registry.backup import backup
-
     written = backup(out)
     console.print(f"backed up the registry to [bold]{written}[/bold]", highlight=False, soft_wrap=True)
 
@@ -27,8 +26,6 @@ def restore_cmd(
     path: Path = typer.Argument(..., help="A file written by asm backup."),
 ) -> None:
     """Replace the registry with a backup (the current registry is backed up first)."""
-    from asm.registry.backup import registry_file, restore
-
     saved = restore(path)
     if saved is not None:
         console.print(f"saved the previous registry as [bold]{saved}[/bold]", highlight=False, soft_wrap=True)

@@ -7,9 +7,19 @@ import json
 from pathlib import Path
 
 import typer
+from sqlalchemy import func, select
 
+from asm.bench.config import BenchmarkRequest, parse_models, plan
+from asm.bench.ood import default_dir, make_ood_targets
+from asm.bench.runner import run_benchmark
 from asm.cli import choices
 from asm.cli.app import app, console, err_console
+from asm.cli.progress import RichReporter
+from asm.errors import AsmError
+from asm.paths import data_dir
+from asm.registry.db import session_scope
+from asm.registry.models import Result, Run
+from asm.runs import load_run, run_info
 
 
 @app.command("ood-targets")
@@ -33,8 +43,6 @@ def ood_targets_cmd(
     """
     from rich.progress import Progress
 
-    from asm.bench.ood import default_dir, make_ood_targets
-
     directory = out or default_dir()
     with Progress(console=console, transient=True, disable=as_json) as bar:
         task = bar.add_task("rendering targets", total=None)
@@ -52,12 +60,6 @@ def ood_targets_cmd(
 
 
 def _run_rows(kind: str | None, limit: int) -> list[dict]:
-    from sqlalchemy import func, select
-
-    from asm.registry.db import session_scope
-    from asm.registry.models import Result, Run
-    from asm.runs import run_info
-
     with session_scope() as session:
         query = select(Run).order_by(Run.id.desc()).limit(limit)
         if kind:
@@ -150,9 +152,6 @@ def results_cmd(
     from rich.table import Table
 
     from asm.bench.summary import fmt_seconds, reach_summary, reach_text, summarise, summary_tables
-    from asm.errors import AsmError
-    from asm.paths import data_dir
-    from asm.runs import load_run
 
     if run is not None and compare:
         raise AsmError("give --run or --compare, not both")
@@ -251,9 +250,6 @@ def benchmark_cmd(
     """
     from pydantic import ValidationError
 
-    from asm.bench.config import BenchmarkRequest, parse_models, plan
-    from asm.errors import AsmError
-
     try:
         req = BenchmarkRequest(mode=mode.value, synth=synth, params=int(params), models=parse_models(models),
                                scale=scale.value, seed=seed, budget=budget, test_targets=targets, ood=ood,
@@ -268,9 +264,7 @@ def benchmark_cmd(
         _print_plan(resolved)
     if dry_run:
         return
-    from asm.bench.runner import run_benchmark
     from asm.bench.summary import fmt_seconds, reach_text, summary_tables
-    from asm.cli.progress import RichReporter
 
     with RichReporter(err_console if as_json else console, quiet=as_json) as reporter:
         result = run_benchmark(req, workers=workers, device=device.value, reporter=reporter)

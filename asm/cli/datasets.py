@@ -12,7 +12,14 @@ from rich.table import Table
 
 from asm.cli import choices
 from asm.cli.app import app, console, err_console
+from asm.cli.progress import RichReporter
+from asm.data.store import check_name, delete_dataset, list_datasets, show_dataset, verify_dataset
 from asm.errors import AsmError
+from asm.midi.notes import parse_pitch
+from asm.registry.db import session_scope
+from asm.registry.synth_loader import render_defaults
+from asm.registry.synths import get_synth
+from asm.render import resolve_workers
 
 
 def _mb(n: int) -> str:
@@ -57,48 +64,17 @@ def generate_dataset_cmd(
     """
     from pydantic import ValidationError
 
-    from asm.audio.features import FeatureSettings
     from asm.data.settings import DatasetSettings, auto_shard_size, parse_presets, parse_range, parse_split
-    from asm.data.store import check_name
-    from asm.midi.notes import parse_pitch
-    from asm.registry.db import session_scope
-    from asm.registry.synth_loader import render_defaults
-    from asm.registry.synths import get_synth
-    from asm.render import resolve_workers
 
     check_name(name)
-    if midi_dir is not None and mode != "poly":
-        raise AsmError("--midi-dir needs --mode poly")
-    if note is not None and note_range is not None:
-        raise AsmError("give --note or --note-range, not both")
-    if note is not None and mode == "poly":
-        raise AsmError("--note is for mono datasets; poly datasets take --note-range")
-    if stall_timeout is not None and not stall_timeout > 0:
-        raise AsmError(f"--stall-timeout must be a positive number of seconds, got {stall_timeout:g}")
+    _check_option_combinations(mode, midi_dir, note, note_range, stall_timeout)
     n_workers = resolve_workers(workers)
     kind, fraction = parse_presets(presets)
     split_t = parse_split(split)
-    with session_scope() as session:
-        row = get_synth(session, synth)
-        defaults = render_defaults(row)
-        feature_defaults = dict((row.settings or {}).get("features", {}))
-    try:
-        features = FeatureSettings(**feature_defaults)
-    except ValidationError as exc:
-        raise AsmError(f"bad feature settings for {synth} in the registry: {exc.errors()[0]['msg']}") from None
+    defaults, features = _synth_defaults(synth)
     length = duration if duration is not None else defaults.duration
     off = note_off if note_off is not None else min(defaults.note_off, 0.75 * length)
-    vel, vel_range = defaults.velocity, None
-    if velocity is not None:
-        if ":" in velocity:
-            vel_range = parse_range(velocity, "--velocity", 1, 127)
-        else:
-            try:
-                vel = int(velocity)
-            except ValueError:
-                raise AsmError(f"bad --velocity {velocity!r}: give 1..127 or LOW:HIGH") from None
-            if not 1 <= vel <= 127:
-                raise AsmError(f"--velocity must be in 1..127, got {vel}")
+    vel, vel_range = _parse_velocity(velocity, defaults.velocity)
     rate = sr if sr is not None else defaults.sample_rate
     try:
         settings = DatasetSettings(
@@ -120,6 +96,56 @@ def generate_dataset_cmd(
     if as_json:
         typer.echo(json.dumps(result))
         return
+    _print_generation(name, result)
+
+
+def _check_option_combinations(mode, midi_dir: Path | None, note: str | None, note_range: str | None,
+                               stall_timeout: float | None) -> None:
+    """Options that make sense alone but not together (Typer checks each one by itself)."""
+    if midi_dir is not None and mode != "poly":
+        raise AsmError("--midi-dir needs --mode poly")
+    if note is not None and note_range is not None:
+        raise AsmError("give --note or --note-range, not both")
+    if note is not None and mode == "poly":
+        raise AsmError("--note is for mono datasets; poly datasets take --note-range")
+    if stall_timeout is not None and not stall_timeout > 0:
+        raise AsmError(f"--stall-timeout must be a positive number of seconds, got {stall_timeout:g}")
+
+
+def _synth_defaults(synth: str):
+    """The synth's render defaults and feature settings from the registry (what options fall back to)."""
+    from pydantic import ValidationError
+
+    from asm.audio.features import FeatureSettings
+
+    with session_scope() as session:
+        row = get_synth(session, synth)
+        defaults = render_defaults(row)
+        feature_defaults = dict((row.settings or {}).get("features", {}))
+    try:
+        return defaults, FeatureSettings(**feature_defaults)
+    except ValidationError as exc:
+        raise AsmError(f"bad feature settings for {synth} in the registry: {exc.errors()[0]['msg']}") from None
+
+
+def _parse_velocity(velocity: str | None, default: int) -> tuple[int, tuple[int, int] | None]:
+    """``--velocity``: one velocity or a LOW:HIGH range; returns (velocity, range or None)."""
+    from asm.data.settings import parse_range
+
+    if velocity is None:
+        return default, None
+    if ":" in velocity:
+        return default, parse_range(velocity, "--velocity", 1, 127)
+    try:
+        vel = int(velocity)
+    except ValueError:
+        raise AsmError(f"bad --velocity {velocity!r}: give 1..127 or LOW:HIGH") from None
+    if not 1 <= vel <= 127:
+        raise AsmError(f"--velocity must be in 1..127, got {vel}")
+    return vel, None
+
+
+def _print_generation(name: str, result: dict) -> None:
     run = result["run"]
     if run["outcome"] == "already complete":
         console.print(f"dataset [bold]{name}[/bold] is already complete ({result['size']} examples); nothing to do")
@@ -132,7 +158,6 @@ def generate_dataset_cmd(
 
 def _run_generation(name, settings, workers, executor, ray_address, quiet: bool,
                     stall_timeout: float | None = None) -> dict:
-    from asm.cli.progress import RichReporter
     from asm.data.generate import generate_dataset
 
     out = err_console if quiet else console
@@ -163,8 +188,6 @@ def _crash_line(info: dict) -> str | None:
 @app.command("list-datasets")
 def list_datasets_cmd(as_json: bool = typer.Option(False, "--json")) -> None:
     """Datasets in the registry with their state and size."""
-    from asm.data.store import list_datasets
-
     rows = list_datasets()
     if as_json:
         typer.echo(json.dumps(rows))
@@ -187,8 +210,6 @@ def list_datasets_cmd(as_json: bool = typer.Option(False, "--json")) -> None:
 @app.command("show-dataset")
 def show_dataset_cmd(name: str = typer.Argument(...), as_json: bool = typer.Option(False, "--json")) -> None:
     """Every setting of a dataset, its splits, shards, rejections and parameter order."""
-    from asm.data.store import show_dataset
-
     info = show_dataset(name)
     if as_json:
         typer.echo(json.dumps(info))
@@ -233,8 +254,6 @@ def verify_dataset_cmd(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Check counts, shapes, finiteness, unique presets and that shard files match their rows; exit 2 if not."""
-    from asm.data.store import verify_dataset
-
     report = verify_dataset(name, checksums=not quick)
     if as_json:
         typer.echo(json.dumps(report))
@@ -253,8 +272,6 @@ def verify_dataset_cmd(
 @app.command("delete-dataset")
 def delete_dataset_cmd(name: str = typer.Argument(...), as_json: bool = typer.Option(False, "--json")) -> None:
     """Delete a dataset's registry rows and its files."""
-    from asm.data.store import delete_dataset
-
     info = delete_dataset(name)
     if as_json:
         typer.echo(json.dumps({"deleted": name, "bytes": info["bytes"]}))

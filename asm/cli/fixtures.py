@@ -8,6 +8,8 @@ from pathlib import Path
 import typer
 
 from asm.cli.app import app, console
+from asm.registry.db import session_scope
+from asm.registry.fixtures import apply_fixtures
 
 
 @app.command("update-registry")
@@ -17,9 +19,6 @@ def update_registry(
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Validate fixtures whole, then apply them in one transaction and log them (fixture_log)."""
-    from asm.registry.db import session_scope
-    from asm.registry.fixtures import apply_fixtures
-
     with session_scope() as session:
         results = apply_fixtures(session, fixtures, dry_run=dry_run)
     if as_json:

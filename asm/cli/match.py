@@ -9,6 +9,9 @@ import typer
 
 from asm.cli import choices
 from asm.cli.app import app, console, err_console
+from asm.cli.progress import RichReporter
+from asm.match.command import MatchOptions, run_match
+from asm.render import resolve_workers
 
 
 @app.command("match")
@@ -43,10 +46,6 @@ def match(
     """Match a target sound: writes the best preset (native format), the top of the Pareto front,
     the rendered match, a spectrogram picture and match.json, and stores the result."""
     from rich.table import Table
-
-    from asm.cli.progress import RichReporter
-    from asm.match.command import MatchOptions, run_match
-    from asm.render import resolve_workers
 
     opts = MatchOptions(target=target, synth=synth, method=method.value if method is not None else None,
                         model=model, dataset=dataset, search=search,

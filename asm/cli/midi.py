@@ -10,6 +10,8 @@ import typer
 
 from asm.cli import choices
 from asm.cli.app import app, console, err_console
+from asm.errors import AsmError
+from asm.midi.partition import ChunkFilter, partition_dir
 
 
 @app.command("partition-midi")
@@ -26,8 +28,6 @@ def partition_midi_cmd(
     Corrupt files are listed and skipped; empty chunks are dropped.
     """
     from asm.data.settings import parse_range
-    from asm.errors import AsmError
-    from asm.midi.partition import ChunkFilter, partition_dir
 
     if not length > 0 or length > 600:
         raise AsmError(f"--length must be in (0, 600] seconds, got {length}")

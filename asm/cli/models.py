@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import Optional
 
 import typer
 from rich.table import Table
+from sqlalchemy import select
 
 from asm.cli import choices
 from asm.cli.app import app, console, err_console
+from asm.cli.progress import RichReporter
+from asm.errors import AsmError
+from asm.models.evaluate import test_model
+from asm.registry.db import session_scope
+from asm.registry.models import Model
 
 
 @app.command("train-model")
@@ -36,8 +43,6 @@ def train_model_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object at the end."),
 ) -> None:
     """Train a model config on a dataset; keeps the best checkpoint, resumable after Ctrl-C or kill -9."""
-    from asm.cli.progress import RichReporter
-    from asm.errors import AsmError
     from asm.models.training import train_model
 
     if not resume and (not config or not dataset):
@@ -76,9 +81,6 @@ def test_model_cmd(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Score a model: parameter MAE/accuracy and audio metrics of its predictions rendered with the same notes."""
-    from asm.cli.progress import RichReporter
-    from asm.models.evaluate import test_model
-
     out = err_console if as_json else console
     with RichReporter(out) as reporter:
         result = test_model(model, split.value, limit, workers, reporter=reporter)
@@ -111,11 +113,6 @@ def summary_table(title: str, rows: dict[str, dict]) -> Table:
 @app.command("list-models")
 def list_models(as_json: bool = typer.Option(False, "--json")) -> None:
     """Trained models with their dataset, status and validation loss against the mean-predictor baseline."""
-    from sqlalchemy import select
-
-    from asm.registry.db import session_scope
-    from asm.registry.models import Model
-
     with session_scope() as session:
         rows = [{"id": m.id, "name": m.name, "arch": m.arch, "config": m.config.name, "dataset": m.dataset.name,
                  "synth": m.synth.name, "status": m.status, "epochs": m.epochs_done, "best_val_loss": m.best_val_loss,
@@ -139,7 +136,6 @@ def show_model(model: str = typer.Argument(..., help="Model name or #id."),
                as_json: bool = typer.Option(False, "--json")) -> None:
     """A model's settings, parameter order and per-epoch metrics."""
     from asm.models.estimator import find_model
-    from asm.registry.db import session_scope
 
     with session_scope() as session:
         m = find_model(session, model)
@@ -173,9 +169,6 @@ def delete_model_cmd(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Delete a model's registry rows and its checkpoints (refused while it trains); its results stay, unlinked."""
-    import sys
-
-    from asm.errors import AsmError
     from asm.models.checkpoint import delete_model, describe_model
 
     info = describe_model(model)

@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from asm.cli import choices
-from asm.cli.app import app, console
+from asm.cli.app import app, console, err_console
+from asm.errors import AsmError
+from asm.midi.notes import held
+from asm.models.architectures import trainable
+from asm.perf.generate_speed import measure_batch_speed, measure_generate_speed
+from asm.perf.match_perf import measure_match
+from asm.perf.metric_sanity import AMSYNTH_BANKS, amsynth_factory, rerender_floor, run_metric_sanity
+from asm.perf.metric_speed import measure_metric_speed
+from asm.perf.render_speed import measure_render_speed
+from asm.perf.twin_fidelity import measure_twin
+from asm.registry.synth_loader import load_synth
+from asm.render import resolve_workers
 
 perf_app = typer.Typer(help="Speed benchmarks: print renders/s, examples/s, samples/s, seconds per match.",
                        no_args_is_help=True)
@@ -25,8 +38,6 @@ def perf_render(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Renders per second of one process through asm, beside the bare DawDreamer call on the same patches."""
-    from asm.perf.render_speed import measure_render_speed
-
     result = measure_render_speed(synth, sr, duration, n, seed)
     if as_json:
         typer.echo(json.dumps(result))
@@ -57,8 +68,6 @@ def perf_generate(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Dataset generation end to end (render + features + write + commit) beside workers x the bare render rate."""
-    from asm.perf.generate_speed import measure_generate_speed
-
     r = measure_generate_speed(synth, n, workers, sr, duration, mode.value, seed, shard_size=shard_size)
     if as_json:
         typer.echo(json.dumps(r))
@@ -90,8 +99,6 @@ def perf_batch(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Batches of candidates rendered by the worker pool (as a search does) against serial rendering."""
-    from asm.perf.generate_speed import measure_batch_speed
-
     r = measure_batch_speed(synth, population, generations, workers, sr, duration)
     if as_json:
         typer.echo(json.dumps(r))
@@ -119,9 +126,6 @@ def perf_metrics(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Milliseconds per candidate/target pair of every metric and objective set on asm-sub renders."""
-    from asm.errors import AsmError
-    from asm.perf.metric_speed import measure_metric_speed
-
     try:
         secs = tuple(float(d) for d in durations.split(","))
     except ValueError:
@@ -161,12 +165,6 @@ def perf_match(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Matching methods on held-out targets with one render budget: median distance and seconds per target."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from asm.cli.app import err_console
-    from asm.perf.match_perf import measure_match
-    from asm.render import resolve_workers
-
     chosen = [m.strip() for m in methods.split(",")] if methods else None
     with Progress(TextColumn("matching targets"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err_console, transient=True, disable=as_json) as progress:
@@ -206,7 +204,6 @@ def perf_train(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Training samples/s of each model and the data loader's share of the step time."""
-    from asm.models.architectures import trainable
     from asm.perf.train_speed import ensure_perf_dataset, measure_train_speed
 
     name = ensure_perf_dataset(dataset, synth, size, 0)
@@ -235,10 +232,6 @@ def perf_metric_sanity(
 ) -> None:
     """Controlled degradations scored by every metric and objective set: Spearman of strength vs distance
     per family (mean over sounds) and the phase re-render's distance over the smallest step."""
-    from pathlib import Path
-
-    from asm.perf.metric_sanity import run_metric_sanity
-
     chosen = tuple(s.strip() for s in sources.split(",") if s.strip())
     r = run_metric_sanity(chosen, n, seed, targets=Path(targets) if targets else None)
     if as_json:
@@ -272,10 +265,6 @@ def perf_rerender_floor(
 ) -> None:
     """The distance between R renders of one preset (a nondeterministic synth's floor: scores below it are luck)."""
     import numpy as np
-
-    from asm.midi.notes import held
-    from asm.perf.metric_sanity import AMSYNTH_BANKS, amsynth_factory, rerender_floor
-    from asm.registry.synth_loader import load_synth
 
     s = load_synth(synth, sr)
     try:
@@ -314,7 +303,6 @@ def perf_twin(
 ) -> None:
     """Fidelity of the differentiable twin against DawDreamer (MR-STFT), batched renders/s and gradient step time."""
     from asm.models.training import resolve_device
-    from asm.perf.twin_fidelity import measure_twin
 
     device = resolve_device(device)
     r = measure_twin(synth, n, sr, duration, seed, batch, device, all_voices)

@@ -9,6 +9,10 @@ from pathlib import Path
 import typer
 
 from asm.cli.app import app, console, err_console
+from asm.registry.backup import backup
+from asm.registry.db import session_scope
+from asm.registry.synths import register_plugin, registration_losses, space_of
+from asm.synth.plugin import describe_plugin
 
 
 @app.command("register-synth")
@@ -24,11 +28,6 @@ def register_synth(
     Registering again updates the synth in place: locks and presets are kept, changes are listed.
     An update that would lose stored work is refused unless --replace.
     """
-    from asm.registry.backup import backup
-    from asm.registry.db import session_scope
-    from asm.registry.synths import register_plugin, registration_losses, space_of
-    from asm.synth.plugin import describe_plugin
-
     info = describe_plugin(path.resolve() if path.exists() else path)
     backup_file = None
     if replace:

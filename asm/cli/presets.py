@@ -6,11 +6,17 @@ import json
 from pathlib import Path
 
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from asm.audio.io import check_writable
 from asm.cli import choices
 from asm.cli.app import app, console, err_console
 from asm.errors import AsmError
+from asm.presets.exporter import export_preset
+from asm.presets.importer import expand, import_presets
+from asm.registry.db import session_scope
+from asm.registry.synths import find_preset, get_synth, space_of
 
 SYSTEM_DIRS = ("/usr/share/", "/usr/lib/", "/usr/local/share/", "/opt/")
 
@@ -24,12 +30,6 @@ def import_presets_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Import preset files; duplicates (same values) are skipped, bad files listed with the reason."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from asm.presets.importer import expand, import_presets
-    from asm.registry.db import session_scope
-    from asm.registry.synths import get_synth
-
     files, unmatched = expand(patterns)
     if not files:
         raise AsmError(f"no preset files match {' '.join(patterns)}")
@@ -67,11 +67,6 @@ def export_preset_cmd(
                              ".bank (amsynth) or .json (any synth)."),
 ) -> None:
     """Write a stored preset in the synth's native format, or as asm's JSON."""
-    from asm.audio.io import check_writable
-    from asm.presets.exporter import export_preset
-    from asm.registry.db import session_scope
-    from asm.registry.synths import find_preset, get_synth, space_of
-
     check_writable(out)
     with session_scope() as session:
         row = get_synth(session, synth)

@@ -7,20 +7,18 @@ from typing import Optional
 
 import typer
 from rich.table import Table
+from sqlalchemy import func, select
 
 from asm.cli.app import app, console
 from asm.errors import AsmError
+from asm.registry.db import session_scope
+from asm.registry.models import Preset, Synth
+from asm.registry.synths import find_preset, get_synth, parameter_spec, set_locks, space_of
+from asm.synth.builtin import BUILTINS
 
 
 def registry_summary(synth: Optional[str] = None) -> list[dict]:
     """Synths with their parameters (locks included) and preset counts, as plain data."""
-    from sqlalchemy import func, select
-
-    from asm.registry.db import session_scope
-    from asm.registry.models import Preset, Synth
-    from asm.registry.synths import get_synth, parameter_spec, space_of
-    from asm.synth.builtin import BUILTINS
-
     with session_scope(read_only=True) as session:
         if synth:
             rows = [get_synth(session, synth)]
@@ -104,9 +102,6 @@ def lock(
     from_preset: Optional[str] = typer.Option(None, "--from-preset", help="Lock to this preset's values."),
 ) -> None:
     """Lock parameters to fixed values: they are sent to the synth before every render."""
-    from asm.registry.db import session_scope
-    from asm.registry.synths import find_preset, get_synth, set_locks, space_of
-
     if not assignments:
         raise AsmError("name at least one parameter to lock (name=value)")
     with session_scope() as session:
@@ -137,9 +132,6 @@ def unlock(
     all_: bool = typer.Option(False, "--all", help="Unlock every parameter."),
 ) -> None:
     """Unlock parameters so estimators and searches may vary them again."""
-    from asm.registry.db import session_scope
-    from asm.registry.synths import get_synth, set_locks, space_of
-
     if not names and not all_:
         raise AsmError("name parameters to unlock, or pass --all")
     with session_scope() as session:

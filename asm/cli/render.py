@@ -7,9 +7,16 @@ from typing import Optional
 
 import typer
 
+from asm.audio.io import check_writable, write_audio
+from asm.audio.signal import is_finite, peak_dbfs
 from asm.cli import choices
 from asm.cli.app import app, console
 from asm.errors import AsmError
+from asm.midi.notes import held, load_midi, parse_chord, parse_pitch
+from asm.registry.db import session_scope
+from asm.registry.synth_loader import render_defaults, spec_of
+from asm.registry.synths import find_preset, get_synth
+from asm.synth.host import open_synth
 
 
 @app.command()
@@ -30,14 +37,6 @@ def render(
                                      help="Sample rate: 16000, 22050, 44100 or 48000."),
 ) -> None:
     """Render a note, a chord or a MIDI file with a synth and write mono float audio."""
-    from asm.audio.io import check_writable, write_audio
-    from asm.audio.signal import is_finite, peak_dbfs
-    from asm.midi.notes import held, load_midi, parse_chord, parse_pitch
-    from asm.registry.db import session_scope
-    from asm.registry.synth_loader import render_defaults, spec_of
-    from asm.registry.synths import find_preset, get_synth
-    from asm.synth.host import open_synth
-
     if sum(x is not None for x in (note, chord, midi)) > 1:
         raise AsmError("give only one of --note, --chord and --midi")
     check_writable(out)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import socket
+
 import typer
 
 from asm.cli.app import app, console, err_console
+from asm.errors import AsmError
+from asm.render import resolve_workers
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
@@ -20,12 +24,8 @@ def serve(
 ) -> None:
     """Start a local web app: upload a target, watch the search live, A/B the match against the target,
     download the preset (native format and JSON), browse past matches and benchmarks. API docs at /docs."""
-    import socket
-
     import uvicorn
 
-    from asm.errors import AsmError
-    from asm.render import resolve_workers
     from asm.serve.app import create_app, open_registry
 
     if host not in LOCAL_HOSTS:

@@ -28,6 +28,11 @@ from asm.data.store import LOCK_FILE, DatasetLock, check_name, code_version, dat
 from asm.errors import AsmError
 from asm.paths import ensure_dir
 from asm.progress import Reporter
+from asm.registry.db import session_scope
+from asm.registry.models import Dataset, DatasetShard, Preset, utcnow
+from asm.registry.synth_loader import spec_of
+from asm.registry.synths import get_synth
+from asm.render import stall_timeout_for
 
 
 @dataclass
@@ -44,11 +49,6 @@ def _normalise(obj) -> object:
 
 def _prepare(name: str, s: DatasetSettings, reporter: Reporter):
     """Synth spec, resolved settings, plan and the identity stored on the dataset row."""
-    from asm.registry.db import session_scope
-    from asm.registry.models import Preset
-    from asm.registry.synth_loader import spec_of
-    from asm.registry.synths import get_synth
-
     with session_scope() as session:
         synth = get_synth(session, s.synth)
         spec = spec_of(synth, s.sample_rate)
@@ -85,10 +85,6 @@ def _job(plan: Plan, index: int, file: str, extra_forbidden: np.ndarray | None =
 
 def _open_row(name: str, s: DatasetSettings, identity: dict, space, spec) -> tuple[int, bool]:
     """Create the dataset row, or check that the existing one was made with the same settings."""
-    from asm.registry.db import session_scope
-    from asm.registry.models import Dataset
-    from asm.registry.synths import get_synth
-
     with session_scope() as session:
         row = session.scalar(select(Dataset).where(Dataset.name == name))
         if row is not None:
@@ -122,9 +118,6 @@ def _open_row(name: str, s: DatasetSettings, identity: dict, space, spec) -> tup
 def _clean(dataset_id: int, directory: Path) -> dict[int, tuple[str, int]]:
     """Drop rows whose file is gone or of the wrong size and files no row refers to; returns the
     shards that stand: {index: (file, count)}."""
-    from asm.registry.db import session_scope
-    from asm.registry.models import DatasetShard
-
     keep: dict[int, tuple[str, int]] = {}
     with session_scope() as session:
         for sh in session.scalars(select(DatasetShard).where(DatasetShard.dataset_id == dataset_id)):
@@ -144,9 +137,6 @@ def _clean(dataset_id: int, directory: Path) -> dict[int, tuple[str, int]]:
 
 
 def _commit(dataset_id: int, result: ShardResult, replaces: str | None = None) -> None:
-    from asm.registry.db import session_scope
-    from asm.registry.models import DatasetShard
-
     with session_scope() as session:
         row = session.scalar(select(DatasetShard).where(DatasetShard.dataset_id == dataset_id,
                                                         DatasetShard.index == result.index))
@@ -217,10 +207,6 @@ def generate_dataset(name: str, s: DatasetSettings, *, workers: int | str = "aut
     ``stall_timeout``: seconds without progress before a worker counts as hung (default: derived
     from the render length, ``asm.render.stall_timeout_for``).
     """
-    from asm.registry.db import session_scope
-    from asm.registry.models import Dataset, utcnow
-    from asm.render import stall_timeout_for
-
     check_name(name)
     reporter = reporter or Reporter()
     ensure_dir(dataset_dir(name).parent)
@@ -273,19 +259,24 @@ def generate_dataset(name: str, s: DatasetSettings, *, workers: int | str = "aut
                 ex.close()
             for tmp in directory.glob(f"{TMP_PREFIX}*"):
                 tmp.unlink(missing_ok=True)
-        with session_scope() as session:
-            row = session.get(Dataset, dataset_id)
-            if sum(sh.count for sh in row.shards) != s.size or len(row.shards) != n_shards:
-                raise AsmError(f"dataset {name} is missing shards after generation; run the command again")
-            total = dict.fromkeys(REJECTION_KINDS, 0)
-            for sh in row.shards:
-                for k, v in (sh.rejections or {}).items():
-                    total[k] = total.get(k, 0) + int(v)
-            row.rejections = total
-            row.status = "complete"
-            row.completed_at = utcnow()
-            session.flush()
-            return {**summary(row), "run": _run_info(stats, "generated")}
+        return {**_mark_complete(name, dataset_id, s, n_shards), "run": _run_info(stats, "generated")}
+
+
+def _mark_complete(name: str, dataset_id: int, s: DatasetSettings, n_shards: int) -> dict:
+    """Check every shard row is there, total the rejections and mark the dataset complete; its summary."""
+    with session_scope() as session:
+        row = session.get(Dataset, dataset_id)
+        if sum(sh.count for sh in row.shards) != s.size or len(row.shards) != n_shards:
+            raise AsmError(f"dataset {name} is missing shards after generation; run the command again")
+        total = dict.fromkeys(REJECTION_KINDS, 0)
+        for sh in row.shards:
+            for k, v in (sh.rejections or {}).items():
+                total[k] = total.get(k, 0) + int(v)
+        row.rejections = total
+        row.status = "complete"
+        row.completed_at = utcnow()
+        session.flush()
+        return summary(row)
 
 
 def _run_info(stats: RunStats, outcome: str) -> dict:
@@ -299,9 +290,6 @@ def _dedup_pass(dataset_id: int, directory: Path, plan: Plan, ctx: GenerationCon
     """Replacement presets of different shards can coincide (only in small, mostly discrete spaces).
     Walk the shards in order; a shard repeating a key of an earlier one is rebuilt with those keys
     forbidden, under a new file name, and its row repointed (deterministic, and safe to kill)."""
-    from asm.registry.db import session_scope
-    from asm.registry.models import DatasetShard
-
     with session_scope() as session:
         rows = [(r.index, r.file) for r in session.scalars(
             select(DatasetShard).where(DatasetShard.dataset_id == dataset_id).order_by(DatasetShard.index))]

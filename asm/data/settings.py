@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from asm.audio.features import FeatureSettings
 from asm.errors import AsmError
 from asm.midi.mode import Mode
+from asm.midi.notes import parse_pitch
 
 SHARD_BYTES = 16 << 20  # target size of one shard file (auto shard size)
 STORE_DEFAULT = "audio+features"  # what datasets made before ``store`` existed hold
@@ -158,8 +159,6 @@ def parse_presets(text: str) -> tuple[str, float]:
 
 def parse_range(text: str, what: str, lo: int, hi: int) -> tuple[int, int]:
     """``48:72`` (inclusive). Pitches may be names (``C3:C5``)."""
-    from asm.midi.notes import parse_pitch
-
     if ":" not in text:
         raise AsmError(f"bad {what} {text!r}: give LOW:HIGH such as 48:72")
     a, b = text.split(":", 1)

@@ -14,6 +14,7 @@ slows generation; it stops when one example's presets keep crashing (``MAX_CRASH
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from asm.atomic import atomic_open
 from asm.audio.signal import SILENCE_PEAK
 from asm.data.plan import STREAM_REPLACE, FactoryPool, as_label, preset_keys
 from asm.data.settings import DatasetSettings
@@ -148,23 +150,96 @@ class _Checkpoint:
 
     def save(self, start: int, end: int, rows: dict[str, np.ndarray], rejected: dict[str, int],
              crashed_keys: set[int]) -> None:
-        import os
-
         self.dir.mkdir(exist_ok=True)
-        tmp = self.dir / f"{end:06d}.tmp"
-        with open(tmp, "wb") as f:
+        with atomic_open(self.dir / f"{end:06d}.npz") as f:
             np.savez(f, start=start, end=end, rejected=np.array([rejected[k] for k in REJECTION_KINDS]),
                      crashed_keys=np.fromiter(crashed_keys, np.uint64, len(crashed_keys)), **rows)
-        os.replace(tmp, self.dir / f"{end:06d}.npz")
 
     def remove(self) -> None:
-        import shutil
-
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def checkpoint_of(ctx: GenerationContext, job: ShardJob) -> _Checkpoint:
     return _Checkpoint(Path(ctx.directory) / f".partial-{job.file}")
+
+
+def _inject_fault(ctx: GenerationContext, slot: int, k: int) -> None:
+    """Tests' fault plan: crash or hang the worker on the first try of chosen slots."""
+    fault = ctx.fault or {}
+    if (slot in set(fault.get("crash_slots", ())) and k == 0) or slot in set(fault.get("doomed_slots", ())):
+        import os
+        import signal
+
+        os.kill(os.getpid(), signal.SIGSEGV)
+    if slot in set(fault.get("hang_slots", ())) and k == 0:
+        time.sleep(3600)
+
+
+def _usable_render(synth, ctx: GenerationContext, job: ShardJob, j: int, used: set[int],
+                   crashed_keys: set[int], rejected: dict[str, int], progress: Progress):
+    """Example ``j``'s render: its planned preset, or seeded replacements until one is new, finite,
+    audible and does not crash. Returns (audio, peak, free values, key, source, presets rejected);
+    ``crashed_keys`` and ``rejected`` are updated in place."""
+    s, space = ctx.settings, synth.space
+    slot = job.start + j
+    notes = _notes_of(job, j)
+    free, key, source = job.free[j], int(job.keys[j]), int(job.sources[j])
+    factory_slot = source >= 0
+    rng = None
+    tried: set[int] = set()
+    k = 0
+    while True:
+        taken = key in used or key in tried or _contains(job.extra_forbidden, key) or (
+            k > 0 and _contains(ctx.forbidden, key))
+        tried.add(key)
+        if taken:
+            rejected["duplicate"] += 1
+        elif (slot, k) in job.crashed or key in crashed_keys:
+            rejected["crashed"] += 1
+            crashed_keys.add(key)
+        else:
+            progress.mark(j, k)
+            _inject_fault(ctx, slot, k)
+            a = synth.render(space.full(free.astype(np.float64)), notes, float(s.duration))
+            peak = max(float(a.max()), -float(a.min())) if a.size else 0.0  # no |a| temporary
+            if not np.isfinite(peak):
+                rejected["nonfinite"] += 1
+            elif peak < SILENCE_PEAK:
+                rejected["silent"] += 1
+            else:
+                return a, peak, free, key, source, k
+        k += 1
+        if k >= job.attempt_limit:
+            raise AsmError(
+                f"example {slot}: no usable render after {k} presets (silent, non-finite or crashing); "
+                f"check the locks of {s.synth}"
+            )
+        if rng is None:
+            rng = np.random.default_rng([s.seed, STREAM_REPLACE, slot])
+        free, key, source = _replacement(ctx, space, rng, factory_slot, tried)
+
+
+def _shard_arrays(job: ShardJob, stored, feats, params, keys, sources, attempts,
+                  peaks: np.ndarray | None) -> dict[str, np.ndarray]:
+    """The arrays a shard file holds (no ``audio`` when ``stored`` is None: a features-only dataset);
+    ``peaks`` (int16 audio) become the per-example audio scale."""
+    arrays: dict[str, np.ndarray] = {"audio": stored} if stored is not None else {}
+    if peaks is not None:  # every example scaled to its own peak: full 16-bit resolution, loudness kept in the scale
+        arrays["audio_scale"] = (peaks / np.float32(32767.0)).astype(np.float32)
+    arrays.update(
+        features=feats,
+        params=params,
+        preset_key=keys,
+        source=sources,
+        split=np.ascontiguousarray(job.splits, dtype=np.uint8),
+        attempts=attempts,
+        note_offsets=np.ascontiguousarray(job.note_offsets, dtype=np.int64),
+        note_pitch=np.ascontiguousarray(job.notes["pitch"]),
+        note_velocity=np.ascontiguousarray(job.notes["velocity"]),
+        note_start=np.ascontiguousarray(job.notes["start"]),
+        note_duration=np.ascontiguousarray(job.notes["duration"]),
+    )
+    return arrays
 
 
 def build_shard(synth, ctx: GenerationContext, job: ShardJob, progress: Progress | None = None,
@@ -179,9 +254,6 @@ def build_shard(synth, ctx: GenerationContext, job: ShardJob, progress: Progress
     s = ctx.settings
     space = synth.space
     n, n_free, T = job.count, space.n_free, s.n_samples
-    crash_slots = set((ctx.fault or {}).get("crash_slots", ()))
-    hang_slots = set((ctx.fault or {}).get("hang_slots", ()))
-    doomed_slots = set((ctx.fault or {}).get("doomed_slots", ()))
     int16 = s.audio_dtype == "int16"
     stored = np.empty((n if s.has_audio else 0, T), dtype=np.int16 if int16 else np.float16)
     feats = np.empty((n, s.features.n_mels, s.n_frames), dtype=np.float16)
@@ -194,7 +266,6 @@ def build_shard(synth, ctx: GenerationContext, job: ShardJob, progress: Progress
     rejected = dict.fromkeys(REJECTION_KINDS, 0)
     used: set[int] = set()
     crashed_keys: set[int] = set()  # presets that crashed the synth for an earlier slot
-    duration = float(s.duration)
     t_features = 0.0
 
     def flush(end: int) -> float:
@@ -225,48 +296,7 @@ def build_shard(synth, ctx: GenerationContext, job: ShardJob, progress: Progress
     used.update(int(k) for k in keys[:first])
     t0 = time.perf_counter()
     for j in range(first, n):
-        slot = job.start + j
-        notes = _notes_of(job, j)
-        free, key, source = job.free[j], int(job.keys[j]), int(job.sources[j])
-        factory_slot = source >= 0
-        rng = None
-        tried: set[int] = set()
-        k = 0
-        while True:
-            taken = key in used or key in tried or _contains(job.extra_forbidden, key) or (
-                k > 0 and _contains(ctx.forbidden, key))
-            tried.add(key)
-            if taken:
-                rejected["duplicate"] += 1
-            elif (slot, k) in job.crashed or key in crashed_keys:
-                rejected["crashed"] += 1
-                crashed_keys.add(key)
-            else:
-                progress.mark(j, k)
-                if (slot in crash_slots and k == 0) or slot in doomed_slots:
-                    import os
-                    import signal
-
-                    os.kill(os.getpid(), signal.SIGSEGV)
-                if slot in hang_slots and k == 0:
-                    time.sleep(3600)
-                a = synth.render(space.full(free.astype(np.float64)), notes, duration)
-                peak = max(float(a.max()), -float(a.min())) if a.size else 0.0  # no |a| temporary
-                if not np.isfinite(peak):
-                    rejected["nonfinite"] += 1
-                elif peak < SILENCE_PEAK:
-                    rejected["silent"] += 1
-                else:
-                    break
-            k += 1
-            if k >= job.attempt_limit:
-                raise AsmError(
-                    f"example {slot}: no usable render after {k} presets (silent, non-finite or crashing); "
-                    f"check the locks of {s.synth}"
-                )
-            if rng is None:
-                rng = np.random.default_rng([s.seed, STREAM_REPLACE, slot])
-            free, key, source = _replacement(ctx, space, rng, factory_slot, tried)
+        a, peak, free, key, source, k = _usable_render(synth, ctx, job, j, used, crashed_keys, rejected, progress)
         batch[j % FEATURE_BATCH] = a
         peaks[j] = peak
         params[j] = free
@@ -284,22 +314,8 @@ def build_shard(synth, ctx: GenerationContext, job: ShardJob, progress: Progress
                     rejected, crashed_keys)
         progress.done(j + 1)
     t1 = time.perf_counter()
-    arrays: dict[str, np.ndarray] = {"audio": stored} if s.has_audio else {}
-    if int16 and s.has_audio:  # every example scaled to its own peak: full 16-bit resolution, loudness kept in the scale
-        arrays["audio_scale"] = (peaks / np.float32(32767.0)).astype(np.float32)
-    arrays.update(
-        features=feats,
-        params=params,
-        preset_key=keys,
-        source=sources,
-        split=np.ascontiguousarray(job.splits, dtype=np.uint8),
-        attempts=attempts,
-        note_offsets=np.ascontiguousarray(job.note_offsets, dtype=np.int64),
-        note_pitch=np.ascontiguousarray(job.notes["pitch"]),
-        note_velocity=np.ascontiguousarray(job.notes["velocity"]),
-        note_start=np.ascontiguousarray(job.notes["start"]),
-        note_duration=np.ascontiguousarray(job.notes["duration"]),
-    )
+    arrays = _shard_arrays(job, stored if s.has_audio else None, feats, params, keys, sources, attempts,
+                           peaks if int16 and s.has_audio else None)
     stats = {"rejections": rejected, "seconds": {"render": t1 - t0 - t_features, "features": t_features},
              "n_notes": len(job.notes)}
     return arrays, stats

@@ -18,10 +18,15 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+import asm
 from asm import paths
+from asm.audio.signal import SILENCE_PEAK
+from asm.data.shards import ShardFile, file_sha256
 from asm.errors import AsmError
 from asm.locks import LOCK_FILE, DirectoryLock, is_locked  # noqa: F401 - LOCK_FILE, is_locked: re-exported
+from asm.registry.db import session_scope
 from asm.registry.models import Dataset
+from asm.registry.synths import space_of
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
@@ -44,8 +49,6 @@ def dataset_dir(name: str) -> Path:
 @lru_cache(maxsize=1)
 def code_version() -> str:
     """asm's version plus the git commit of the source tree when there is one."""
-    import asm
-
     version = asm.__version__
     try:
         here = Path(__file__).resolve().parents[2]
@@ -122,15 +125,11 @@ def _sum_rejections(shards) -> dict:
 
 
 def list_datasets() -> list[dict]:
-    from asm.registry.db import session_scope
-
     with session_scope(read_only=True) as session:
         return [summary(r) for r in session.scalars(select(Dataset).order_by(Dataset.name))]
 
 
 def show_dataset(name: str) -> dict:
-    from asm.registry.db import session_scope
-
     with session_scope(read_only=True) as session:
         return summary(get_dataset(session, name))
 
@@ -138,8 +137,6 @@ def show_dataset(name: str) -> dict:
 def delete_dataset(name: str) -> dict:
     """Remove the rows, then the files (the directory is renamed away first, so a kill leaves no
     files that a later dataset of the same name would mistake for its own)."""
-    from asm.registry.db import session_scope
-
     check_name(name)
     with session_scope() as session:
         row = get_dataset(session, name)
@@ -164,15 +161,81 @@ def delete_dataset(name: str) -> dict:
 
 
 # ---- verification ---------------------------------------------------------------------------
+def _shard_contents(sf, where: str, expected: tuple[int, int, int, int], settings, n_free: int,
+                    split_counts: tuple[int, int], space, problems: list[str]) -> tuple[np.ndarray | None, int]:
+    """Check one open shard's header and arrays against what the dataset row expects, appending to
+    ``problems``. Returns its preset keys (None when arrays are missing or misshapen) and how many
+    of its examples are silent."""
+    from asm.data.plan import preset_keys
+
+    index, start, count, n_notes = expected
+    n_train, n_val = split_counts
+    T, n_mels, F = settings.n_samples, settings.features.n_mels, settings.n_frames
+    meta = sf.metadata
+    if (meta.get("index"), meta.get("start"), meta.get("count")) != (str(index), str(start), str(count)):
+        problems.append(f"{where}: file header says shard {meta.get('index')} at {meta.get('start')}")
+    expect = {
+        "audio": (count, T), "features": (count, n_mels, F), "params": (count, n_free),
+        "preset_key": (count,), "source": (count,), "split": (count,), "attempts": (count,),
+        "note_offsets": (count + 1,), "note_pitch": (n_notes,), "note_velocity": (n_notes,),
+        "note_start": (n_notes,), "note_duration": (n_notes,),
+    }
+    if not settings.has_audio:  # a features-only dataset
+        del expect["audio"]
+    elif settings.audio_dtype == "int16":
+        expect["audio_scale"] = (count,)
+    bad = False
+    for key, shape in expect.items():
+        if key not in sf:
+            problems.append(f"{where}: array {key} is missing")
+            bad = True
+        elif tuple(sf[key].shape) != shape:
+            problems.append(f"{where}: {key} has shape {tuple(sf[key].shape)}, expected {shape}")
+            bad = True
+    if bad:
+        return None, 0
+    feats = np.asarray(sf["features"], dtype=np.float32)
+    if not np.isfinite(feats).all():
+        problems.append(f"{where}: features contain NaN or Inf")
+    params = np.asarray(sf["params"])
+    if not np.isfinite(params).all() or params.min(initial=0) < 0 or params.max(initial=0) > 1:
+        problems.append(f"{where}: parameters outside [0, 1] or not finite")
+    audio = np.asarray(sf["audio"]) if settings.has_audio else None
+    if audio is None:
+        peaks = np.ones(0)  # features only: silence was checked when the example was rendered
+    elif settings.audio_dtype == "int16":
+        scale = np.asarray(sf["audio_scale"])
+        if not (np.isfinite(scale).all() and (scale > 0).all()):
+            problems.append(f"{where}: audio scales not finite and positive")
+        peaks = np.abs(audio.astype(np.int32)).max(axis=1) * scale
+    else:
+        peaks = np.abs(audio.astype(np.float32)).max(axis=1)
+        if not np.isfinite(peaks).all():
+            problems.append(f"{where}: audio contains NaN or Inf")
+    silent = int((peaks < SILENCE_PEAK * 0.5).sum())
+    split = np.asarray(sf["split"])
+    g = np.arange(start, start + count)
+    want_split = np.where(g < n_train, 0, np.where(g < n_train + n_val, 1, 2))
+    if not np.array_equal(split, want_split):
+        problems.append(f"{where}: split codes do not match the dataset's split ranges")
+    off = np.asarray(sf["note_offsets"])
+    if off[0] != 0 or off[-1] != n_notes or (np.diff(off) < 1).any():
+        problems.append(f"{where}: note offsets inconsistent (every example needs at least one note)")
+    pitch, vel = np.asarray(sf["note_pitch"]), np.asarray(sf["note_velocity"])
+    ns, nd = np.asarray(sf["note_start"]), np.asarray(sf["note_duration"])
+    if (pitch > 127).any() or (vel < 1).any() or (vel > 127).any() or (ns < 0).any() or (nd <= 0).any() \
+            or (ns + nd > settings.duration + 1e-4).any():
+        problems.append(f"{where}: notes out of range (pitch, velocity, or timing past the end)")
+    keys = np.asarray(sf["preset_key"]).copy()
+    if space is not None and not np.array_equal(preset_keys(space, params), keys):
+        problems.append(f"{where}: stored preset keys do not match the stored parameters")
+    return keys, silent
+
+
 def verify_dataset(name: str, checksums: bool = True) -> dict:
     """Counts, shapes, dtypes, finiteness, ranges, uniqueness of presets and checksums against the
     registry rows. Returns {"ok": bool, "problems": [...], "checked": {...}}."""
-    from asm.audio.signal import SILENCE_PEAK
-    from asm.data.plan import preset_keys
     from asm.data.settings import DatasetSettings
-    from asm.data.shards import ShardFile, file_sha256
-    from asm.registry.db import session_scope
-    from asm.registry.synths import space_of
 
     problems: list[str] = []
     with session_scope() as session:
@@ -199,7 +262,6 @@ def verify_dataset(name: str, checksums: bool = True) -> dict:
     if sorted(indices) != list(range(len(shards))) and info["status"] == "complete":
         problems.append(f"shard indices are not 0..{n_shards - 1}: {indices[:10]}")
     n_free = len(info["free_parameters"])
-    T, n_mels, F = settings.n_samples, settings.features.n_mels, settings.n_frames
     n_train, n_val, _ = info["split_counts"]["train"], info["split_counts"]["val"], info["split_counts"]["test"]
     all_keys = []
     examples = 0
@@ -225,64 +287,11 @@ def verify_dataset(name: str, checksums: bool = True) -> dict:
             problems.append(f"{where}: {exc}")
             continue
         try:
-            meta = sf.metadata
-            if (meta.get("index"), meta.get("start"), meta.get("count")) != (str(index), str(start), str(count)):
-                problems.append(f"{where}: file header says shard {meta.get('index')} at {meta.get('start')}")
-            expect = {
-                "audio": (count, T), "features": (count, n_mels, F), "params": (count, n_free),
-                "preset_key": (count,), "source": (count,), "split": (count,), "attempts": (count,),
-                "note_offsets": (count + 1,), "note_pitch": (n_notes,), "note_velocity": (n_notes,),
-                "note_start": (n_notes,), "note_duration": (n_notes,),
-            }
-            if not settings.has_audio:  # a features-only dataset
-                del expect["audio"]
-            elif settings.audio_dtype == "int16":
-                expect["audio_scale"] = (count,)
-            bad = False
-            for key, shape in expect.items():
-                if key not in sf:
-                    problems.append(f"{where}: array {key} is missing")
-                    bad = True
-                elif tuple(sf[key].shape) != shape:
-                    problems.append(f"{where}: {key} has shape {tuple(sf[key].shape)}, expected {shape}")
-                    bad = True
-            if bad:
+            keys, n_silent = _shard_contents(sf, where, (index, start, count, n_notes), settings, n_free,
+                                             (n_train, n_val), space, problems)
+            if keys is None:
                 continue
-            feats = np.asarray(sf["features"], dtype=np.float32)
-            if not np.isfinite(feats).all():
-                problems.append(f"{where}: features contain NaN or Inf")
-            params = np.asarray(sf["params"])
-            if not np.isfinite(params).all() or params.min(initial=0) < 0 or params.max(initial=0) > 1:
-                problems.append(f"{where}: parameters outside [0, 1] or not finite")
-            audio = np.asarray(sf["audio"]) if settings.has_audio else None
-            if audio is None:
-                peaks = np.ones(0)  # features only: silence was checked when the example was rendered
-            elif settings.audio_dtype == "int16":
-                scale = np.asarray(sf["audio_scale"])
-                if not (np.isfinite(scale).all() and (scale > 0).all()):
-                    problems.append(f"{where}: audio scales not finite and positive")
-                peaks = np.abs(audio.astype(np.int32)).max(axis=1) * scale
-            else:
-                peaks = np.abs(audio.astype(np.float32)).max(axis=1)
-                if not np.isfinite(peaks).all():
-                    problems.append(f"{where}: audio contains NaN or Inf")
-            silent += int((peaks < SILENCE_PEAK * 0.5).sum())
-            split = np.asarray(sf["split"])
-            g = np.arange(start, start + count)
-            want_split = np.where(g < n_train, 0, np.where(g < n_train + n_val, 1, 2))
-            if not np.array_equal(split, want_split):
-                problems.append(f"{where}: split codes do not match the dataset's split ranges")
-            off = np.asarray(sf["note_offsets"])
-            if off[0] != 0 or off[-1] != n_notes or (np.diff(off) < 1).any():
-                problems.append(f"{where}: note offsets inconsistent (every example needs at least one note)")
-            pitch, vel = np.asarray(sf["note_pitch"]), np.asarray(sf["note_velocity"])
-            ns, nd = np.asarray(sf["note_start"]), np.asarray(sf["note_duration"])
-            if (pitch > 127).any() or (vel < 1).any() or (vel > 127).any() or (ns < 0).any() or (nd <= 0).any() \
-                    or (ns + nd > settings.duration + 1e-4).any():
-                problems.append(f"{where}: notes out of range (pitch, velocity, or timing past the end)")
-            keys = np.asarray(sf["preset_key"]).copy()
-            if space is not None and not np.array_equal(preset_keys(space, params), keys):
-                problems.append(f"{where}: stored preset keys do not match the stored parameters")
+            silent += n_silent
             all_keys.append(keys)
             examples += count
         finally:

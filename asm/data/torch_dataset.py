@@ -38,8 +38,10 @@ import torch
 
 from asm.data.settings import DatasetSettings
 from asm.data.shards import ShardFile
+from asm.data.store import dataset_dir, get_dataset
 from asm.errors import AsmError
 from asm.midi.notes import Note
+from asm.registry.db import session_scope
 
 SPLITS = {"train": 0, "val": 1, "test": 2}
 # Items read between releases of mapped pages. A page fault can map a whole large folio of the page
@@ -49,9 +51,6 @@ RELEASE_EVERY = 256
 
 class ShardDataset(torch.utils.data.Dataset):
     def __init__(self, name: str, split: str | None = "train", *, with_audio: bool = False):
-        from asm.data.store import dataset_dir, get_dataset
-        from asm.registry.db import session_scope
-
         if split is not None and split not in SPLITS:
             raise AsmError(f"unknown split {split!r}: use train, val, test (or None for all)")
         with session_scope() as session:

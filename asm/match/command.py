@@ -18,11 +18,21 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import select
 
+from asm.audio.io import parse_crop, target_frames
+from asm.data.store import get_dataset
 from asm.errors import AsmError
-from asm.match.pipeline import METHODS
+from asm.match import outputs
+from asm.match.pipeline import METHODS, STALL_TIMEOUT, match_target
+from asm.match.target import parse_note_option, prepare_target
 from asm.match.timings import StageTimes
 from asm.midi.mode import Mode
 from asm.progress import Reporter
+from asm.registry.db import session_scope
+from asm.registry.models import Dataset, Model, Result, Run
+from asm.registry.synth_loader import render_defaults, spec_of
+from asm.registry.synths import get_synth
+from asm.render import RenderPool
+from asm.search.seeding import DatasetNeighbours, factory_presets
 
 
 @dataclass
@@ -55,8 +65,6 @@ def best_model(session, synth_row, space, poly: bool = False):
     Models trained on data of the target's mode (mono or poly) come first; among them, those with
     ``test-model`` results rank by their mean multi-resolution STFT distance, the others follow,
     newest first."""
-    from asm.registry.models import Model, Result, Run
-
     rows = list(session.scalars(select(Model).where(
         Model.synth_id == synth_row.id, Model.status == "complete", Model.arch != "nn",
         Model.free_signature == space.free_signature(), Model.lock_signature == space.lock_signature())))
@@ -76,9 +84,6 @@ def best_model(session, synth_row, space, poly: bool = False):
 def find_dataset(session, synth_row, space, name: str | None, model_row=None, poly: bool = False):
     """The dataset to take neighbours from: ``name``, else the model's, else the newest complete
     dataset of this synth and lock set (of the target's mode); None when there is none."""
-    from asm.data.store import get_dataset
-    from asm.registry.models import Dataset
-
     def usable(row) -> bool:
         return (row.status == "complete" and row.synth_id == synth_row.id
                 and row.free_signature == space.free_signature() and row.lock_signature == space.lock_signature())
@@ -106,8 +111,6 @@ _NEIGHBOURS: dict[tuple, object] = {}
 
 def neighbours_for(row):
     """A ``DatasetNeighbours`` index, cached per dataset for this process."""
-    from asm.search.seeding import DatasetNeighbours
-
     key = (row.id, row.name, len(row.shards))
     if key not in _NEIGHBOURS:
         _NEIGHBOURS.clear()
@@ -124,9 +127,6 @@ def _start_pool(spec, workers, times: StageTimes) -> Future:
     model and the neighbour index load meanwhile (the workers' start is most of a match's fixed cost)."""
 
     def start():
-        from asm.match.pipeline import STALL_TIMEOUT
-        from asm.render import RenderPool
-
         with times.stage("pool_start"):
             return RenderPool(spec, workers, stall_timeout=STALL_TIMEOUT)
 
@@ -148,6 +148,16 @@ def _discard_pool(future: Future) -> None:
     future.add_done_callback(close)
 
 
+def _check_options(opts: MatchOptions) -> None:
+    """Refuse a bad method, budget or time limit before anything starts."""
+    if opts.method is not None and opts.method not in METHODS:
+        raise AsmError(f"unknown method {opts.method!r}: choose from {', '.join(METHODS)}")
+    if opts.budget is not None and opts.budget < 1:
+        raise AsmError(f"--budget must be at least 1 render, got {opts.budget}")
+    if opts.time_limit is not None and not opts.time_limit > 0:
+        raise AsmError(f"--time-limit must be positive, got {opts.time_limit}")
+
+
 def run_match(opts: MatchOptions, reporter: Reporter | None = None, *,
               on_start: Callable[[dict], None] | None = None, on_batch: Callable | None = None) -> dict:
     """Run ``asm match``; returns the match.json document (with the registry ids and ``timings``).
@@ -160,19 +170,8 @@ def run_match(opts: MatchOptions, reporter: Reporter | None = None, *,
     The render workers start (in a thread) as soon as the synth and the sample rate are known and
     the target file's header has been checked; torch, the target's analysis, the model and the
     neighbour index load while they do."""
-    from asm.audio.io import parse_crop, target_frames
-    from asm.match.target import parse_note_option
-    from asm.registry.db import session_scope
-    from asm.registry.synth_loader import render_defaults, spec_of
-    from asm.registry.synths import get_synth
-
     times = StageTimes()
-    if opts.method is not None and opts.method not in METHODS:
-        raise AsmError(f"unknown method {opts.method!r}: choose from {', '.join(METHODS)}")
-    if opts.budget is not None and opts.budget < 1:
-        raise AsmError(f"--budget must be at least 1 render, got {opts.budget}")
-    if opts.time_limit is not None and not opts.time_limit > 0:
-        raise AsmError(f"--time-limit must be positive, got {opts.time_limit}")
+    _check_options(opts)
     crop = parse_crop(opts.crop) if isinstance(opts.crop, str) else opts.crop
     started = time.perf_counter()
     target_path = Path(opts.target)
@@ -238,9 +237,6 @@ def _import_output_writers() -> None:
     import matplotlib.backends.backend_agg  # noqa: F401
     import matplotlib.figure  # noqa: F401
 
-    import asm.audio.plots  # noqa: F401
-    import asm.presets.exporter  # noqa: F401
-
 
 @dataclass
 class _Prepared:
@@ -260,10 +256,7 @@ def _prepare(session, opts: MatchOptions, times: StageTimes, synth_row, space, s
              crop) -> _Prepared:
     """Search settings, the target and its notes, the dataset, factory presets and the output directory
     (every remaining user error), while the render workers start."""
-    from asm.match import outputs
-    from asm.match.target import prepare_target
     from asm.search.config import load_search_settings
-    from asm.search.seeding import factory_presets
 
     with times.stage("registry"):
         settings = load_search_settings(session, opts.search).with_limits(opts.budget, opts.time_limit)
@@ -304,11 +297,6 @@ def _prepare(session, opts: MatchOptions, times: StageTimes, synth_row, space, s
 def _match_and_write(opts: MatchOptions, prepared: _Prepared, pool, estimator, neighbours, times: StageTimes,
                      started: float, reporter: Reporter, on_start=None, on_batch=None) -> dict:
     """The search on the started pool (closed afterwards), then the files, the rows and match.json."""
-    from asm.match import outputs
-    from asm.match.pipeline import match_target
-    from asm.registry.db import session_scope
-    from asm.registry.synths import get_synth
-
     target, context, settings, spec = prepared.target, prepared.context, prepared.settings, prepared.spec
     try:
         stage = f"matching: {context['method']}" + (f" ({context['model']})" if context.get("model") else "")

@@ -17,13 +17,12 @@ import numpy as np
 
 from asm.audio.signal import is_usable
 from asm.errors import AsmError
+from asm.synth.host import open_synth
 
 FINAL_CANDIDATES = 8  # best candidates tried, in order, for a usable final render
 
 
 def _open(spec):
-    from asm.synth.host import open_synth
-
     return open_synth(spec, isolate=True)
 
 

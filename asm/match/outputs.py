@@ -16,22 +16,28 @@ import os
 from pathlib import Path
 
 import numpy as np
+from sqlalchemy import select
 
 from asm.atomic import write_json
+from asm.audio.io import write_audio
+from asm.audio.plots import save_match_picture
 from asm.errors import AsmError
+from asm.paths import data_dir
+from asm.presets.exporter import export_preset
+from asm.presets.formats import native_for
+from asm.registry.db import session_scope
+from asm.registry.models import Preset
+from asm.runs import RunWriter
+from asm.synth.params import preset_hash
 
 
 def native_extension(synth_row) -> str:
     """The synth's own preset format (``asm.presets.formats``): .fxp for VST2, .vstpreset for VST3, else .json."""
-    from asm.presets.formats import native_for
-
     return native_for(synth_row).suffix
 
 
 def default_out_dir(target: Path) -> Path:
     """``<data>/matches/<target stem>-<n>``: the first n not taken."""
-    from asm.paths import data_dir
-
     root = data_dir() / "matches"
     stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in target.stem) or "target"
     n = 1
@@ -55,11 +61,6 @@ def prepare_out_dir(path: Path) -> Path:
 
 def write_files(out_dir: Path, result, target, synth_row, space, name: str) -> dict[str, object]:
     """Every output file but match.json; returns their paths by role."""
-    from asm.audio.io import write_audio
-    from asm.audio.plots import save_match_picture
-    from asm.presets.exporter import export_preset
-    from asm.registry.models import Preset
-
     ext = native_extension(synth_row)
     files: dict[str, object] = {}
 
@@ -107,13 +108,6 @@ def match_document(result, target, synth_row, space, context: dict, files: dict)
 def store(session, result, target, synth_row, context: dict, files: dict) -> dict[str, int]:
     """The run (kind 'match'), its result and the matched preset, through ``asm.runs.RunWriter``;
     returns their ids. ``session`` is only read from (the writer commits in its own sessions)."""
-    from sqlalchemy import select
-
-    from asm.registry.db import session_scope
-    from asm.registry.models import Preset
-    from asm.runs import RunWriter
-    from asm.synth.params import preset_hash
-
     summary = result.summary()
     settings = {k: v for k, v in context.items() if k not in ("model_id", "dataset_id")}
     with RunWriter("match", f"match {target.path.name}", synth_id=synth_row.id, model_id=context.get("model_id"),

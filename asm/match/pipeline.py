@@ -27,7 +27,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from asm.errors import AsmError
+from asm.match.final import FreshSynths, final_render
 from asm.midi.notes import Note
+from asm.search.seeding import SeedSet, estimator_seeds
 
 if TYPE_CHECKING:  # torch and pymoo load when a match runs, not when the CLI starts
     from asm.search.config import SearchSettings
@@ -116,28 +118,12 @@ def match_target(
     free vectors of factory presets (``hybrid`` draws ``settings.seeds.factory`` of them).
     The budget, time limit and other terminations come from ``settings``.
     """
-    from asm.audio.metrics import REPORT_METRICS, distances
-    from asm.match.final import FreshSynths, final_render
-    from asm.search.config import HEADLINE
-    from asm.search.problem import Archive, CandidateScorer, MatchProblem, confirm_best
-    from asm.search.seeding import estimator_seeds
+    from asm.search.problem import Archive, CandidateScorer, MatchProblem
 
-    if method not in METHODS:
-        raise AsmError(f"unknown method {method!r}: choose from {', '.join(METHODS)}")
+    notes = _check_inputs(method, notes, spec, estimator, neighbours)
     target = np.ascontiguousarray(target, dtype=np.float32)
     sr = int(spec.sample_rate)
     space = spec.space
-    notes = list(notes)
-    if not notes:
-        raise AsmError("no notes to play: give --note or --midi")
-    if estimator is not None:
-        _estimator_space_check(estimator, spec)
-    if neighbours is not None:
-        neighbours.check_space(space, spec.name)
-    if method == "model" and estimator is None:
-        raise AsmError("method model needs a trained model (--model)")
-    if method == "nn" and neighbours is None and getattr(estimator, "arch", None) != "nn":
-        raise AsmError("method nn needs a dataset (--dataset) or an nn model (--model)")
 
     own_pool = pool is None
     if own_pool:
@@ -155,13 +141,7 @@ def match_target(
                                on_batch=on_batch)
         generations, stopped, initial = 0, "done", {}
         if method in ("model", "nn"):
-            k = settings.estimate_candidates
-            if method == "nn" and neighbours is not None:
-                cands, label = neighbours.candidates(target, sr, k), f"nn:{neighbours.name}"
-            else:
-                cands, label = estimator_seeds(estimator, target, sr, k, seed), f"model:{estimator.name}"
-            problem.score(space.quantise_free(cands[:k]), label)
-            initial = {label: len(cands[:k])}
+            initial = _score_estimates(problem, method, target, sr, settings, estimator, neighbours, seed)
         else:
             from asm.search.cmaes import run_cmaes
             from asm.search.engine import run_search
@@ -183,25 +163,13 @@ def match_target(
         if archive.renders == 0:
             raise AsmError("the search rendered nothing (budget 0?)")
         searched = time.perf_counter()
-        names = tuple(dict.fromkeys(REPORT_METRICS + scorer.objectives))
-        rerenders = settings.rerenders_for(spec.kind)
-        chosen = None
-        if rerenders > 1:  # the mean over re-renders names the best of a nondeterministic synth
-            chosen = confirm_best(pool, archive, notes, duration, target, sr, names, rerenders, settings.rerender_top)
-        best, audio, notices = final_render(pool, fresh, archive, scorer.worst[scorer.headline_column()], notes,
-                                            duration, prefer=None if chosen is None else chosen.index)
+        best, audio, notices, metrics = _final_best(pool, fresh, archive, scorer, notes, duration, target, sr,
+                                                    settings, spec.kind)
         best_free = archive.all_values()[best]
         best_full = space.full(best_free)
-        if chosen is not None and chosen.index == best:
-            metrics = dict(chosen.metrics)  # the mean over its re-renders
-        else:
-            metrics = {k: float(v[0]) for k, v in distances(audio, target, sr, names).items()}
         finished = time.perf_counter()
         seconds = finished - start
-        values, scores, head = archive.all_values(), archive.all_scores(), archive.all_headline()
-        front = [{"values": values[i], "full": space.full(values[i]),
-                  "scores": {n: float(s) for n, s in zip(scorer.objectives, scores[i])},
-                  HEADLINE: float(head[i]), "source": archive.sources[i]} for i in archive.front(settings.top_k)]
+        front = _front(archive, space, scorer.objectives, settings.top_k)
         return MatchResult(
             method=method, values=best_free, full=best_full, audio=audio, metrics=metrics,
             objectives=scorer.objectives, renders=archive.renders, seconds=seconds, generations=generations,
@@ -216,13 +184,72 @@ def match_target(
             pool.close()
 
 
+def _check_inputs(method: str, notes: Sequence[Note], spec, estimator, neighbours) -> list[Note]:
+    """Refuse a method without what it needs, or an estimator for another parameter space."""
+    if method not in METHODS:
+        raise AsmError(f"unknown method {method!r}: choose from {', '.join(METHODS)}")
+    notes = list(notes)
+    if not notes:
+        raise AsmError("no notes to play: give --note or --midi")
+    if estimator is not None:
+        _estimator_space_check(estimator, spec)
+    if neighbours is not None:
+        neighbours.check_space(spec.space, spec.name)
+    if method == "model" and estimator is None:
+        raise AsmError("method model needs a trained model (--model)")
+    if method == "nn" and neighbours is None and getattr(estimator, "arch", None) != "nn":
+        raise AsmError("method nn needs a dataset (--dataset) or an nn model (--model)")
+    return notes
+
+
+def _score_estimates(problem, method: str, target: np.ndarray, sr: int, settings: SearchSettings, estimator,
+                     neighbours, seed: int) -> dict[str, int]:
+    """``model`` and ``nn``: render and score the estimator's (or nearest neighbours') candidates."""
+    k = settings.estimate_candidates
+    if method == "nn" and neighbours is not None:
+        cands, label = neighbours.candidates(target, sr, k), f"nn:{neighbours.name}"
+    else:
+        cands, label = estimator_seeds(estimator, target, sr, k, seed), f"model:{estimator.name}"
+    problem.score(problem.space.quantise_free(cands[:k]), label)
+    return {label: len(cands[:k])}
+
+
+def _final_best(pool, fresh, archive, scorer, notes, duration: float, target: np.ndarray, sr: int,
+                settings: SearchSettings, kind: str):
+    """The best candidate, rendered fresh, with its report metrics: (index, audio, notices, metrics).
+    A nondeterministic synth's best is named by the mean over re-renders of the top candidates."""
+    from asm.audio.metrics import REPORT_METRICS, distances
+    from asm.search.problem import confirm_best
+
+    names = tuple(dict.fromkeys(REPORT_METRICS + scorer.objectives))
+    rerenders = settings.rerenders_for(kind)
+    chosen = None
+    if rerenders > 1:  # the mean over re-renders names the best of a nondeterministic synth
+        chosen = confirm_best(pool, archive, notes, duration, target, sr, names, rerenders, settings.rerender_top)
+    best, audio, notices = final_render(pool, fresh, archive, scorer.worst[scorer.headline_column()], notes,
+                                        duration, prefer=None if chosen is None else chosen.index)
+    if chosen is not None and chosen.index == best:
+        metrics = dict(chosen.metrics)  # the mean over its re-renders
+    else:
+        metrics = {k: float(v[0]) for k, v in distances(audio, target, sr, names).items()}
+    return best, audio, notices, metrics
+
+
+def _front(archive, space, objectives: Sequence[str], top_k: int) -> list[dict]:
+    """The archive's Pareto front (at most ``top_k``), each with its values, scores and source."""
+    from asm.search.config import HEADLINE
+
+    values, scores, head = archive.all_values(), archive.all_scores(), archive.all_headline()
+    return [{"values": values[i], "full": space.full(values[i]),
+             "scores": {n: float(s) for n, s in zip(objectives, scores[i])},
+             HEADLINE: float(head[i]), "source": archive.sources[i]} for i in archive.front(top_k)]
+
+
 def hybrid_seeds(target: np.ndarray, sr: int, space, settings: SearchSettings, estimator, neighbours,
                  factory: np.ndarray | None, seed: int) -> SeedSet:
     """The seeds of a hybrid search, interleaved by rank: every source's best guess first (estimator,
     neighbour, factory, default), then every source's second, and so on, so the most trusted
     candidates are rendered first whatever the number asked of each source."""
-    from asm.search.seeding import SeedSet, estimator_seeds
-
     s = settings.seeds
     groups: list[tuple[np.ndarray, str]] = []
     if estimator is not None and s.estimator:

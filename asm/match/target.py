@@ -16,8 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
+from asm.audio.analysis import ACTIVE_DB, NoPitchFound, _note_off, _velocity, detect_notes, pitch_track
+from asm.audio.io import load_target
 from asm.errors import AsmError
-from asm.midi.notes import Note
+from asm.midi.notes import Note, load_midi, parse_pitch
 
 # Playable ranges of built-in synths: asm-sub's Faust freq slider spans 20..20000 Hz, so notes
 # below MIDI 16 (20.6 Hz) would sound at a clamped, wrong pitch.
@@ -47,8 +49,6 @@ class Target:
 
 def _sound_span(audio: np.ndarray, sample_rate: int) -> tuple[float, float, int]:
     """(start, note-off, velocity) of an unpitched sound: from its start to where its final fall begins."""
-    from asm.audio.analysis import ACTIVE_DB, _note_off, _velocity, pitch_track
-
     track = pitch_track(audio, sample_rate)
     active = np.flatnonzero(track.level_db > track.level_db.max() - ACTIVE_DB)
     lo, hi = int(active[0]), int(active[-1]) + 1
@@ -60,8 +60,6 @@ def _sound_span(audio: np.ndarray, sample_rate: int) -> tuple[float, float, int]
 
 def parse_note_option(text: str | None) -> int | None:
     """``auto``/None -> None (detect); otherwise a MIDI number or note name."""
-    from asm.midi.notes import parse_pitch
-
     if text is None or text.strip().lower() == "auto":
         return None
     return parse_pitch(text)
@@ -69,9 +67,6 @@ def parse_note_option(text: str | None) -> int | None:
 
 def find_notes(audio: np.ndarray, sample_rate: int, note: int | None = None,
                midi: Path | None = None) -> tuple[list[Note], str]:
-    from asm.audio.analysis import NoPitchFound, detect_notes
-    from asm.midi.notes import load_midi
-
     if midi is not None:
         notes = load_midi(midi)
         shift = min(n.start for n in notes)
@@ -103,8 +98,6 @@ def prepare_target(path: str | Path, sample_rate: int, synth_row, note: str | No
                    midi: str | Path | None = None, crop: tuple[float, float | None] | None = None) -> Target:
     """Read ``path`` (only ``crop``'s span when given) and find its notes; any problem is one AsmError
     line (nothing else happens)."""
-    from asm.audio.io import load_target
-
     path = Path(path)
     pitch = parse_note_option(note)
     if midi is not None and pitch is not None:

@@ -8,6 +8,7 @@ dropped; chunks whose polyphony exceeds the maximum, and chunks left empty, are 
 
 from __future__ import annotations
 
+import io
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ from asm.atomic import write_bytes
 from asm.errors import AsmError
 from asm.midi.generate import MIN_NOTE, f32, polyphony
 from asm.midi.notes import Note, load_midi
+from asm.paths import ensure_dir
 
 MIDI_SUFFIXES = (".mid", ".midi", ".smf", ".kar")
 
@@ -128,7 +130,6 @@ def write_midi(path: Path, notes: list[Note], ticks_per_beat: int = 960, bpm: fl
     track.append(mido.MetaMessage("end_of_track", time=0))
     midi = mido.MidiFile(ticks_per_beat=ticks_per_beat)
     midi.tracks.append(track)
-    import io
 
     buf = io.BytesIO()
     midi.save(file=buf)
@@ -137,8 +138,6 @@ def write_midi(path: Path, notes: list[Note], ticks_per_beat: int = 960, bpm: fl
 
 def partition_dir(src: Path, length: float, out: Path, filt: ChunkFilter = ChunkFilter()) -> PartitionReport:
     """``asm partition-midi``: write every chunk of ``src``'s MIDI files to ``out`` as its own file."""
-    from asm.paths import ensure_dir
-
     chunks, report = chunks_of_dir(src, length, filt)
     if report.files == 0:
         raise AsmError(f"none of the MIDI files in {src} could be read ({len(report.corrupt)} corrupt)")

@@ -14,11 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from sqlalchemy import update
 
 from asm import paths
 from asm.errors import AsmError
 from asm.locks import DirectoryLock
 from asm.models.network import Network, NetworkConfig
+from asm.registry.db import session_scope
+from asm.registry.models import Model, Result, Run
 from asm.synth.params import Kind, ParameterSpec
 
 FORMAT = 1
@@ -78,7 +81,6 @@ def directory_bytes(directory: Path) -> int:
 def describe_model(ref: str) -> dict:
     """What ``delete-model`` would remove (asked before confirming)."""
     from asm.models.estimator import find_model
-    from asm.registry.db import session_scope
 
     with session_scope() as session:
         row = find_model(session, ref)
@@ -94,11 +96,6 @@ def delete_model(ref: str) -> dict:
     Runs and results that used the model keep their rows, without the link. The directory is renamed
     away first, so a kill leaves no files a later model of the same id and name would take for its own.
     """
-    from sqlalchemy import update
-
-    from asm.registry.db import session_scope
-    from asm.registry.models import Model, Result, Run
-
     info = describe_model(ref)
     checkpoint = info["checkpoint"] or f"models/{info['id']:05d}-{info['name']}"
     directory = paths.data_dir() / checkpoint

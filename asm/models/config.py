@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from asm.models import architectures
 from asm.registry.fixtures import FixtureContext, FixtureItem
+from asm.registry.models import ModelConfigRow
 
 
 class LossSettings(BaseModel):
@@ -68,8 +69,6 @@ class ModelConfig(FixtureItem):
         architectures.get(self.arch).check(self)
 
     def apply(self, session: Session, ctx: FixtureContext) -> str:
-        from asm.registry.models import ModelConfigRow
-
         row = session.scalar(select(ModelConfigRow).where(ModelConfigRow.name == self.name))
         verb = "updated" if row is not None else "added"
         if row is None:

@@ -53,13 +53,18 @@ class CNNEncoder(nn.Module):
             layers.append(_conv_block(c_in, c, stride=2))
             c_in = c
         self.features = nn.Sequential(*layers)
-        self.pool = nn.AdaptiveAvgPool2d((2, time_bins))
-        self.proj = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(c_in * 2 * time_bins, dim),
-                                  nn.ReLU(inplace=True))
+        self.pool, self.proj = _pool_and_project(c_in, time_bins, dim, dropout)
         self.dim = dim
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         return self.proj(self.pool(self.features(mel.unsqueeze(1))))
+
+
+def _pool_and_project(c_in: int, time_bins: int, dim: int, dropout: float) -> tuple[nn.Module, nn.Module]:
+    """The CNN encoders' tail: pool to 2 frequency x ``time_bins`` time cells (the envelope stays
+    visible), then one dropout + linear + ReLU to ``dim`` (same module names: checkpoints load)."""
+    return nn.AdaptiveAvgPool2d((2, time_bins)), nn.Sequential(
+        nn.Flatten(), nn.Dropout(dropout), nn.Linear(c_in * 2 * time_bins, dim), nn.ReLU(inplace=True))
 
 
 class _Residual(nn.Module):
@@ -89,9 +94,7 @@ class ResCNNEncoder(nn.Module):
             blocks.append(_Residual(c_in, c, stride=2))
             c_in = c
         self.blocks = nn.Sequential(*blocks)
-        self.pool = nn.AdaptiveAvgPool2d((2, time_bins))
-        self.proj = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(c_in * 2 * time_bins, dim),
-                                  nn.ReLU(inplace=True))
+        self.pool, self.proj = _pool_and_project(c_in, time_bins, dim, dropout)
         self.dim = dim
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:

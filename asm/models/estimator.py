@@ -14,9 +14,13 @@ from typing import Sequence
 
 import numpy as np
 import torch
+from sqlalchemy import select
 
+from asm import paths
 from asm.audio.features import LOG_FLOOR, FeatureSettings, logmel
 from asm.errors import AsmError
+from asm.models import architectures
+from asm.registry.models import Model
 from asm.synth.params import ParameterSpace
 
 
@@ -35,8 +39,6 @@ class Estimator:
     @property
     def many_candidates(self) -> bool:
         """Whether ``candidates(k)`` gives k different presets (flow samples, neighbours) or one estimate."""
-        from asm.models import architectures
-
         return architectures.get(self.arch).many_candidates
 
     @property
@@ -98,10 +100,6 @@ class NeighbourEstimator(Estimator):
 
 def find_model(session, ref: str | int):
     """A model row by name, ``#id`` or id; unfinished models are refused."""
-    from sqlalchemy import select
-
-    from asm.registry.models import Model
-
     row = None
     text = str(ref).strip()
     if text.lstrip("#").isdigit():
@@ -116,8 +114,6 @@ def find_model(session, ref: str | int):
 
 
 def load_estimator(session, ref: str | int) -> Estimator:
-    from asm import paths
-    from asm.models import architectures
     from asm.models.checkpoint import load_network
     from asm.models.neighbours import NeighbourIndex
 

@@ -16,8 +16,15 @@ import time
 
 import numpy as np
 
+from asm.data.store import get_dataset
 from asm.errors import AsmError
+from asm.models.scoring import parameter_scores
 from asm.progress import Reporter
+from asm.registry.db import session_scope
+from asm.registry.synth_loader import spec_of
+from asm.registry.synths import space_of
+from asm.render import RenderPool
+from asm.runs import RunWriter
 
 BATCH = 64
 MEDIA_EXAMPLES = 32  # examples stored with audio (the report draws 32 targets per set)
@@ -40,12 +47,6 @@ def test_model(ref: str, split: str = "test", limit: int | None = None, workers:
     from asm.audio.metrics import REPORT_METRICS
     from asm.data.torch_dataset import ShardDataset
     from asm.models.estimator import load_estimator
-    from asm.models.scoring import parameter_scores
-    from asm.registry.db import session_scope
-    from asm.registry.synth_loader import spec_of
-    from asm.registry.synths import space_of
-    from asm.render import RenderPool
-    from asm.runs import RunWriter
 
     if limit is not None and limit < 1:
         raise AsmError("--limit must be at least 1")
@@ -141,6 +142,4 @@ def score_predictions(ds, indices, predicted: np.ndarray, space, pool, return_au
 
 
 def ds_id(session, name: str) -> int:
-    from asm.data.store import get_dataset
-
     return get_dataset(session, name).id

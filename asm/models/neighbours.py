@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from asm.data.shards import ShardFile, write_shard
 from asm.errors import AsmError
 
 
@@ -72,8 +73,6 @@ class NeighbourIndex:
 
     def save(self, path: Path, metadata: dict[str, str]) -> None:
         """Write the index as one safetensors file (temporary file, then rename: never half-written)."""
-        from asm.data.shards import write_shard
-
         arrays = {"keys": self.keys.numpy(), "params": self.params.numpy(),
                   "mean": self.mean.numpy(), "std": self.std.numpy()}
         write_shard(path, arrays, {**metadata, "time_pool": str(self.time_pool)})
@@ -81,8 +80,6 @@ class NeighbourIndex:
     @classmethod
     def load(cls, path: Path) -> tuple["NeighbourIndex", dict[str, str]]:
         """(index, metadata) of a file written by ``save``; AsmError if it cannot be read."""
-        from asm.data.shards import ShardFile
-
         f = ShardFile(path)
         try:
             t = {k: torch.from_numpy(np.array(f[k])) for k in ("keys", "params", "mean", "std")}

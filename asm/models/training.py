@@ -17,16 +17,24 @@ import re
 import time
 from contextlib import ExitStack, suppress
 from dataclasses import asdict
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import torch
+from sqlalchemy import select
 
 from asm import paths
+from asm.data.store import code_version, get_dataset
 from asm.errors import AsmError
+from asm.models import architectures
 from asm.models.checkpoint import model_lock
+from asm.models.config import ModelConfig
 from asm.models.loop import EpochReport, Trainer, TrainSettings
 from asm.progress import Reporter
+from asm.registry.db import session_scope
+from asm.registry.models import Model, ModelConfigRow, ModelEpoch
+from asm.registry.shipped import ensure_model_config, shipped_model_configs
 
 META_FORMAT = 1
 MODEL_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")  # as Model.name's column allows
@@ -163,9 +171,6 @@ def train_model(config: str, dataset: str, *, epochs: int | None = None, batch_s
 
 
 def _mark(model_id: int, status: str) -> None:
-    from asm.registry.db import session_scope
-    from asm.registry.models import Model
-
     with session_scope() as session:
         session.get(Model, model_id).status = status
 
@@ -181,7 +186,6 @@ def _meta(row, dataset_name: str) -> dict:
 def _resume_plan(resume: str, device: str, held: ExitStack) -> dict:
     """Lock an unfinished model (refused while another process trains it) and set it training again."""
     from asm.models.estimator import find_model
-    from asm.registry.db import session_scope
 
     with session_scope() as session:
         row = find_model(session, resume)
@@ -197,14 +201,6 @@ def _resume_plan(resume: str, device: str, held: ExitStack) -> dict:
 def _new_plan(config, dataset, epochs, batch_size, lr, patience, device, seed, name, held: ExitStack,
               stream: int | None = None, train_limit: int | None = None, canonical: bool = False) -> dict:
     """Check the config, the dataset and the name, then create the model row and take its lock."""
-    from sqlalchemy import select
-
-    from asm.data.store import code_version, get_dataset
-    from asm.models.config import ModelConfig
-    from asm.registry.db import session_scope
-    from asm.registry.models import Model, ModelConfigRow
-    from asm.registry.shipped import ensure_model_config, shipped_model_configs
-
     def name_is_free(session, model_name: str) -> None:
         existing = session.scalar(select(Model).where(Model.name == model_name))
         if existing is not None:
@@ -269,11 +265,6 @@ def _new_plan(config, dataset, epochs, batch_size, lr, patience, device, seed, n
 
 def _train(plan: dict, resume: bool, reporter: Reporter) -> dict:
     """Everything after the row exists: statistics, the fit (or the nn index), the final row update."""
-    from datetime import datetime, timezone
-
-    from asm.registry.db import session_scope
-    from asm.registry.models import Model
-
     model_id, settings, meta = plan["model_id"], plan["settings"], plan["meta"]
     directory = paths.ensure_dir(paths.data_dir() / plan["checkpoint"])
     train_ds, val_ds = open_splits(plan["dataset"])
@@ -288,8 +279,6 @@ def _train(plan: dict, resume: bool, reporter: Reporter) -> dict:
     meta["input_shape"] = list(train_ds.feature_shape)
     started = time.perf_counter()
     mean, std = feature_statistics(train_ds, seed=settings.seed)
-
-    from asm.models import architectures
 
     if architectures.get(plan["arch"]).kind == "index":
         result = _build_neighbours(train_ds, mean, std, meta, directory, reporter)
@@ -359,8 +348,6 @@ def _fit(meta, settings: TrainSettings, mean, std, train, val, directory: Path, 
     """``fit_on``: what the epochs train on, when not ``train`` (a stream); ``train`` still gives the
     constant-predictor baseline."""
     from asm.models.checkpoint import build_network
-    from asm.registry.db import session_scope
-    from asm.registry.models import Model, ModelEpoch
 
     torch.manual_seed(settings.seed)
     network = build_network(meta)

@@ -7,12 +7,18 @@ import time
 
 import numpy as np
 
+from asm.audio.signal import peak_dbfs
+from asm.data.store import delete_dataset
+from asm.midi.notes import held
+from asm.perf.render_speed import bare_renderer
+from asm.registry.db import session_scope
+from asm.registry.synth_loader import load_spec
+from asm.render import RenderPool, resolve_workers
+from asm.synth.host import open_synth
+
 
 def _bare_rate(spec, plan, duration: float, n: int) -> tuple[float, str]:
     """Renders/s of the bare DawDreamer call (or Synth.render where there is none), one process."""
-    from asm.perf.render_speed import bare_renderer
-    from asm.synth.host import open_synth
-
     synth = open_synth(spec, isolate=False)
     try:
         bare = bare_renderer(synth)
@@ -40,8 +46,6 @@ def measure_generate_speed(synth_name: str, n: int, workers, sample_rate: int, d
     from asm.audio.features import FeatureSettings
     from asm.data.generate import Reporter, _prepare, generate_dataset
     from asm.data.settings import DatasetSettings, auto_shard_size
-    from asm.data.store import delete_dataset
-    from asm.render import RenderPool, resolve_workers
 
     workers = resolve_workers(workers)
     name = f"perf-tmp-{os.getpid()}-{int(time.time())}"
@@ -86,13 +90,6 @@ def measure_batch_speed(synth_name: str, population: int, generations: int, work
                         duration: float, seed: int = 0) -> dict:
     """Search-style batches through the pool (same notes, a reduction in the workers) against one
     process rendering serially, per generation."""
-    from asm.audio.signal import peak_dbfs
-    from asm.midi.notes import held
-    from asm.registry.db import session_scope
-    from asm.registry.synth_loader import load_spec
-    from asm.render import RenderPool, resolve_workers
-    from asm.synth.host import open_synth
-
     workers = resolve_workers(workers)
     with session_scope() as session:
         spec = load_spec(session, synth_name, sample_rate)

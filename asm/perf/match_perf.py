@@ -15,6 +15,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from asm.errors import AsmError
+from asm.match.pipeline import STALL_TIMEOUT, match_target
+from asm.registry.db import session_scope
+from asm.registry.synth_loader import spec_of
+from asm.registry.synths import get_synth
+from asm.render import RenderPool
+from asm.search.seeding import DatasetNeighbours, factory_presets
 
 # method label -> (match method, search recipe)
 DEFAULT_METHODS = {
@@ -47,13 +53,7 @@ def measure_match(dataset: str, model: str | None = None, n_targets: int = 32, b
                   methods: list[str] | None = None, workers: int | str = "auto", seed: int = 0,
                   on_target=None) -> dict:
     from asm.data.torch_dataset import ShardDataset
-    from asm.match.pipeline import STALL_TIMEOUT, match_target
-    from asm.registry.db import session_scope
-    from asm.registry.synth_loader import spec_of
-    from asm.registry.synths import get_synth
-    from asm.render import RenderPool
     from asm.search.config import load_search_settings
-    from asm.search.seeding import DatasetNeighbours, factory_presets
 
     test = ShardDataset(dataset, split="test")
     if len(test) == 0:

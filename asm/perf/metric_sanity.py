@@ -28,6 +28,15 @@ from pathlib import Path
 import numpy as np
 
 from asm.audio import degrade as D
+from asm.audio.analysis import NoPitchFound, detect_notes
+from asm.audio.signal import is_usable
+from asm.errors import AsmError
+from asm.midi.notes import held
+from asm.presets import amsynth_bank
+from asm.synth.builtin import ASM_SUB
+from asm.synth.host import SynthSpec, open_synth
+from asm.synth.params import ParameterSpace
+from asm.synth.plugin import describe_plugin, space_from
 
 SAMPLE_RATE = 16000
 DURATION = 1.0  # s, synth renders (OOD notes keep their own 2 s)
@@ -84,10 +93,6 @@ class Sound:
 
 
 def _asm_sub(sample_rate: int):
-    from asm.synth.builtin import ASM_SUB
-    from asm.synth.host import SynthSpec, open_synth
-    from asm.synth.params import ParameterSpace
-
     return open_synth(SynthSpec("asm-sub", "faust", "builtin:asm-sub", ParameterSpace(ASM_SUB.params), sample_rate))
 
 
@@ -96,17 +101,12 @@ AMSYNTH_BANKS = Path("/usr/share/amsynth/banks")
 
 
 def _amsynth(sample_rate: int):
-    from asm.synth.host import SynthSpec, open_synth
-    from asm.synth.plugin import describe_plugin, space_from
-
     info = describe_plugin(AMSYNTH)
     return open_synth(SynthSpec("amsynth", "vst2", str(AMSYNTH), space_from(info), sample_rate))
 
 
 def amsynth_factory(space, n: int, rng: np.random.Generator) -> list[tuple[str, np.ndarray]]:
     """``n`` amsynth factory presets drawn at random: (name, full normalised values)."""
-    from asm.presets import amsynth_bank
-
     presets = [(f"{bank.stem.split('.')[0]}/{p.name}", p) for bank in sorted(AMSYNTH_BANKS.glob("*.bank"))
                for p in amsynth_bank.read(bank)]
     pick = rng.choice(len(presets), size=min(len(presets), 4 * n), replace=False)
@@ -114,9 +114,6 @@ def amsynth_factory(space, n: int, rng: np.random.Generator) -> list[tuple[str, 
 
 
 def _usable_pitched(audio: np.ndarray, sr: int) -> bool:
-    from asm.audio.analysis import NoPitchFound, detect_notes
-    from asm.audio.signal import is_usable
-
     if not is_usable(audio) or np.abs(audio).max() > 1.5:
         return False
     try:
@@ -129,9 +126,6 @@ def _usable_pitched(audio: np.ndarray, sr: int) -> bool:
 def collect_sounds(sources: tuple[str, ...], n: int, seed: int, sample_rate: int = SAMPLE_RATE,
                    targets: Path | None = None) -> list[Sound]:
     """``n`` pitched, usable sounds per source (``ood``, ``asm-sub``, ``amsynth``) with their phase re-renders."""
-    from asm.errors import AsmError
-    from asm.midi.notes import held
-
     rng = np.random.default_rng([seed, 0x5A7E])
     notes = held([57], 100, NOTE_OFF)
     out: list[Sound] = []

@@ -6,6 +6,10 @@ import time
 
 import numpy as np
 
+from asm.audio.analysis import NoPitchFound, detect_notes
+from asm.midi.notes import held
+from asm.registry.synth_loader import load_synth
+
 
 def measure_metric_speed(
     sample_rate: int = 16000,
@@ -40,9 +44,6 @@ def _measure(sample_rate: int, durations: tuple[float, ...], batch: int, distinc
     import torch
 
     from asm.audio import metrics as M
-    from asm.audio.analysis import NoPitchFound, detect_notes
-    from asm.midi.notes import held
-    from asm.registry.synth_loader import load_synth
 
     synth = load_synth("asm-sub", sample_rate)
     space = synth.space

@@ -8,13 +8,12 @@ import numpy as np
 
 from asm.errors import AsmError
 from asm.midi.notes import held
+from asm.registry.db import session_scope
+from asm.registry.synth_loader import load_spec
+from asm.synth.host import FaustSynth, open_synth
 
 
 def measure_render_speed(synth_name: str, sample_rate: int, duration: float, n: int, seed: int = 0) -> dict:
-    from asm.registry.db import session_scope
-    from asm.registry.synth_loader import load_spec
-    from asm.synth.host import open_synth
-
     with session_scope() as session:
         spec = load_spec(session, synth_name, sample_rate)
     synth = open_synth(spec, isolate=False)  # render workers host plugins in-process: measure that
@@ -68,20 +67,22 @@ def measure_render_speed(synth_name: str, sample_rate: int, duration: float, n: 
 
 def bare_renderer(synth):
     """A function doing only the DawDreamer calls one render needs, on the synth's own processor."""
-    from asm.synth.host import FaustSynth
-
     if isinstance(synth, FaustSynth):
-        f = synth._faust
-        targets = synth._targets
-
-        def render(values, notes, duration):
-            for target, value in zip(targets, values.tolist()):
-                f.proc.set_parameter(target, value)
-            f.proc.clear_midi()
-            for note in notes:
-                f.proc.add_midi_note(note.pitch, note.velocity, note.start, note.duration)
-            f.engine.render(duration)
-            return f.engine.get_audio()
-
-        return render
+        return faust_bare_render(synth._faust, synth._targets)
     return getattr(synth, "bare_renderer", lambda: None)()
+
+
+def faust_bare_render(f, targets):
+    """The DawDreamer calls of one render of Faust engine ``f`` (parameter ``targets`` in order);
+    the function returns DawDreamer's output array as it is."""
+
+    def render(values, notes, duration):
+        for target, value in zip(targets, values.tolist()):
+            f.proc.set_parameter(target, value)
+        f.proc.clear_midi()
+        for note in notes:
+            f.proc.add_midi_note(note.pitch, note.velocity, note.start, note.duration)
+        f.engine.render(duration)
+        return f.engine.get_audio()
+
+    return render

@@ -11,6 +11,13 @@ import time
 
 import numpy as np
 import torch
+from sqlalchemy import select
+
+from asm.data.store import get_dataset
+from asm.errors import AsmError
+from asm.models.config import ModelConfig
+from asm.registry.db import session_scope
+from asm.registry.models import ModelConfigRow
 
 PERF_DATASET = "perf-train-1s"
 
@@ -21,9 +28,6 @@ def ensure_perf_dataset(name: str | None, synth: str, size: int, seed: int) -> s
         return name
     from asm.data.generate import generate_dataset
     from asm.data.settings import DatasetSettings
-    from asm.data.store import get_dataset
-    from asm.errors import AsmError
-    from asm.registry.db import session_scope
 
     try:
         with session_scope() as session:
@@ -37,15 +41,10 @@ def ensure_perf_dataset(name: str | None, synth: str, size: int, seed: int) -> s
 
 def measure_train_speed(archs: list[str], dataset: str, batch_size: int, steps: int, device: str,
                         warmup: int = 3) -> list[dict]:
-    from sqlalchemy import select
-
     from asm.data.torch_dataset import ShardDataset
     from asm.models.checkpoint import build_network
-    from asm.models.config import ModelConfig
     from asm.models.loop import batches
     from asm.models.training import SplitArrays, feature_statistics, resolve_device
-    from asm.registry.db import session_scope
-    from asm.registry.models import ModelConfigRow
 
     device = resolve_device(device)
     ds = ShardDataset(dataset, "train")

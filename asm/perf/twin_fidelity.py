@@ -12,6 +12,12 @@ import time
 import numpy as np
 
 from asm.midi.notes import held
+from asm.perf.render_speed import faust_bare_render
+from asm.registry.db import session_scope
+from asm.registry.synth_loader import load_spec
+from asm.synth.builtin import BUILTINS
+from asm.synth.diff import twin_module
+from asm.synth.host import _FaustEngine, open_synth
 
 # presets that isolate one module: everything else neutral (open filter, flat envelopes, no LFO)
 NEUTRAL = {"cutoff": 1.0, "filter_env_amount": 0.5, "key_tracking": 0.0, "amp_attack": 0.0, "amp_decay": 0.0,
@@ -37,7 +43,6 @@ def twin_renders(synth_name: str, values: np.ndarray, notes, sample_rate: int, d
     """Twin audio (B, T) for full normalised values (B, P), every row playing ``notes``."""
     import torch
 
-    from asm.synth.diff import twin_module
     from asm.synth.diff.chain import Voices
 
     twin = twin_module(synth_name)
@@ -56,24 +61,15 @@ def all_voices_renderer(synth_name: str, sample_rate: int, block_size: int = 512
     releasing voices at their first output sample below -90 dB after note-off (the twin follows that
     by default); this reference shows the DSP's math alone, compared with the twin's full releases.
     """
-    from asm.synth.builtin import BUILTINS
-    from asm.synth.host import _FaustEngine
-
     builtin = BUILTINS[synth_name]
     f = _FaustEngine(builtin.dsp_code(), builtin.voices, sample_rate, block_size)
     f.proc.dynamic_voices = False
     f.proc.compile()
     f.engine.load_graph([(f.proc, [])])
-    targets = [f.index[p.name] for p in builtin.params]
+    bare = faust_bare_render(f, [f.index[p.name] for p in builtin.params])
 
     def render(values, notes, duration):
-        for target, value in zip(targets, values.tolist()):
-            f.proc.set_parameter(target, value)
-        f.proc.clear_midi()
-        for note in notes:
-            f.proc.add_midi_note(note.pitch, note.velocity, note.start, note.duration)
-        f.engine.render(duration)
-        return f.engine.get_audio()[0][: int(round(duration * sample_rate))]
+        return bare(values, notes, duration)[0][: int(round(duration * sample_rate))]
 
     return render
 
@@ -83,11 +79,7 @@ def measure_twin(synth_name: str, n: int, sample_rate: int = 16000, duration: fl
     import torch
 
     from asm.audio.metrics import distance
-    from asm.registry.db import session_scope
-    from asm.registry.synth_loader import load_spec
-    from asm.synth.diff import twin_module
     from asm.synth.diff.chain import Voices
-    from asm.synth.host import open_synth
 
     module = twin_module(synth_name)  # fails first for a synth without a twin
     with session_scope() as session:

@@ -25,7 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
+from asm.presets import fxp
 from asm.presets.base import DecodedPreset, PresetFormatError, read_bytes, write_atomic
+from asm.presets.formats import PresetFormat
 from asm.synth.known_plugins.amsynth import PLUGIN_ID  # noqa: F401  (the bank and the plugin share it)
 
 BANK_HEADER = "amSynth"
@@ -296,8 +298,6 @@ def is_amsynth(synth, space=None) -> bool:
 
 def decode_chunk(path: Path, data: bytes, space) -> list[DecodedPreset]:
     """An .fxp/.fxb holding amsynth's chunk: the chunk is its preset text, read exactly, without the plugin."""
-    from asm.presets import fxp
-
     item = fxp.read(path, data)
     presets = decode(path, space.names, item.chunk or b"", fmt=path.suffix.lstrip(".").lower())
     if isinstance(item, fxp.FxProgram) and item.name and len(presets) == 1:
@@ -316,8 +316,6 @@ def _write_preset(path: Path, synth, space, name: str, values) -> None:
 
 
 def _formats():
-    from asm.presets.formats import PresetFormat
-
     return (PresetFormat("bank", (".bank",), native_for=("vst2",), read=_read_preset, write=_write_preset,
                          available=is_amsynth, order=30),)
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from asm.atomic import write_bytes
+from asm.audio.io import check_writable
 from asm.errors import AsmError
 
 
@@ -47,8 +49,5 @@ def read_bytes(path: Path) -> bytes:
 
 def write_atomic(path: Path, data: bytes) -> None:
     """Write a preset file atomically, after checking in one line that ``path`` can be written."""
-    from asm.atomic import write_bytes
-    from asm.audio.io import check_writable
-
     check_writable(Path(path))
     write_bytes(path, data)

@@ -17,6 +17,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import asm.presets as package
+
 if TYPE_CHECKING:
     from asm.presets.base import DecodedPreset
     from asm.registry.models import Synth
@@ -52,8 +54,6 @@ class PresetFormat:
 @lru_cache(maxsize=1)
 def all_formats() -> tuple[PresetFormat, ...]:
     """Every declared format, in list order (modules of this package that define PRESET_FORMATS)."""
-    import asm.presets as package
-
     found: list[PresetFormat] = []
     for info in pkgutil.iter_modules(package.__path__):
         module = importlib.import_module(f"{package.__name__}.{info.name}")

@@ -17,7 +17,9 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from asm.errors import AsmError
 from asm.presets.base import DecodedPreset, PresetFormatError, read_bytes, write_atomic
+from asm.presets.formats import PresetFormat
 
 MAGICS = (b"FxCk", b"FPCh", b"FxBk", b"FBCh")
 NAME_BYTES = 28
@@ -225,8 +227,6 @@ def _writer(bank: bool):
     def write_preset(path: Path, synth, space, name: str, values) -> None:
         import numpy as np
 
-        from asm.errors import AsmError
-
         if not synth.plugin_id:
             raise AsmError(f"{synth.name} has no VST2 plugin id; register it again (asm register-synth)")
         program = FxProgram(synth.plugin_id, name, params=[float(np.float32(v)) for v in values])
@@ -236,8 +236,6 @@ def _writer(bank: bool):
 
 
 def _formats():
-    from asm.presets.formats import PresetFormat
-
     return (PresetFormat("fxp", (".fxp",), native_for=("vst2",), read=read_preset, write=_writer(False), order=10),
             PresetFormat("fxb", (".fxb",), native_for=("vst2",), read=read_preset, write=_writer(True), order=20))
 

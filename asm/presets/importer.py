@@ -22,7 +22,10 @@ from asm.errors import AsmError
 from asm.presets import formats
 from asm.presets.base import DecodedPreset, PresetFormatError, read_bytes
 from asm.registry.models import Preset, Synth
+from asm.registry.synth_loader import spec_of
+from asm.registry.synths import space_of
 from asm.synth.params import ParameterSpace, preset_hash
+from asm.synth.plugin import IsolatedPlugin
 
 PLUGIN_BATCH = 64
 
@@ -87,8 +90,6 @@ def check_values(path: Path, name: str, values: list[float], size: int) -> list[
 
 def _resolve_chunks(pending: list[tuple[Path, DecodedPreset]], spec, failed: dict[Path, str]) -> None:
     """Let the plugin load the opaque presets (batched, in a child) and read their values back."""
-    from asm.synth.plugin import IsolatedPlugin
-
     if not pending:
         return
     synth = IsolatedPlugin(spec)
@@ -117,9 +118,6 @@ def _resolve_chunks(pending: list[tuple[Path, DecodedPreset]], spec, failed: dic
 def import_presets(session: Session, synth: Synth, files: list[Path], origin: str = "user",
                    on_file: Callable[[Path], None] | None = None) -> ImportReport:
     """Import ``files`` into ``synth``; commits after each file (a killed import keeps finished files)."""
-    from asm.registry.synth_loader import spec_of
-    from asm.registry.synths import space_of
-
     space = space_of(synth)
     report = ImportReport()
     ticked: set[Path] = set()

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from asm.errors import AsmError
 from asm.presets.base import DecodedPreset, PresetFormatError, read_bytes, write_atomic
+from asm.presets.formats import PresetFormat
 from asm.synth.params import ParameterSpace
 
 FORMAT = "asm-preset"
@@ -115,8 +116,6 @@ def _write_preset(path: Path, synth, space: ParameterSpace, name: str, values: S
 
 
 def _formats():
-    from asm.presets.formats import PresetFormat
-
     return (PresetFormat("json", (".json",), native_for=("faust",), universal=True, read=_read_preset,
                          write=_write_preset, order=40),)
 

@@ -18,6 +18,9 @@ from xml.sax.saxutils import quoteattr
 
 from asm.errors import AsmError
 from asm.presets.base import DecodedPreset, PresetFormatError, read_bytes, write_atomic
+from asm.presets.formats import PresetFormat
+from asm.synth.host import SynthSpec
+from asm.synth.plugin import IsolatedPlugin
 
 HEADER = struct.Struct("<4si32sq")  # magic, version, class id, chunk-list offset
 ENTRY = struct.Struct("<4sqq")  # id, offset, size
@@ -135,9 +138,6 @@ def _read_preset(path: Path, synth, space, data: bytes) -> list[DecodedPreset]:
 
 
 def _write_preset(out: Path, synth, space, name: str, values) -> None:
-    from asm.synth.host import SynthSpec
-    from asm.synth.plugin import IsolatedPlugin
-
     if not synth.plugin_id or not CLASS_ID.fullmatch(synth.plugin_id):
         raise AsmError(f"{synth.name} has no VST3 class id (the bundle has no moduleinfo.json); cannot write .vstpreset")
     plugin = IsolatedPlugin(SynthSpec(synth.name, synth.kind, synth.path, space))
@@ -201,8 +201,6 @@ def juce_vst3_state(state: bytes) -> tuple[bytes, bytes | None]:
 
 
 def _formats():
-    from asm.presets.formats import PresetFormat
-
     return (PresetFormat("vstpreset", (".vstpreset",), native_for=("vst3",), read=_read_preset, write=_write_preset,
                          order=25),)
 

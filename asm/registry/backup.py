@@ -7,13 +7,13 @@ then moves a checked copy into place; it refuses a file that is not an asm regis
 
 from __future__ import annotations
 
-import os
 import shutil
 import sqlite3
 import time
 from pathlib import Path
 
 from asm import paths
+from asm.atomic import atomic_path
 from asm.errors import AsmError
 from asm.registry import db
 
@@ -36,14 +36,12 @@ def default_backup_path(db_path: Path) -> Path:
     return out
 
 
-def _copy(src: Path, out: Path) -> None:
-    """SQLite's online backup of ``src`` into a temporary file, renamed to ``out`` when complete."""
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.unlink(missing_ok=True)
+def _sqlite_copy(src: Path, target_file: Path) -> None:
+    """SQLite's online backup of ``src`` into ``target_file``, as one self-contained file."""
     try:
         source = sqlite3.connect(f"file:{src}?mode=ro", uri=True, timeout=30)
         try:
-            target = sqlite3.connect(tmp)
+            target = sqlite3.connect(target_file)
             try:
                 source.backup(target)
                 target.execute("PRAGMA journal_mode=DELETE")  # one self-contained file
@@ -51,13 +49,14 @@ def _copy(src: Path, out: Path) -> None:
                 target.close()
         finally:
             source.close()
-        os.replace(tmp, out)
     except sqlite3.DatabaseError as exc:
-        tmp.unlink(missing_ok=True)
         raise AsmError(f"cannot copy the registry {src}: {exc}") from None
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise AsmError(f"cannot write {out}: {exc.strerror or exc}") from None
+
+
+def _copy(src: Path, out: Path) -> None:
+    """A consistent copy of ``src`` that appears under ``out`` only when complete."""
+    with atomic_path(out) as tmp:
+        _sqlite_copy(src, tmp)
 
 
 def backup(out: Path | None = None, db_path: Path | None = None) -> Path:
@@ -124,12 +123,11 @@ def restore(path: Path, db_path: Path | None = None) -> Path | None:
                 if Path(f"{db_path}{suffix}").exists():
                     shutil.copy2(f"{db_path}{suffix}", f"{saved}{suffix}")
     db.dispose_engines()
-    staged = db_path.with_name(f".{db_path.name}.restore")
-    _copy(path, staged)
-    # The old WAL belongs to the old file (already saved above): remove it before the new file is
-    # in place, or SQLite would replay it into the restored one.
-    for suffix in ("-wal", "-shm"):
-        Path(f"{db_path}{suffix}").unlink(missing_ok=True)
-    os.replace(staged, db_path)
+    with atomic_path(db_path) as staged:
+        _sqlite_copy(path, staged)
+        # The old WAL belongs to the old file (already saved above): remove it before the new file
+        # is in place, or SQLite would replay it into the restored one.
+        for suffix in ("-wal", "-shm"):
+            Path(f"{db_path}{suffix}").unlink(missing_ok=True)
     db.stamp_path(db_path).unlink(missing_ok=True)
     return saved

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.orm import Session, sessionmaker
 
 from asm import paths
@@ -225,7 +225,6 @@ def head_revision() -> str:
 def _state(engine: Engine) -> tuple[str | None, set[str]]:
     """(alembic revision, table names) of a database."""
     from alembic.runtime.migration import MigrationContext
-    from sqlalchemy import inspect
 
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision(), set(inspect(conn).get_table_names())

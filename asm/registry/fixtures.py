@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from sqlalchemy.orm import Session
 
 from asm.errors import AsmError
+from asm.registry.models import FixtureLog
 
 
 class FieldError(AsmError):
@@ -147,8 +148,6 @@ def apply_fixtures(session: Session, paths: list[str | Path], dry_run: bool = Fa
 
     The caller's session is committed by the caller; on any error nothing is written.
     """
-    from asm.registry.models import FixtureLog
-
     fixtures = [load_fixture(p) for p in paths]
     ctx = FixtureContext(session)
     with session.no_autoflush:

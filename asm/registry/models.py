@@ -179,7 +179,19 @@ class DatasetShard(Base):
     dataset: Mapped[Dataset] = relationship(back_populates="shards")
 
 
-class ModelConfigRow(Base):
+class _Recipe:
+    """The columns of a named recipe row (model configs, search configs): applied from fixtures,
+    updated in place when the fixture changes."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    description: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
+class ModelConfigRow(_Recipe, Base):
     """A named estimator recipe (architecture + hyperparameters), applied from fixtures/models/*.py.
 
     ``arch`` is checked against ``asm.models.architectures`` when the config is validated, not by a
@@ -187,13 +199,7 @@ class ModelConfigRow(Base):
 
     __tablename__ = "model_config"
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(100), unique=True)
     arch: Mapped[str] = mapped_column(String(20))
-    settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    description: Mapped[str] = mapped_column(Text, default="")
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 
 
 class Model(Base):
@@ -257,17 +263,10 @@ class ModelEpoch(Base):
     model: Mapped[Model] = relationship(back_populates="epochs")
 
 
-class SearchConfigRow(Base):
+class SearchConfigRow(_Recipe, Base):
     """A named search recipe (algorithm, objectives, termination, seeding), from fixtures/search/*.py."""
 
     __tablename__ = "search_config"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(100), unique=True)
-    settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    description: Mapped[str] = mapped_column(Text, default="")
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 
 
 class Run(Base):

@@ -14,6 +14,9 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from asm.registry.fixtures import apply_fixtures
+from asm.registry.models import ModelConfigRow
+
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 
@@ -35,9 +38,6 @@ def shipped_model_configs() -> list[str]:
 def ensure_model_config(session: Session, name: str):
     """The registry row of model config ``name``, applying its shipped fixture first if the registry
     lacks it; None when neither has it."""
-    from asm.registry.fixtures import apply_fixtures
-    from asm.registry.models import ModelConfigRow
-
     row = session.scalar(select(ModelConfigRow).where(ModelConfigRow.name == name))
     if row is not None:
         return row

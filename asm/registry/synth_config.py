@@ -21,18 +21,18 @@ from sqlalchemy.orm import Session
 from asm.audio.features import FeatureSettings
 from asm.errors import AsmError
 from asm.registry.fixtures import FieldError, FixtureContext, FixtureItem
+from asm.registry.models import Preset, Synth
+from asm.registry.synths import get_synth, register_plugin, set_locks, space_of, with_choices
+from asm.synth.builtin import BUILTINS
 from asm.synth.defaults import RenderDefaults
 from asm.synth.params import ParameterSpace
+from asm.synth.plugin import describe_plugin
 
 SPACES = "check:synth-spaces"  # ctx slot: name -> ParameterSpace as the items so far leave it
 PROBES = "plugin-probes"  # ctx slot: plugin path -> PluginInfo
 
 
 def _space_for(ctx: FixtureContext, name: str, field_name: str = "synth") -> ParameterSpace:
-    from asm.registry.models import Synth
-    from asm.registry.synths import space_of
-    from asm.synth.builtin import BUILTINS
-
     known = ctx.slot(SPACES)
     if name in known:
         return known[name]
@@ -48,8 +48,6 @@ def _space_for(ctx: FixtureContext, name: str, field_name: str = "synth") -> Par
 
 
 def _probe(ctx: FixtureContext, path: str):
-    from asm.synth.plugin import describe_plugin
-
     probes = ctx.slot(PROBES)
     if path not in probes:
         probes[path] = describe_plugin(path)
@@ -70,9 +68,6 @@ class SynthConfig(FixtureItem):
         return f"synth {self.name}"
 
     def check(self, ctx: FixtureContext) -> None:
-        from asm.registry.synths import with_choices
-        from asm.synth.builtin import BUILTINS
-
         if self.name in BUILTINS:
             if self.path is not None:
                 raise FieldError("path", f"{self.name} is built in; leave path out")
@@ -106,16 +101,11 @@ class SynthConfig(FixtureItem):
         ctx.slot(SPACES)[self.name] = space
 
     def _merged_choices(self, ctx: FixtureContext) -> dict[str, list[str]]:
-        from asm.registry.models import Synth
-
         row = ctx.session.scalar(select(Synth).where(Synth.name == self.name))
         stored = (row.settings or {}).get("choices", {}) if row is not None else {}
         return {**stored, **self.choices}
 
     def apply(self, session: Session, ctx: FixtureContext) -> str:
-        from asm.registry.synths import get_synth, register_plugin
-        from asm.synth.builtin import BUILTINS
-
         if self.name in BUILTINS:
             row, text = get_synth(session, self.name), f"built-in, {len(BUILTINS[self.name].params)} parameters"
         else:
@@ -177,8 +167,6 @@ class LockConfig(FixtureItem):
         return locks
 
     def _preset_values(self, ctx: FixtureContext, space: ParameterSpace) -> list[float] | None:
-        from asm.registry.models import Preset, Synth
-
         if self.from_preset is None:
             return None
         row = ctx.session.scalar(select(Synth).where(Synth.name == self.synth))
@@ -202,8 +190,6 @@ class LockConfig(FixtureItem):
         ctx.slot(SPACES)[self.synth] = new
 
     def apply(self, session: Session, ctx: FixtureContext) -> str:
-        from asm.registry.synths import get_synth, set_locks, space_of
-
         row = get_synth(session, self.synth)
         space = space_of(row)
         set_locks(session, row, self._locks(space, self._preset_values(ctx, space)))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
+from asm.registry.db import session_scope
 from asm.registry.models import Synth as SynthRow
 from asm.registry.synths import get_synth, space_of
 from asm.synth.defaults import RenderDefaults
@@ -20,8 +21,6 @@ def load_spec(session: Session, name: str, sample_rate: int = 16000) -> SynthSpe
 
 def load_synth(name: str, sample_rate: int = 16000) -> Synth:
     """Open the registered synth ``name`` (with its current locks) for rendering."""
-    from asm.registry.db import session_scope
-
     with session_scope() as session:
         spec = load_spec(session, name, sample_rate)
     return open_synth(spec)

@@ -8,7 +8,8 @@ from sqlalchemy.orm import Session
 from asm.errors import AsmError
 from asm.registry.models import Parameter, Preset, Synth
 from asm.synth.builtin import BUILTINS, BuiltinSynth
-from asm.synth.params import Kind, ParameterSpace, ParameterSpec
+from asm.synth.known_plugins import describe
+from asm.synth.params import Kind, ParameterSpace, ParameterSpec, preset_hash
 
 
 def get_synth(session: Session, name: str) -> Synth:
@@ -128,8 +129,6 @@ def _match(old_rows: list[Parameter], wanted: list[ParameterSpec]) -> dict[int, 
 
 def _remap_presets(synth: Synth, old_order: list[int], wanted: list[ParameterSpec],
                    source: dict[int, int | None]) -> list[str]:
-    from asm.synth.params import preset_hash
-
     pos_old = {index: pos for pos, index in enumerate(old_order)}
     seen: dict[str, Preset] = {}
     merged = 0
@@ -238,8 +237,6 @@ def with_choices(specs: list[ParameterSpec], choices: dict[str, list[str]]) -> l
 
 def known_choices(info) -> dict[str, list[str]]:
     """Value names asm knows for plugins that report discrete values only as numbers (amsynth)."""
-    from asm.synth.known_plugins import describe
-
     description = describe(info.plugin_id)
     return description.choices_for(info.params) if description is not None else {}
 

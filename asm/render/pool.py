@@ -28,6 +28,7 @@ import os
 import signal
 import time
 from dataclasses import dataclass
+from multiprocessing import forkserver
 from multiprocessing.connection import wait
 from typing import Any, Callable, Iterable, Sequence
 
@@ -151,8 +152,6 @@ class RenderPool:
 
     # -- lifecycle ---------------------------------------------------------------------------
     def _forkserver_pid(self) -> int:
-        from multiprocessing import forkserver
-
         # the forkserver forks our workers; it exits when this process dies, and takes them along
         server = forkserver._forkserver
         server.ensure_running()

@@ -15,6 +15,7 @@ from asm.errors import AsmError
 from asm.render.cores import resolve_workers
 from asm.render.executor import NoProgress, ShardWork
 from asm.render.queue import LazyQueue
+from asm.synth.host import open_synth
 
 log = logging.getLogger("asm.render")
 
@@ -114,7 +115,6 @@ class _RayWorker:
         import torch
 
         torch.set_num_threads(1)
-        from asm.synth.host import open_synth
 
         self.synth = open_synth(spec, isolate=False)
 

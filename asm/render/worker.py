@@ -8,8 +8,10 @@ process can write, watched by a thread, and asks the kernel to kill it with the 
 
 from __future__ import annotations
 
+import multiprocessing as mp
 import os
 import signal
+import threading
 import traceback
 from multiprocessing.connection import wait
 from typing import Any
@@ -17,6 +19,8 @@ from typing import Any
 import numpy as np
 
 from asm.errors import AsmError
+from asm.midi.notes import Note
+from asm.paths import data_dir
 from asm.render.messages import (
     Failed,
     Fatal,
@@ -38,8 +42,6 @@ PRELOAD = ["numpy", "torch", "dawdreamer", "librosa.filters", "asm.data.shardgen
 
 
 def mp_context():
-    import multiprocessing as mp
-
     ctx = mp.get_context("forkserver")
     ctx.set_forkserver_preload(PRELOAD)
     return ctx
@@ -76,8 +78,6 @@ def _die_with_parent(parent: int) -> None:
 def _watch_parent(alive) -> None:
     """Exit the moment the pool's process dies: ``alive``'s other end is held only by that process,
     so it becomes readable (EOF) exactly then. (The forkserver outlives it while any worker lives.)"""
-    import threading
-
     def watch() -> None:
         try:
             wait([alive])
@@ -91,7 +91,6 @@ def _warm_up(synth) -> None:
     """One render and one default log-mel, so the first job does not pay for first-call set-up
     (plugin buffers, FFT plans, the mel filter bank)."""
     from asm.audio.features import FeatureSettings, logmel
-    from asm.midi.notes import Note
 
     audio = synth.render(synth.space.defaults(), [Note(60, 100, 0.0, 0.1)], 0.2)
     logmel(np.stack([audio, audio]), synth.sample_rate, FeatureSettings())
@@ -101,8 +100,6 @@ def _redirect_output() -> None:
     """Send what a worker prints (Faust's "Steal release voice" notices, plugin chatter) to
     ``<data dir>/logs/render-workers.log`` instead of the terminal, where it would break the
     parent's progress bar. Workers report errors over their pipe, never by printing."""
-    from asm.paths import data_dir
-
     try:
         logs = data_dir() / "logs"
         logs.mkdir(parents=True, exist_ok=True)

@@ -6,11 +6,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from asm.paths import data_dir
+
 
 def report_dir(run_id: int) -> Path:
     """``<data dir>/reports/run-<id>``: the run's report, its media and pictures."""
-    from asm.paths import data_dir
-
     return data_dir() / "reports" / f"run-{int(run_id)}"
 
 
@@ -22,8 +22,6 @@ def slug(text: str, limit: int = 60) -> str:
 
 def data_relative(path: Path | str) -> str:
     """``path`` relative to the data directory when inside it, else absolute."""
-    from asm.paths import data_dir
-
     try:
         return str(Path(path).resolve().relative_to(data_dir().resolve()))
     except ValueError:
@@ -32,7 +30,5 @@ def data_relative(path: Path | str) -> str:
 
 def resolve_data_path(text: str) -> Path:
     """Inverse of ``data_relative``."""
-    from asm.paths import data_dir
-
     p = Path(text)
     return p if p.is_absolute() else data_dir() / p

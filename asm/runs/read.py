@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from sqlalchemy import select
+
 from asm.errors import AsmError
+from asm.registry.db import session_scope
+from asm.registry.models import Result, Run, Synth
 
 
 def record_of(row) -> dict:
@@ -18,11 +22,6 @@ def record_of(row) -> dict:
 
 def load_run(run_id: int) -> tuple[dict, list[dict]]:
     """(run as a dict, its result records in insertion order), or one clear error."""
-    from sqlalchemy import select
-
-    from asm.registry.db import session_scope
-    from asm.registry.models import Result, Run
-
     with session_scope() as session:
         run = session.get(Run, int(run_id))
         if run is None:
@@ -35,8 +34,6 @@ def load_run(run_id: int) -> tuple[dict, list[dict]]:
 
 def run_info(run, session) -> dict:
     """A plain dict of a ``Run`` row (with its synth's name and wall time)."""
-    from asm.registry.models import Synth
-
     synth = session.get(Synth, run.synth_id) if run.synth_id is not None else None
     seconds = (run.finished_at - run.started_at).total_seconds() if run.finished_at and run.started_at else None
     return {

@@ -42,9 +42,16 @@ from pathlib import Path
 from typing import Self
 
 import numpy as np
+from sqlalchemy import select
 
+from asm.audio.io import write_audio
+from asm.data.store import code_version
 from asm.errors import AsmError
+from asm.paths import ensure_dir
+from asm.registry.db import session_scope
+from asm.registry.models import Result, Run
 from asm.runs.files import data_relative, report_dir, slug
+from asm.runs.read import record_of
 
 RUN_KINDS = ("benchmark", "match", "test-model", "test-proxy")
 
@@ -65,10 +72,6 @@ class RunWriter:
     def __init__(self, kind: str, name: str = "", *, synth_id: int | None = None, dataset_id: int | None = None,
                  model_id: int | None = None, seed: int = 0, settings: dict | None = None,
                  summarise: Callable[[list[dict]], dict] | None = None):
-        from asm.data.store import code_version
-        from asm.registry.db import session_scope
-        from asm.registry.models import Run
-
         if kind not in RUN_KINDS:
             raise AsmError(f"unknown run kind {kind!r}")
         with session_scope() as session:
@@ -95,8 +98,6 @@ class RunWriter:
 
     # --- files ----------------------------------------------------------------------------------
     def _media_path(self, target_set: str, target: str, name: str) -> Path:
-        from asm.paths import ensure_dir
-
         return ensure_dir(self.dir / "media" / slug(target_set) / slug(target, 80)) / f"{slug(name)}.wav"
 
     def _audio_file(self, audio: Audio, sample_rate: int, target_set: str, target: str, name: str) -> str:
@@ -104,7 +105,6 @@ class RunWriter:
             if not Path(audio).is_file():
                 raise AsmError(f"audio file {audio} of a result does not exist")
             return data_relative(audio)
-        from asm.audio.io import write_audio
 
         path = write_audio(self._media_path(target_set, target, name), np.asarray(audio, np.float32), sample_rate)
         return data_relative(path)
@@ -123,8 +123,6 @@ class RunWriter:
 
     def add_many(self, items: Iterable[Mapping]) -> list[int]:
         """Store several answers in one transaction (after all their files are written)."""
-        from asm.registry.db import session_scope
-
         rows = [self.row(**item) for item in items]
         with session_scope() as session:
             session.add_all(rows)
@@ -143,8 +141,6 @@ class RunWriter:
         ``metrics`` default to ``REPORT_METRICS`` of ``audio`` against ``target_audio`` (both
         arrays); an unrenderable answer (``audio=None``) scores each metric's worst value.
         """
-        from asm.registry.models import Result
-
         if metrics is None:
             metrics = _score(audio, target_audio, sample_rate)
         if target_audio is not None:
@@ -190,12 +186,6 @@ class RunWriter:
     def finish(self, status: str = "complete", report_path: str | None = None, summary: dict | None = None) -> dict:
         """Close the run: status, finish time and its summary (``summary``, else ``summarise`` of its
         rows, else the summary it has); returns the summary."""
-        from sqlalchemy import select
-
-        from asm.registry.db import session_scope
-        from asm.registry.models import Result, Run
-        from asm.runs.read import record_of
-
         with session_scope() as session:
             run = session.get(Run, int(self.run_id))
             if summary is None and self.summarise is not None:

@@ -17,9 +17,23 @@ from pathlib import Path
 from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy import select
 
 from asm.errors import AsmError
-from asm.serve.jobs import TERMINAL, Busy, JobQueue, TargetStore
+from asm.match.pipeline import METHODS
+from asm.registry.db import session_scope
+from asm.registry.models import SearchConfigRow, Synth
+from asm.registry.synths import get_synth
+from asm.serve.history import match_artefacts, report_files, run_detail, run_rows
+from asm.serve.jobs import (
+    AUDIO_SUFFIXES,
+    MIDI_SUFFIXES,
+    TERMINAL,
+    Busy,
+    JobQueue,
+    TargetStore,
+    sweep_unfinished,
+)
 
 STATIC = Path(__file__).resolve().parent / "static"
 DEFAULT_MAX_UPLOAD_MB = 50.0
@@ -53,8 +67,6 @@ async def _read_limited(upload: UploadFile, limit: int, what: str) -> bytes:
 def _options(synth: str, method: str | None, budget: int | None, time_limit: float | None, seed: int,
              note: str | None, search: str | None, model: str | None, dataset: str | None) -> dict:
     """Job options as ``asm match`` takes them (empty fields mean its defaults), checked up front."""
-    from asm.match.pipeline import METHODS
-
     method = (method or "").strip() or None
     if method in ("auto", "best"):
         method = None
@@ -80,12 +92,8 @@ def open_registry() -> None:
     """Open (and migrate) the registry and register the built-in synth once, before any request:
     opening it is not safe to race from the request threads, and a damaged registry fails at start.
     Outputs of jobs a killed server left unfinished are removed."""
-    from asm.registry.db import session_scope
-    from asm.registry.synths import get_synth
-
     with session_scope() as session:
         get_synth(session, "asm-sub")
-    from asm.serve.jobs import sweep_unfinished
 
     sweep_unfinished()
 
@@ -107,6 +115,16 @@ def create_app(workers: int | str = "auto", max_upload_mb: float = DEFAULT_MAX_U
                   description="Match a sound with a synth, listen, and take the preset home. The same registry, "
                               "render pool and pipeline as the asm command line.")
     app.state.jobs, app.state.targets = jobs, targets
+    _add_guards(app, limit)
+    _add_page_and_config(app, jobs, max_upload_mb, max_waiting)
+    _add_target_routes(app, targets, limit)
+    _add_job_routes(app, jobs, targets, limit, max_waiting)
+    _add_history_routes(app)
+    return app
+
+
+def _add_guards(app: FastAPI, limit: int) -> None:
+    """Upload size limit, static files, and the errors mapped to HTTP statuses."""
 
     @app.middleware("http")
     async def _refuse_large_bodies(request: Request, call_next):
@@ -130,32 +148,15 @@ def create_app(workers: int | str = "auto", max_upload_mb: float = DEFAULT_MAX_U
     async def _too_large(_request, exc: TooLarge):
         return JSONResponse({"detail": str(exc)}, status_code=413)
 
-    def job_of(job_id: str):
-        try:
-            return jobs.get(job_id)
-        except KeyError:
-            raise NotFound(f"no job {job_id}") from None
 
-    def target_of(target_id: str):
-        try:
-            return targets.get(target_id)
-        except KeyError:
-            raise NotFound(f"no target {target_id}: upload it again") from None
-
+def _add_page_and_config(app: FastAPI, jobs: JobQueue, max_upload_mb: float, max_waiting: int) -> None:
     @app.get("/", include_in_schema=False)
     def index():
         return FileResponse(STATIC / "index.html", media_type="text/html; charset=utf-8")
 
     @app.get("/api/config", summary="Synths, methods and the defaults of asm match")
     def config():
-        from sqlalchemy import select
-
-        from asm.match.pipeline import METHODS
-        from asm.registry.db import session_scope
-        from asm.registry.models import SearchConfigRow, Synth
-        from asm.registry.synths import get_synth
         from asm.search.config import BUILTIN_RECIPES, load_search_settings
-        from asm.serve.jobs import AUDIO_SUFFIXES, MIDI_SUFFIXES
 
         with session_scope() as session:
             get_synth(session, "asm-sub")
@@ -168,22 +169,41 @@ def create_app(workers: int | str = "auto", max_upload_mb: float = DEFAULT_MAX_U
                 "max_upload_mb": max_upload_mb, "audio_types": list(AUDIO_SUFFIXES), "midi_types": list(MIDI_SUFFIXES),
                 "queue": {"waiting": jobs.waiting(), "max_waiting": max_waiting}}
 
-    async def store_target(file: UploadFile, midi: UploadFile | None, synth: str):
-        data = await _read_limited(file, limit, "the target file")
-        midi_data = await _read_limited(midi, limit, "the MIDI file") if midi is not None else None
-        return await asyncio.to_thread(targets.add, file.filename or "", data,
-                                       midi.filename if midi is not None else None, midi_data, synth or "asm-sub")
 
+def _job_of(jobs: JobQueue, job_id: str):
+    try:
+        return jobs.get(job_id)
+    except KeyError:
+        raise NotFound(f"no job {job_id}") from None
+
+
+def _target_of(targets: TargetStore, target_id: str):
+    try:
+        return targets.get(target_id)
+    except KeyError:
+        raise NotFound(f"no target {target_id}: upload it again") from None
+
+
+async def _store_target(targets: TargetStore, limit: int, file: UploadFile, midi: UploadFile | None, synth: str):
+    data = await _read_limited(file, limit, "the target file")
+    midi_data = await _read_limited(midi, limit, "the MIDI file") if midi is not None else None
+    return await asyncio.to_thread(targets.add, file.filename or "", data,
+                                   midi.filename if midi is not None else None, midi_data, synth or "asm-sub")
+
+
+def _add_target_routes(app: FastAPI, targets: TargetStore, limit: int) -> None:
     @app.post("/api/targets", status_code=201, summary="Upload a target (and optional MIDI notes); get its analysis")
     async def upload_target(file: UploadFile = File(..., description="Audio: wav, flac, ogg, aiff, ..."),
                             midi: UploadFile | None = File(None, description="Notes of a polyphonic target"),
                             synth: str = Form("asm-sub")):
-        return (await store_target(file, midi, synth)).public()
+        return (await _store_target(targets, limit, file, midi, synth)).public()
 
     @app.get("/api/targets/{target_id}", summary="An uploaded target's analysis")
     def get_target(target_id: str):
-        return target_of(target_id).public()
+        return _target_of(targets, target_id).public()
 
+
+def _add_job_routes(app: FastAPI, jobs: JobQueue, targets: TargetStore, limit: int, max_waiting: int) -> None:
     @app.post("/api/jobs", status_code=201, summary="Queue a match of an uploaded target (or of a file sent along)")
     async def create_job(target_id: str | None = Form(None), file: UploadFile | None = File(None),
                          midi: UploadFile | None = File(None), synth: str = Form("asm-sub"),
@@ -195,9 +215,9 @@ def create_app(workers: int | str = "auto", max_upload_mb: float = DEFAULT_MAX_U
         if jobs.waiting() >= max_waiting:
             raise Busy(f"busy: {max_waiting} jobs are already waiting; try again in a minute")
         if target_id:
-            target = target_of(target_id)
+            target = _target_of(targets, target_id)
         elif file is not None:
-            target = await store_target(file, midi, options["synth"])
+            target = await _store_target(targets, limit, file, midi, options["synth"])
         else:
             raise AsmError("give target_id (from POST /api/targets) or a file")
         job = jobs.submit(target, options)
@@ -209,11 +229,11 @@ def create_app(workers: int | str = "auto", max_upload_mb: float = DEFAULT_MAX_U
 
     @app.get("/api/jobs/{job_id}", summary="A job: state, progress, best-so-far curve, result")
     def get_job(job_id: str):
-        return job_of(job_id).public()
+        return _job_of(jobs, job_id).public()
 
     @app.get("/api/jobs/{job_id}/events", summary="Server-sent events: the job each time it changes, until it ends")
     async def job_events(job_id: str, request: Request):
-        job = job_of(job_id)
+        job = _job_of(jobs, job_id)
 
         async def stream():
             seen, beat = -1, time.monotonic()
@@ -235,50 +255,49 @@ def create_app(workers: int | str = "auto", max_upload_mb: float = DEFAULT_MAX_U
 
     @app.post("/api/jobs/{job_id}/cancel", summary="Cancel a queued or running job (nothing is stored)")
     def cancel_job(job_id: str):
-        job_of(job_id)
+        _job_of(jobs, job_id)
         return jobs.cancel(job_id).public(preview=False)
-
-    def send(path: Path, download_name: str | None = None):
-        attach = path.suffix in (".fxp", ".fxb", ".vstpreset") or download_name is not None
-        return FileResponse(path, media_type=MEDIA_TYPES.get(path.suffix, "application/octet-stream"),
-                            filename=download_name or path.name,
-                            content_disposition_type="attachment" if attach else "inline")
-
-    def preset_name(stem: str, path: Path) -> str:
-        return f"{stem}-match{path.suffix}"
 
     @app.get("/api/jobs/{job_id}/files/{name}", summary="A job's artefact: preset, preset.json, match.wav, "
              "target.wav, spectrograms.png, match.json, pareto-K.preset, pareto-K.wav")
     def job_file(job_id: str, name: str, download: bool = False):
-        job = job_of(job_id)
+        job = _job_of(jobs, job_id)
         path = job.files.get(name)
         if path is None or not path.is_file():
             raise NotFound(f"job {job_id} has no file {name!r}")
         stem = Path(job.target.audio_path).stem
         if name in ("preset", "preset.json") or name.endswith(".preset"):
-            return send(path, preset_name(stem if name in ("preset", "preset.json") else f"{stem}-{name[:-7]}", path))
-        return send(path, f"{stem}-{name}" if download else None)
+            return _send(path, _preset_name(stem if name in ("preset", "preset.json") else f"{stem}-{name[:-7]}", path))
+        return _send(path, f"{stem}-{name}" if download else None)
 
+
+def _send(path: Path, download_name: str | None = None):
+    attach = path.suffix in (".fxp", ".fxb", ".vstpreset") or download_name is not None
+    return FileResponse(path, media_type=MEDIA_TYPES.get(path.suffix, "application/octet-stream"),
+                        filename=download_name or path.name,
+                        content_disposition_type="attachment" if attach else "inline")
+
+def _preset_name(stem: str, path: Path) -> str:
+    return f"{stem}-match{path.suffix}"
+
+
+
+def _add_history_routes(app: FastAPI) -> None:
+    """The registry's runs: their rows, match artefacts and benchmark reports."""
     @app.get("/api/runs", summary="Runs in the registry (matches, benchmarks, model tests), newest first")
     def list_runs(kind: str | None = None, limit: int = 50):
-        from asm.serve.history import run_rows
-
         return run_rows(kind, max(1, min(limit, 500)))
 
     @app.get("/api/runs/{run_id}", summary="One run: its settings, summary per method and target set, results")
     def get_run(run_id: int):
-        from asm.serve.history import run_detail
-
         return run_detail(run_id)
 
     @app.get("/api/runs/{run_id}/files/{name}", summary="An artefact of a match run (same names as a job's)")
     def run_file(run_id: int, name: str):
-        from asm.serve.history import match_artefacts
-
         path = match_artefacts(run_id).get(name)
         if path is None:
             raise NotFound(f"run {run_id} has no file {name!r}")
-        return send(path, f"run-{run_id}-{name}" if name.startswith("preset") or name.endswith(".preset") else None)
+        return _send(path, f"run-{run_id}-{name}" if name.startswith("preset") or name.endswith(".preset") else None)
 
     @app.get("/api/runs/{run_id}/report", include_in_schema=False)
     def run_report_root(run_id: int):
@@ -286,11 +305,8 @@ def create_app(workers: int | str = "auto", max_upload_mb: float = DEFAULT_MAX_U
 
     @app.get("/api/runs/{run_id}/report/{asset:path}", summary="A benchmark's HTML report and its pictures and audio")
     def run_report(run_id: int, asset: str):
-        from asm.serve.history import report_files
-
         path = report_files(run_id).get(asset)
         if path is None:
             raise NotFound(f"run {run_id}'s report has no {asset!r}")
         return FileResponse(path, media_type=MEDIA_TYPES.get(path.suffix))
 
-    return app

@@ -5,17 +5,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from sqlalchemy import func, select
+
+from asm.bench.runs import load_run, resolve_data_path, run_info
 from asm.errors import AsmError
+from asm.registry.db import session_scope
+from asm.registry.models import Result, Run
+from asm.serve.jobs import artefacts_of
 
 
 def run_rows(kind: str | None, limit: int) -> list[dict]:
     """Runs, newest first, with their result counts and headline summary."""
-    from sqlalchemy import func, select
-
-    from asm.bench.runs import run_info
-    from asm.registry.db import session_scope
-    from asm.registry.models import Result, Run
-
     with session_scope(read_only=True) as session:
         query = select(Run).order_by(Run.id.desc()).limit(limit)
         if kind:
@@ -37,7 +37,6 @@ def run_rows(kind: str | None, limit: int) -> list[dict]:
 
 def run_detail(run_id: int) -> dict:
     """The run, its summary per target set and method, and (for matches) its artefacts."""
-    from asm.bench.runs import load_run
     from asm.bench.summary import summarise
 
     info, records = load_run(run_id)
@@ -55,12 +54,6 @@ def run_detail(run_id: int) -> dict:
 
 def match_artefacts(run_id: int) -> dict[str, Path]:
     """The files a match run wrote, as its result row records them."""
-    from sqlalchemy import select
-
-    from asm.registry.db import session_scope
-    from asm.registry.models import Result, Run
-    from asm.serve.jobs import artefacts_of
-
     with session_scope(read_only=True) as session:
         run = session.get(Run, int(run_id))
         if run is None:
@@ -74,8 +67,6 @@ def match_artefacts(run_id: int) -> dict[str, Path]:
 
 def report_files(run_id: int) -> dict[str, Path]:
     """Relative name -> file of a benchmark run's HTML report directory (written first when missing)."""
-    from asm.bench.runs import load_run, resolve_data_path
-
     info, _ = load_run(run_id)
     if info["kind"] != "benchmark":
         return {}

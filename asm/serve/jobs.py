@@ -15,6 +15,7 @@ Everything a job reads or writes lies in a directory the server chose under
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import shutil
@@ -25,8 +26,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from sqlalchemy import select
 
+from asm.audio.io import load_target, read_audio, write_audio
 from asm.errors import AsmError
+from asm.match.command import MatchOptions, run_match
+from asm.match.target import check_range, find_notes, note_range
+from asm.midi.notes import Note, load_midi
+from asm.paths import data_dir
+from asm.registry.db import session_scope
+from asm.registry.models import Model, Run
+from asm.registry.synth_loader import render_defaults, spec_of
+from asm.registry.synths import get_synth
+from asm.render import RenderPool
+from asm.serve.pictures import loudness_db, picture, spectrogram
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +58,6 @@ class JobCancelled(Exception):
 
 
 def serve_dir() -> Path:
-    from asm.paths import data_dir
-
     return (data_dir() / "serve").resolve()  # absolute: stored runs point at their outputs wherever asm runs
 
 
@@ -126,14 +137,6 @@ class TargetStore:
 
 def analyse(path: Path, synth: str, midi: Path | None) -> dict:
     """The target as ``asm match`` reads it for ``synth``: its picture and its notes (or why none)."""
-    from asm.audio.io import load_target
-    from asm.match.target import check_range, find_notes, note_range
-    from asm.midi.notes import load_midi
-    from asm.registry.db import session_scope
-    from asm.registry.synth_loader import render_defaults
-    from asm.registry.synths import get_synth
-    from asm.serve.pictures import picture
-
     with session_scope() as session:
         row = get_synth(session, synth)
         sample_rate = render_defaults(row).sample_rate
@@ -245,8 +248,6 @@ class Previewer:
             old.close()
 
         def start() -> None:
-            from asm.render import RenderPool
-
             try:
                 pool = RenderPool(spec, 1, stall_timeout=30)
             except Exception as exc:  # noqa: BLE001 - no previews, the match itself is unaffected
@@ -281,11 +282,6 @@ class Previewer:
 
 def preview_spec(synth: str, model_id: int | None):
     """The spec the search renders with: the model's sample rate when a model drives it."""
-    from asm.registry.db import session_scope
-    from asm.registry.models import Model
-    from asm.registry.synth_loader import render_defaults, spec_of
-    from asm.registry.synths import get_synth
-
     with session_scope() as session:
         row = get_synth(session, synth)
         model = session.get(Model, model_id) if model_id is not None else None
@@ -381,8 +377,6 @@ class JobQueue:
                 log.exception("job %s failed", job.id)
 
     def _run(self, job: Job) -> None:
-        from asm.match.command import MatchOptions, run_match
-
         out_dir = job.folder / "out"
         o = job.options
         opts = MatchOptions(target=job.target.audio_path, synth=o["synth"], method=o.get("method"),
@@ -443,11 +437,6 @@ class JobQueue:
     @staticmethod
     def _discard(out_dir: Path) -> None:
         """Remove a failed job's outputs unless a stored run points at them."""
-        from sqlalchemy import select
-
-        from asm.registry.db import session_scope
-        from asm.registry.models import Run
-
         if not out_dir.exists():
             return
         with session_scope() as session:
@@ -460,8 +449,6 @@ class JobQueue:
         return artefacts_of(doc["files"])
 
     def _preview(self, job: Job, state: dict, best_free: np.ndarray) -> None:
-        from asm.serve.pictures import spectrogram
-
         pool = self.previewer.pool() if self.previewer is not None and state["spec"] is not None else None
         if pool is None:
             return
@@ -477,10 +464,6 @@ class JobQueue:
 
     def _audition(self, job: Job, doc: dict, files: dict[str, Path]) -> list[dict]:
         """Render each preset of the Pareto front for the page (``pareto-K.wav``), with its loudness."""
-        from asm.audio.io import read_audio, write_audio
-        from asm.midi.notes import Note
-        from asm.serve.pictures import loudness_db
-
         for name in ("target.wav", "match.wav"):
             if name in files:
                 audio, _ = read_audio(files[name])
@@ -520,11 +503,6 @@ class JobQueue:
 def sweep_unfinished() -> int:
     """Remove the output directories of jobs a killed server left unfinished (no stored run points at
     them); returns how many. Stored matches keep their files."""
-    from sqlalchemy import select
-
-    from asm.registry.db import session_scope
-    from asm.registry.models import Run
-
     root = serve_dir() / "jobs"
     if not root.is_dir():
         return 0
@@ -541,8 +519,6 @@ def sweep_unfinished() -> int:
 
 def _stored_doc(path: Path) -> bool:
     """match.json gets its run id only once the rows are committed."""
-    import json
-
     try:
         return json.loads(path.read_text()).get("run_id") is not None
     except (OSError, ValueError, AttributeError):

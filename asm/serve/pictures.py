@@ -8,6 +8,8 @@ import base64
 
 import numpy as np
 
+from asm.audio.plots import spectrogram_db
+
 WAVE_POINTS = 480
 SPEC_BINS = 96
 SPEC_FRAMES = 240
@@ -30,8 +32,6 @@ def spectrogram(audio: np.ndarray, sample_rate: int, top_db: float | None = None
     """A log-frequency spectrogram (``SPEC_BINS`` x up to ``SPEC_FRAMES``), levels 0..255 over
     ``SPEC_RANGE_DB`` below ``top_db`` (the sound's own peak by default, so a match drawn with the
     target's top compares on one scale), row-major from the lowest band, base64."""
-    from asm.audio.plots import spectrogram_db
-
     times, freqs, level = spectrogram_db(audio, sample_rate)
     top = float(level.max()) if top_db is None else float(top_db)
     edges = np.geomspace(FMIN_HZ, sample_rate / 2, SPEC_BINS + 1)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Sequence
 
@@ -19,6 +19,7 @@ import numpy as np
 
 from asm.errors import AsmError
 from asm.midi.notes import Note
+from asm.synth.builtin import BUILTINS
 from asm.synth.params import ParameterSpace
 
 
@@ -32,8 +33,6 @@ class SynthSpec:
     block_size: int = 512
 
     def with_sample_rate(self, sample_rate: int) -> "SynthSpec":
-        from dataclasses import replace
-
         return replace(self, sample_rate=int(sample_rate))
 
 
@@ -104,8 +103,6 @@ class _FaustEngine:
 
 @lru_cache(maxsize=16)
 def _faust_engine(name: str, sample_rate: int, block_size: int) -> _FaustEngine:
-    from asm.synth.builtin import BUILTINS
-
     builtin = BUILTINS[name]
     return _FaustEngine(builtin.dsp_code(), builtin.voices, sample_rate, block_size)
 
@@ -115,7 +112,6 @@ class FaustSynth(Synth):
 
     def __init__(self, spec: SynthSpec):
         super().__init__(spec)
-        from asm.synth.builtin import BUILTINS
 
         name = spec.path.removeprefix("builtin:")
         if name not in BUILTINS:

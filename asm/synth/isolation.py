@@ -24,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import asm
 from asm.errors import AsmError
 
 START_TIMEOUT = 120.0  # seconds to start the child and build the object (plugin load)
@@ -113,8 +114,6 @@ class Isolated:
 
     # --- lifecycle ---------------------------------------------------------------------------
     def _start(self) -> None:
-        import asm
-
         package_root = str(Path(asm.__file__).resolve().parent.parent)  # the child imports this same asm
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join([package_root, *filter(None, [env.get("PYTHONPATH")])])

@@ -16,7 +16,9 @@ plugin allows (amsynth draws random oscillator phases, so it is compared by spec
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import sys
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -29,6 +31,7 @@ from asm.atomic import atomic_open
 from asm.errors import AsmError
 from asm.midi.notes import Note
 from asm.synth.host import Synth, SynthSpec
+from asm.synth.isolation import Isolated, run_isolated
 from asm.synth.params import Kind, ParameterSpace, ParameterSpec
 
 PREROLL = 0.04  # seconds of reset before every render (a whole number of samples at 16/22.05/44.1/48 kHz)
@@ -77,8 +80,6 @@ def plugin_kind(path: str | Path) -> str:
 @contextlib.contextmanager
 def _quiet():
     """Hide what DawDreamer/JUCE and plugins print while a plugin loads ("Attempting to load VST ...")."""
-    import sys
-
     try:
         sys.stdout.flush()
         sys.stderr.flush()
@@ -225,8 +226,6 @@ def _vst2_plugin_id(proc) -> str | None:
 
 def _vst3_class_id(path: str) -> str | None:
     """The audio-module class id from a VST3 bundle's moduleinfo.json (VST3 SDK 3.7.5+), if present."""
-    import json
-
     for info in Path(path).glob("Contents/Resources/moduleinfo.json"):
         try:
             doc = json.loads(info.read_text())
@@ -257,8 +256,6 @@ class PluginProbe:
 
 def describe_plugin(path: str | Path) -> PluginInfo:
     """Read every parameter of a plugin, loading it in a child process (a crash is an AsmError)."""
-    from asm.synth.isolation import run_isolated
-
     plugin_kind(path)
     return run_isolated(PluginProbe, str(path), method="describe", label=f"plugin {path}")
 
@@ -410,7 +407,6 @@ class IsolatedPlugin(Synth):
 
     def __init__(self, spec: SynthSpec):
         super().__init__(spec)
-        from asm.synth.isolation import Isolated
 
         plugin_kind(spec.path)
         self._iso = Isolated(PluginSynth, spec, label=f"plugin {spec.name} ({spec.path})")

@@ -24,6 +24,7 @@ import pkgutil
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from asm.errors import AsmError
+from asm.registry.fixtures import FieldError
 
 if TYPE_CHECKING:
     from torch import nn
@@ -45,8 +46,6 @@ class Architecture:
 
     def check(self, config: Any) -> None:
         """Validate a ``ModelConfig`` of this architecture; raise ``FieldError`` naming the field."""
-        from asm.registry.fixtures import FieldError
-
         for section in SECTIONS:
             if section not in self.sections and getattr(config, section):
                 raise FieldError(section, f"{section} settings do not apply to arch {self.name!r}")
@@ -69,8 +68,6 @@ class EncoderArchitecture(Architecture):
         return set(inspect.signature(self.encoder_class.__init__).parameters) - {"self", "n_mels", "frames"}
 
     def check_encoder(self, settings: dict[str, Any]) -> None:
-        from asm.registry.fixtures import FieldError
-
         accepted = self.accepted()
         unknown = set(settings) - accepted
         if unknown:

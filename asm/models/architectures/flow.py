@@ -4,6 +4,7 @@ plus a conditional neural spline flow (zuko) over the free parameters that yield
 from __future__ import annotations
 
 from asm.models.architectures import Architecture, EncoderArchitecture, get, register
+from asm.registry.fixtures import FieldError
 
 FLOW_SETTINGS = ("hidden", "transforms", "weight")
 
@@ -17,16 +18,12 @@ class FlowArchitecture(Architecture):
 
     @staticmethod
     def base(encoder_name: str) -> EncoderArchitecture:
-        from asm.registry.fixtures import FieldError
-
         arch = get(encoder_name)
         if not isinstance(arch, EncoderArchitecture):
             raise FieldError("flow_encoder", f"{encoder_name!r} is not an encoder architecture")
         return arch
 
     def check(self, config) -> None:
-        from asm.registry.fixtures import FieldError
-
         super().check(config)
         self.base(config.flow_encoder).check_encoder(config.encoder)
         unknown = set(config.flow) - set(FLOW_SETTINGS)

@@ -4,6 +4,7 @@ pooled), indexed from the training split without epochs; returns K candidates.""
 from __future__ import annotations
 
 from asm.models.architectures import Architecture, register
+from asm.registry.fixtures import FieldError
 
 NN_SETTINGS = ("time_pool",)
 
@@ -17,8 +18,6 @@ class NeighbourArchitecture(Architecture):
     sections = ("nn",)
 
     def check(self, config) -> None:
-        from asm.registry.fixtures import FieldError
-
         unknown = set(config.nn) - set(NN_SETTINGS)
         if unknown:
             raise FieldError("nn", f"unknown setting(s) {', '.join(sorted(unknown))}; known: {', '.join(NN_SETTINGS)}")
