@@ -20,6 +20,7 @@ from asm.ddsp.config import FRAME_RATE, DdspConfig
 from asm.ddsp.features import Features, audio_files, prepare
 from asm.ddsp.model import DdspModel
 from asm.errors import AsmError
+from asm.models.training import resolve_device
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 KEEP_CHECKPOINTS = 3
@@ -52,16 +53,6 @@ def ddsp_root() -> Path:
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
-
-
-def resolve_device(device: str) -> str:
-    if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
-        raise AsmError(f"unknown device {device!r}: use auto, cpu or cuda")
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise AsmError("--device cuda was asked for, but no CUDA device is available")
-    return device
 
 
 # ---- loss ----

@@ -30,9 +30,9 @@ from asm.progress import Reporter
 from asm.registry.db import session_scope
 from asm.registry.models import Dataset, Model, Result, Run
 from asm.registry.synth_loader import render_defaults, spec_of
-from asm.registry.synths import get_synth
+from asm.registry.synths import factory_presets, get_synth
 from asm.render import RenderPool
-from asm.search.seeding import DatasetNeighbours, factory_presets
+from asm.search.seeding import DatasetNeighbours
 
 
 @dataclass

@@ -52,14 +52,19 @@ def build_network(meta: dict[str, Any]) -> Network:
                    n_mels, frames)
 
 
-def load_network(path: Path) -> tuple[Network, dict[str, Any]]:
-    """The network of ``best.pt`` (or any checkpoint) with its metadata."""
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """A torch checkpoint file's contents, or one AsmError line (missing, truncated or foreign)."""
     if not path.is_file():
         raise AsmError(f"checkpoint not found: {path}")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # truncated or foreign file
         raise AsmError(f"cannot read checkpoint {path}: {exc}") from None
+
+
+def load_network(path: Path) -> tuple[Network, dict[str, Any]]:
+    """The network of ``best.pt`` (or any checkpoint) with its metadata."""
+    ckpt = read_checkpoint(path)
     meta = ckpt.get("meta")
     if not meta or meta.get("format") != FORMAT:
         raise AsmError(f"{path} is not an asm checkpoint of format {FORMAT}")

@@ -18,9 +18,9 @@ from asm.errors import AsmError
 from asm.match.pipeline import STALL_TIMEOUT, match_target
 from asm.registry.db import session_scope
 from asm.registry.synth_loader import spec_of
-from asm.registry.synths import get_synth
+from asm.registry.synths import factory_presets, get_synth
 from asm.render import RenderPool
-from asm.search.seeding import DatasetNeighbours, factory_presets
+from asm.search.seeding import DatasetNeighbours
 
 # method label -> (match method, search recipe)
 DEFAULT_METHODS = {

@@ -38,10 +38,10 @@ def test_proxy(ref: str, *, presets: int | None = None, seed: int = 0, workers: 
     from asm.data.torch_dataset import ShardDataset
     from asm.midi.notes import Note
     from asm.proxy.embedding import embed_logmel
-    from asm.proxy.index import factory_free
     from asm.proxy.train import load_proxy, split_arrays
     from asm.registry.db import session_scope
     from asm.registry.synth_loader import spec_of
+    from asm.registry.synths import factory_presets
     from asm.runs import RunWriter
 
     reporter = reporter or Reporter()
@@ -55,7 +55,7 @@ def test_proxy(ref: str, *, presets: int | None = None, seed: int = 0, workers: 
         if spec.space.free_signature() != row.free_signature or spec.space.lock_signature() != row.lock_signature:
             raise AsmError(f"proxy {row.name} was trained for other free parameters or locks of {row.synth.name} "
                            "than the registry has now")
-        factory = factory_free(session, row.synth, spec.space)
+        factory = factory_presets(session, row.synth, spec.space)
         info = {"proxy_id": row.id, "name": row.name, "synth_id": row.synth_id, "dataset_id": row.dataset_id,
                 "dataset": row.dataset.name, "synth": row.synth.name}
     feats = FeatureSettings(**ds_settings.get("features", {}))

@@ -145,17 +145,3 @@ def save(index: PresetIndex, path: Path) -> None:
         if stale != path and stale.name.rsplit("-", 1)[0] == synth:
             stale.unlink(missing_ok=True)
 
-
-def factory_free(session, synth_row, space) -> np.ndarray:
-    """Free vectors (quantised, locks applied, duplicates removed) of the synth's factory presets."""
-    from sqlalchemy import select
-
-    from asm.registry.models import Preset
-
-    rows = [v for v in session.scalars(select(Preset.values).where(
-        Preset.synth_id == synth_row.id, Preset.origin == "factory").order_by(Preset.id)) if len(v) == space.size]
-    if not rows:
-        return np.empty((0, space.n_free))
-    free = space.free_part(space.apply_locks(space.quantise(np.array(rows, dtype=np.float64))))
-    _, first = np.unique(np.round(free, 6), axis=0, return_index=True)
-    return free[np.sort(first)]

@@ -22,6 +22,7 @@ import torch
 from asm import paths
 from asm.errors import AsmError
 from asm.locks import DirectoryLock
+from asm.models.checkpoint import read_checkpoint
 from asm.progress import Reporter
 
 FORMAT = 1
@@ -252,12 +253,7 @@ def load_proxy(session, ref: str | int):
         raise AsmError(f"proxy {row.name} is not finished ({row.status}); resume it with "
                        f"asm train-proxy --resume {row.name}")
     path = paths.data_dir() / row.checkpoint / "best.pt"
-    if not path.is_file():
-        raise AsmError(f"checkpoint not found: {path}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # truncated or foreign file
-        raise AsmError(f"cannot read checkpoint {path}: {exc}") from None
+    ckpt = read_checkpoint(path)
     meta = ckpt.get("meta") or {}
     if meta.get("format") != FORMAT:
         raise AsmError(f"{path} is not an asm proxy checkpoint of format {FORMAT}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -318,3 +319,15 @@ def registration_losses(session: Session, name: str, info, choices: dict[str, li
         losses.append(f"drop {len(removed)} of {len(old_rows)} parameters ({names}) and their values in "
                       f"{' and '.join(used)}")
     return losses
+
+
+def factory_presets(session, synth_row, space) -> np.ndarray:
+    """Free vectors (quantised, locks applied, duplicates removed) of the synth's factory presets,
+    in import order: the seeds of a hybrid search, the rows of the preset index."""
+    rows = [v for v in session.scalars(select(Preset.values).where(
+        Preset.synth_id == synth_row.id, Preset.origin == "factory").order_by(Preset.id)) if len(v) == space.size]
+    if not rows:
+        return np.empty((0, space.n_free))
+    free = space.free_part(space.apply_locks(space.quantise(np.array(rows, dtype=np.float64))))
+    _, first = np.unique(np.round(free, 6), axis=0, return_index=True)
+    return free[np.sort(first)]

@@ -175,19 +175,6 @@ def index_path(name: str, split: str, n: int):
     return dataset_dir(name) / f"neighbours-{split}-{n}.safetensors"
 
 
-def factory_presets(session, synth_row, space: ParameterSpace) -> np.ndarray:
-    """Free vectors (locks applied, duplicates removed) of the synth's factory presets."""
-    from sqlalchemy import select
-
-    from asm.registry.models import Preset
-
-    rows = [r for r in session.scalars(select(Preset.values).where(
-        Preset.synth_id == synth_row.id, Preset.origin == "factory").order_by(Preset.id)) if len(r) == space.size]
-    if not rows:
-        return np.empty((0, space.n_free))
-    free = space.free_part(space.apply_locks(space.quantise(np.array(rows, dtype=np.float64))))
-    _, first = np.unique(np.round(free, 6), axis=0, return_index=True)
-    return free[np.sort(first)]
 
 
 def estimator_seeds(estimator, audio: np.ndarray, sample_rate: int, k: int, seed: int) -> np.ndarray:
