@@ -6,6 +6,7 @@ The database URL comes from ``ASM_DB`` (default: ``sqlite:///<data dir>/asm.db``
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from asm.errors import AsmError
@@ -29,3 +30,14 @@ def ensure_dir(path: Path) -> Path:
     except OSError as exc:
         raise AsmError(f"cannot create directory {path}: {exc.strerror or exc}") from None
     return path
+
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def check_name(name: str | None, what: str, longest: int = 100) -> str:
+    """``name`` if it can name a directory under the data dir (datasets, models, proxies, DDSP
+    models): letters, digits, '.', '_' or '-', starting with a letter or digit; else one AsmError line."""
+    if not (name and len(name) <= longest and _NAME.fullmatch(name)):
+        raise AsmError(f"bad {what} name {name!r}: use letters, digits, '.', '_' or '-' (at most {longest})")
+    return name

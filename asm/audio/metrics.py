@@ -543,6 +543,16 @@ def distances(
     return _finish(raw, (x_ok & y_ok).numpy())
 
 
+def rerender_spread(clips: np.ndarray, sample_rate: int, metrics: Sequence[str]) -> dict[str, float]:
+    """The mean of each metric over all ordered pairs of ``clips`` (R renders of one preset, R >= 2):
+    how far apart a nondeterministic synth's renders of one preset are (its re-render floor)."""
+    clips = np.asarray(clips)
+    r = len(clips)
+    rows = [(i, j) for i in range(r) for j in range(r) if i != j]
+    d = distances(clips[[j for _, j in rows]], clips[[i for i, _ in rows]], sample_rate, list(metrics))
+    return {m: float(np.mean(v)) for m, v in d.items()}
+
+
 def distance(name: str, candidates, target, sample_rate: int, chunk: int = DEFAULT_CHUNK) -> np.ndarray:
     """One metric, shape (B,) (see ``distances``)."""
     return distances(candidates, target, sample_rate, [name], chunk)[name]

@@ -35,7 +35,7 @@ def measure_floor(pool, presets: Sequence[tuple[np.ndarray, Sequence, float]], s
                   source: str) -> dict | None:
     """The floor over ``presets`` (free values, notes, duration in s), each rendered ``renders`` times
     with ``pool``; None when no preset rendered at least twice."""
-    from asm.audio.metrics import distances
+    from asm.audio.metrics import rerender_spread
 
     per: list[float] = []
     for values, notes, duration in presets[:FLOOR_PRESETS]:
@@ -43,12 +43,7 @@ def measure_floor(pool, presets: Sequence[tuple[np.ndarray, Sequence, float]], s
         clips = [a for a in pool.render(rows, notes, duration, free=True) if a is not None]
         if len(clips) < 2:
             continue
-        clips = np.stack(clips)
-        pairs = []
-        for i in range(len(clips)):
-            others = np.delete(clips, i, axis=0)
-            pairs.extend(distances(others, clips[i], sample_rate, [HEADLINE_METRIC])[HEADLINE_METRIC].tolist())
-        per.append(float(np.mean(pairs)))
+        per.append(rerender_spread(np.stack(clips), sample_rate, [HEADLINE_METRIC])[HEADLINE_METRIC])
     if not per:
         return None
     return {"metric": HEADLINE_METRIC, "deterministic": False, "value": float(np.median(per)),

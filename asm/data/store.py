@@ -8,7 +8,6 @@ a ``DatasetShard`` row exists only for a shard file that is complete on disk, wi
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 from functools import lru_cache
@@ -28,14 +27,11 @@ from asm.registry.db import session_scope
 from asm.registry.models import Dataset
 from asm.registry.synths import space_of
 
-NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
 
 
 def check_name(name: str) -> str:
-    if not NAME_RE.fullmatch(name or ""):
-        raise AsmError(f"bad dataset name {name!r}: use letters, digits, '.', '_' or '-' (at most 100)")
-    return name
+    return paths.check_name(name, "dataset")
 
 
 def datasets_root() -> Path:

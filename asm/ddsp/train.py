@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import re
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -22,7 +21,6 @@ from asm.ddsp.model import DdspModel
 from asm.errors import AsmError
 from asm.models.training import resolve_device
 
-NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 KEEP_CHECKPOINTS = 3
 SILENT_SHARE = 0.5  # slices with more of their frames than this near silence are left out
 FFT_SIZES_16K = (2048, 1024, 512, 256, 128, 64)  # DDSP's multi-scale spectral loss, scaled with the rate
@@ -42,9 +40,7 @@ class TrainSettings:
 
 
 def check_name(name: str) -> str:
-    if not NAME_RE.fullmatch(name or ""):
-        raise AsmError(f"bad DDSP model name {name!r}: use letters, digits, '.', '_' or '-' (at most 100)")
-    return name
+    return paths.check_name(name, "DDSP model")
 
 
 def ddsp_root() -> Path:

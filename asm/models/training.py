@@ -13,8 +13,8 @@ are filled in from the checkpoint. ``nn`` needs no training: it indexes the trai
 from __future__ import annotations
 
 import math
-import re
 import time
+from collections.abc import Callable
 from contextlib import ExitStack, suppress
 from dataclasses import asdict
 from datetime import datetime, timezone
@@ -37,7 +37,7 @@ from asm.registry.models import Model, ModelConfigRow, ModelEpoch
 from asm.registry.shipped import ensure_model_config, shipped_model_configs
 
 META_FORMAT = 1
-MODEL_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")  # as Model.name's column allows
+MODEL_NAME_LONGEST = 200  # as Model.name's column allows (it names the checkpoint directory too)
 NORM_SAMPLE = 2048  # examples used for the per-band feature statistics
 
 
@@ -160,19 +160,21 @@ def train_model(config: str, dataset: str, *, epochs: int | None = None, batch_s
             plan = _new_plan(config, dataset, epochs, batch_size, lr, patience, device, seed, name, held, stream,
                              train_limit, canonical)
         plan["workers"] = workers
-        try:
-            return _train(plan, bool(resume), reporter)
-        except KeyboardInterrupt:
-            raise  # resumable: the row stays "training"
-        except BaseException:
-            with suppress(Exception):  # the original error matters more than this row update
-                _mark(plan["model_id"], "failed")
-            raise
+        return train_or_mark_failed(Model, plan["model_id"], lambda: _train(plan, bool(resume), reporter))
 
 
-def _mark(model_id: int, status: str) -> None:
-    with session_scope() as session:
-        session.get(Model, model_id).status = status
+def train_or_mark_failed(row_type, row_id: int, train: Callable[[], dict]) -> dict:
+    """Run ``train``; an error marks row ``row_id`` (a Model or a Proxy) ``failed``, so ``--resume``
+    retries it and ``delete-*`` removes it. Ctrl-C leaves it ``training``, to resume."""
+    try:
+        return train()
+    except KeyboardInterrupt:
+        raise
+    except BaseException:
+        with suppress(Exception):  # the original error matters more than this row update
+            with session_scope() as session:
+                session.get(row_type, row_id).status = "failed"
+        raise
 
 
 def _meta(row, dataset_name: str) -> dict:
@@ -230,8 +232,7 @@ def _new_plan(config, dataset, epochs, batch_size, lr, patience, device, seed, n
         if settings.epochs < 1 or settings.batch_size < 1 or not settings.lr > 0:
             raise AsmError("--epochs and --batch-size must be positive and --lr greater than 0")
         model_name = name if name is not None else default_name(cfg_row.name, dataset_row.name, seed)
-        if not MODEL_NAME_RE.fullmatch(model_name):  # it names the checkpoint directory too
-            raise AsmError(f"bad model name {model_name!r}: use letters, digits, '.', '_' or '-' (at most 200)")
+        paths.check_name(model_name, "model", MODEL_NAME_LONGEST)
         name_is_free(session, model_name)
         dataset_name = dataset_row.name
     train_ds, _ = open_splits(dataset_name)  # no model row for a dataset it cannot train on

@@ -229,13 +229,11 @@ def rerender_floor(synth, presets: np.ndarray, notes, duration: float, renders: 
                    metrics: tuple[str, ...] = ("perceptual", "mr-stft")) -> dict:
     """Distances between ``renders`` renders of each preset (all ordered pairs): a nondeterministic
     synth's floor. Returns {metric: {"median", "max", "per_preset": [...]}}."""
-    from asm.audio import metrics as M
+    from asm.audio.metrics import rerender_spread
 
     per: dict[str, list[float]] = {m: [] for m in metrics}
     for v in presets:
         audio = np.stack([synth.render(v, notes, duration) for _ in range(renders)])
-        for m in metrics:
-            pairs = [float(M.distance(m, audio[j], audio[i], synth.sample_rate)[0])
-                     for i in range(renders) for j in range(renders) if i != j]
-            per[m].append(float(np.mean(pairs)))
+        for m, d in rerender_spread(audio, synth.sample_rate, metrics).items():
+            per[m].append(d)
     return {m: {"median": float(np.median(v)), "max": float(np.max(v)), "per_preset": v} for m, v in per.items()}

@@ -13,7 +13,7 @@ training renders nothing.
 from __future__ import annotations
 
 import time
-from contextlib import ExitStack, suppress
+from contextlib import ExitStack
 from dataclasses import asdict
 
 import numpy as np
@@ -23,7 +23,9 @@ from asm import paths
 from asm.errors import AsmError
 from asm.locks import DirectoryLock
 from asm.models.checkpoint import read_checkpoint
+from asm.models.training import train_or_mark_failed
 from asm.progress import Reporter
+from asm.registry.models import Proxy
 
 FORMAT = 1
 
@@ -84,22 +86,7 @@ def train_proxy(config: str, dataset: str, *, epochs: int | None = None, batch_s
     with ExitStack() as held:
         plan = _resume_plan(resume, device, held) if resume else _new_plan(
             config, dataset, epochs, batch_size, lr, patience, device, seed, name, held)
-        try:
-            return _train(plan, bool(resume), reporter)
-        except KeyboardInterrupt:
-            raise
-        except BaseException:
-            with suppress(Exception):
-                _mark(plan["proxy_id"], "failed")
-            raise
-
-
-def _mark(proxy_id: int, status: str) -> None:
-    from asm.registry.db import session_scope
-    from asm.registry.models import Proxy
-
-    with session_scope() as session:
-        session.get(Proxy, proxy_id).status = status
+        return train_or_mark_failed(Proxy, plan["proxy_id"], lambda: _train(plan, bool(resume), reporter))
 
 
 def _meta(row, dataset_name: str) -> dict:
@@ -132,7 +119,7 @@ def _new_plan(config, dataset, epochs, batch_size, lr, patience, device, seed, n
 
     from asm.data.store import code_version, get_dataset
     from asm.models.loop import TrainSettings
-    from asm.models.training import MODEL_NAME_RE, open_splits
+    from asm.models.training import MODEL_NAME_LONGEST, open_splits
     from asm.proxy.config import ProxyConfig, ensure_config, shipped_configs
     from asm.registry.db import session_scope
     from asm.registry.models import Proxy, ProxyConfigRow
@@ -151,8 +138,7 @@ def _new_plan(config, dataset, epochs, batch_size, lr, patience, device, seed, n
                                  lr=pick(lr, cfg.train.lr), weight_decay=cfg.train.weight_decay,
                                  patience=pick(patience, cfg.train.patience), seed=seed, device=device)
         proxy_name = name or f"{cfg_row.name}-{dataset_row.name}-s{seed}"
-        if not MODEL_NAME_RE.fullmatch(proxy_name):
-            raise AsmError(f"bad proxy name {proxy_name!r}: use letters, digits, '.', '_' or '-' (at most 200)")
+        paths.check_name(proxy_name, "proxy", MODEL_NAME_LONGEST)
         existing = session.scalar(select(Proxy).where(Proxy.name == proxy_name))
         if existing is not None:
             hint = (f"resume it with --resume {proxy_name}" if existing.status != "complete"

@@ -180,7 +180,7 @@ class DatasetShard(Base):
 
 
 class _Recipe:
-    """The columns of a named recipe row (model configs, search configs): applied from fixtures,
+    """The columns of a named recipe row (model, search and proxy configs): applied from fixtures,
     updated in place when the fixture changes."""
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -373,18 +373,12 @@ class DdspCheckpoint(Base):
     model: Mapped[DdspModel] = relationship(back_populates="checkpoints")
 
 
-class ProxyConfigRow(Base):
+class ProxyConfigRow(_Recipe, Base):
     """A named neural-proxy recipe (``fixtures/proxies/*.py``): network kind and hyperparameters."""
 
     __tablename__ = "proxy_config"
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(100), unique=True)
     net: Mapped[str] = mapped_column(String(20))
-    settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    description: Mapped[str] = mapped_column(Text, default="")
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 
 
 class Proxy(Base):
