@@ -85,6 +85,21 @@ def test_errors_in_a_real_process_have_no_traceback_and_debug_shows_one(tmp_path
     assert r.returncode != 0 and "Traceback" in r.stderr
 
 
+def test_a_real_process_leaves_its_output_printed_and_the_registry_folded(tmp_path):
+    """``main`` leaves with os._exit once done: stdout must be flushed, and SQLite's WAL folded into asm.db."""
+    data = tmp_path / "data"
+    out = tmp_path / "x.wav"
+    r = run_cli_process("render", "--synth", "asm-sub", "--note", "60", "--duration", "0.5", "--out", out,
+                        env={"ASM_DATA": str(data), "ASM_DB": f"sqlite:///{data / 'asm.db'}"})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("wrote") and sf.info(out).frames == 8000
+    assert (data / "asm.db").is_file() and not (data / "asm.db-wal").exists()
+    import sqlite3
+
+    with sqlite3.connect(data / "asm.db") as db:
+        assert db.execute("select count(*) from synth where name = 'asm-sub'").fetchone()[0] == 1
+
+
 def test_asm_cli_py_is_the_same_app_as_the_console_script():
     import shutil
     import subprocess

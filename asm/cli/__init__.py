@@ -90,7 +90,26 @@ def _print_click_error(exc, debug: bool) -> int:
 
 
 def main() -> None:
-    sys.exit(run())
+    """The console entry point. Once the command is done (files written, rows committed, atexit
+    handlers run), the process leaves with ``os._exit``: tearing down torch, DawDreamer and
+    thousands of modules adds about 1 s to every command and saves nothing. With other (non-daemon) Python
+    threads still running, it exits the normal way, which waits for them."""
+    import atexit
+    import os
+    import threading
+
+    code = run()
+    if any(t is not threading.main_thread() and not t.daemon for t in threading.enumerate()):
+        sys.exit(code)
+    if "asm.registry.db" in sys.modules:  # closing the last connection folds SQLite's WAL into asm.db
+        sys.modules["asm.registry.db"].dispose_engines()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe: nothing left to flush
+            pass
+    os._exit(code)
 
 
 __all__ = ["app", "main", "run", "typer"]

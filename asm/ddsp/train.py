@@ -157,35 +157,40 @@ def load_model(name: str) -> tuple[DdspModel, dict]:
 
 # ---- training ----
 
-def train(name: str, sources: list[str | Path], config: DdspConfig, settings: TrainSettings, seed: int = 0,
-          device: str = "auto", progress: Callable[[int, int, float], None] | None = None,
-          log: Callable[[str], None] = lambda msg: None) -> dict:
-    """Train (or resume) DDSP model ``name`` up to ``settings.steps`` steps; returns a summary."""
+def _finished_or_refused(name: str, config: DdspConfig, files: list[Path], settings: TrainSettings,
+                         device: str) -> dict | None:
+    """Refuse a name taken by other settings or audio; a model already trained far enough is its summary."""
+    from sqlalchemy import select
+
+    from asm.registry.db import session_scope
+    from asm.registry.models import DdspModel as Row
+
+    with session_scope(read_only=True) as session:
+        row = session.scalar(select(Row).where(Row.name == name))
+        if row is None:
+            return None
+        if DdspConfig.from_dict(row.config) != config:
+            raise AsmError(f"DDSP model {name!r} exists with other settings ({row.config}); "
+                           "give another name, or the same settings to resume it")
+        if sorted(row.sources) != sorted(str(f.resolve()) for f in files):
+            raise AsmError(f"DDSP model {name!r} was trained on other audio; give another name")
+        if row.steps_done >= settings.steps:
+            return {"name": name, "steps": row.steps_done, "loss": row.last_loss, "first_loss": row.first_loss,
+                    "resumed": True, "nothing_to_do": True, "device": device}
+    return None
+
+
+def _open_rows(name: str, files: list[Path], config: DdspConfig, settings: TrainSettings, seed: int, device: str,
+               directory: Path, cache: Path) -> tuple[int, int, list[tuple[int, str, str]]]:
+    """The model row (made on first use, marked training) and a new ``ddsp-train`` run:
+    (run id, model id, its checkpoints as (step, file, sha256))."""
     from sqlalchemy import select
 
     from asm.data.store import code_version
     from asm.registry.db import session_scope
-    from asm.registry.models import DdspCheckpoint, Run
     from asm.registry.models import DdspModel as Row
+    from asm.registry.models import Run
 
-    check_name(name)
-    device = resolve_device(device)
-    files = audio_files(sources)
-    root = ddsp_root()
-    directory = root / name
-    with session_scope(read_only=True) as session:  # refusals first, before the audio is analysed
-        row = session.scalar(select(Row).where(Row.name == name))
-        if row is not None:
-            if DdspConfig.from_dict(row.config) != config:
-                raise AsmError(f"DDSP model {name!r} exists with other settings ({row.config}); "
-                               "give another name, or the same settings to resume it")
-            if sorted(row.sources) != sorted(str(f.resolve()) for f in files):
-                raise AsmError(f"DDSP model {name!r} was trained on other audio; give another name")
-            if row.steps_done >= settings.steps:
-                return {"name": name, "steps": row.steps_done, "loss": row.last_loss, "first_loss": row.first_loss,
-                        "resumed": True, "nothing_to_do": True, "device": device}
-    feats, cache = prepare(files, config, root / "cache", settings.min_seconds, log)
-    slices = Slices.of(feats, config, settings.slice_seconds)
     with session_scope() as session:
         row = session.scalar(select(Row).where(Row.name == name))
         if row is None:
@@ -200,8 +205,56 @@ def train(name: str, sources: list[str | Path], config: DdspConfig, settings: Tr
                                                                        "device": device}, code_version=code_version())
         session.add(run)
         session.flush()
-        run_id, model_id = run.id, row.id
-        resume = [(c.step, c.file, c.sha256) for c in row.checkpoints]
+        return run.id, row.id, [(c.step, c.file, c.sha256) for c in row.checkpoints]
+
+
+def _restore(directory: Path, checkpoint: tuple[int, str, str], model, optimiser, generator) -> tuple[int, float]:
+    """Load a checkpoint (step, file, sha256) into the model, optimiser and generator: (step, first loss)."""
+    step, file, sha = checkpoint
+    state = _load_checkpoint(directory / file, sha)
+    model.load_state_dict(state["model"])
+    optimiser.load_state_dict(state["optimiser"])
+    generator.set_state(state["generator"])
+    return step, state["first_loss"]
+
+
+def _store_checkpoint(directory: Path, model_id: int, step: int, loss: float, first_loss: float, state: dict,
+                      seconds: float) -> None:
+    """Write a checkpoint, record it on the model row and keep only the newest ``KEEP_CHECKPOINTS``."""
+    from asm.registry.db import session_scope
+    from asm.registry.models import DdspCheckpoint
+    from asm.registry.models import DdspModel as Row
+
+    file, sha = _save_checkpoint(directory, step, state)
+    with session_scope() as session:
+        r = session.get(Row, model_id)
+        r.checkpoints.append(DdspCheckpoint(step=step, loss=loss, file=file, sha256=sha))
+        r.steps_done, r.last_loss, r.first_loss = step, loss, first_loss
+        r.seconds += seconds
+        for old in r.checkpoints[:-KEEP_CHECKPOINTS]:
+            (directory / old.file).unlink(missing_ok=True)
+            r.checkpoints.remove(old)
+
+
+def train(name: str, sources: list[str | Path], config: DdspConfig, settings: TrainSettings, seed: int = 0,
+          device: str = "auto", progress: Callable[[int, int, float], None] | None = None,
+          log: Callable[[str], None] = lambda msg: None) -> dict:
+    """Train (or resume) DDSP model ``name`` up to ``settings.steps`` steps; returns a summary."""
+    from asm.registry.db import session_scope
+    from asm.registry.models import DdspModel as Row
+    from asm.registry.models import Run
+
+    check_name(name)
+    device = resolve_device(device)
+    files = audio_files(sources)
+    root = ddsp_root()
+    directory = root / name
+    done = _finished_or_refused(name, config, files, settings, device)  # refusals first, before the audio is analysed
+    if done is not None:
+        return done
+    feats, cache = prepare(files, config, root / "cache", settings.min_seconds, log)
+    slices = Slices.of(feats, config, settings.slice_seconds)
+    run_id, model_id, resume = _open_rows(name, files, config, settings, seed, device, directory, cache)
     directory.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     status = "failed"
@@ -211,12 +264,7 @@ def train(name: str, sources: list[str | Path], config: DdspConfig, settings: Tr
         generator = torch.Generator().manual_seed(seed)
         step, first_loss, losses = 0, None, []
         if resume:
-            step, file, sha = resume[-1]
-            state = _load_checkpoint(directory / file, sha)
-            model.load_state_dict(state["model"])
-            optimiser.load_state_dict(state["optimiser"])
-            generator.set_state(state["generator"])
-            first_loss = state["first_loss"]
+            step, first_loss = _restore(directory, resume[-1], model, optimiser, generator)
             log(f"resuming from step {step}")
         model.train()
         window: list[float] = []
@@ -243,16 +291,8 @@ def train(name: str, sources: list[str | Path], config: DdspConfig, settings: Tr
                 window = []
                 state = {"model": model.state_dict(), "optimiser": optimiser.state_dict(),
                          "generator": generator.get_state(), "step": step, "first_loss": first_loss}
-                file, sha = _save_checkpoint(directory, step, state)
-                with session_scope() as session:
-                    r = session.get(Row, model_id)
-                    r.checkpoints.append(DdspCheckpoint(step=step, loss=mean, file=file, sha256=sha))
-                    r.steps_done, r.last_loss, r.first_loss = step, mean, first_loss
-                    r.seconds += time.perf_counter() - started
-                    started = time.perf_counter()
-                    for old in r.checkpoints[:-KEEP_CHECKPOINTS]:
-                        (directory / old.file).unlink(missing_ok=True)
-                        r.checkpoints.remove(old)
+                _store_checkpoint(directory, model_id, step, mean, first_loss, state, time.perf_counter() - started)
+                started = time.perf_counter()
         status = "complete"
         with session_scope() as session:
             r = session.get(Row, model_id)

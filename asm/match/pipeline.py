@@ -139,27 +139,8 @@ def match_target(
         archive = Archive(space.n_free, len(scorer.objectives), start=start)
         problem = MatchProblem(pool, space, notes, duration, scorer, archive, budget=settings.budget,
                                on_batch=on_batch)
-        generations, stopped, initial = 0, "done", {}
-        if method in ("model", "nn"):
-            initial = _score_estimates(problem, method, target, sr, settings, estimator, neighbours, seed)
-        else:
-            from asm.search.cmaes import run_cmaes
-            from asm.search.engine import run_search
-            from asm.search.refine import gradient_starts, run_gradient, run_refined
-
-            seeds = None
-            if method in ("hybrid", "cmaes"):
-                seeds = hybrid_seeds(target, sr, space, settings, estimator, neighbours, factory, seed)
-            if method == "gradient":
-                starts = gradient_starts(space, estimator, target, sr, settings.refine.starts, seed)
-                outcome = run_gradient(problem, spec, target, settings, starts)
-            elif method == "cmaes":
-                outcome = run_cmaes(problem, settings, seeds, seed)
-            elif method == "hybrid":
-                outcome = run_refined(problem, spec, target, settings, seeds, seed)
-            else:
-                outcome = run_search(problem, settings, seeds, seed)
-            generations, stopped, initial = outcome.generations, outcome.stopped, outcome.initial
+        generations, stopped, initial = _run_method(problem, method, target, spec, settings, estimator,
+                                                    neighbours, factory, seed)
         if archive.renders == 0:
             raise AsmError("the search rendered nothing (budget 0?)")
         searched = time.perf_counter()
@@ -182,6 +163,31 @@ def match_target(
         fresh.close()
         if own_pool:
             pool.close()
+
+
+def _run_method(problem, method: str, target: np.ndarray, spec, settings: SearchSettings, estimator, neighbours,
+                factory, seed: int) -> tuple[int, str, dict]:
+    """Run ``method`` on ``problem``: (generations, why it stopped, candidates per origin at the start)."""
+    sr = int(spec.sample_rate)
+    if method in ("model", "nn"):
+        return 0, "done", _score_estimates(problem, method, target, sr, settings, estimator, neighbours, seed)
+    from asm.search.cmaes import run_cmaes
+    from asm.search.engine import run_search
+    from asm.search.refine import gradient_starts, run_gradient, run_refined
+
+    seeds = None
+    if method in ("hybrid", "cmaes"):
+        seeds = hybrid_seeds(target, sr, spec.space, settings, estimator, neighbours, factory, seed)
+    if method == "gradient":
+        starts = gradient_starts(spec.space, estimator, target, sr, settings.refine.starts, seed)
+        outcome = run_gradient(problem, spec, target, settings, starts)
+    elif method == "cmaes":
+        outcome = run_cmaes(problem, settings, seeds, seed)
+    elif method == "hybrid":
+        outcome = run_refined(problem, spec, target, settings, seeds, seed)
+    else:
+        outcome = run_search(problem, settings, seeds, seed)
+    return outcome.generations, outcome.stopped, outcome.initial
 
 
 def _check_inputs(method: str, notes: Sequence[Note], spec, estimator, neighbours) -> list[Note]:

@@ -31,12 +31,9 @@ def mean_reciprocal_rank(pred: np.ndarray, truth: np.ndarray) -> float:
 
 def test_proxy(ref: str, *, presets: int | None = None, seed: int = 0, workers: int | str = "auto",
                reporter: Reporter | None = None) -> dict:
-    from scipy.stats import spearmanr
 
     from asm.audio.features import FeatureSettings, logmel
-    from asm.audio.metrics import HEADLINE_METRIC as HEADLINE
     from asm.data.torch_dataset import ShardDataset
-    from asm.midi.notes import Note
     from asm.proxy.embedding import embed_logmel
     from asm.proxy.train import load_proxy, split_arrays
     from asm.registry.db import session_scope
@@ -79,20 +76,7 @@ def test_proxy(ref: str, *, presets: int | None = None, seed: int = 0, workers: 
     if len(factory) >= 2:
         if presets is not None and presets < len(factory):
             factory = factory[np.sort(rng.choice(len(factory), presets, replace=False))]
-        note = Note(int(ds_settings.get("note", 60)), int(ds_settings.get("velocity", 100)), 0.0,
-                    float(ds_settings.get("note_off", 1.5)))
-        from asm.render import RenderPool
-
-        stage = "rendering factory presets"
-        reporter.start(stage, 1)
-        with RenderPool(spec, workers) as pool:
-            audio = pool.render(factory, [note], float(ds_settings.get("duration", 2.0)), free=True)
-        reporter.finish(stage)
-        n = int(round(float(ds_settings.get("duration", 2.0)) * sr))
-        keep = [i for i, a in enumerate(audio) if a is not None and np.isfinite(a).all() and np.abs(a).max() > 1e-4]
-        batch = np.zeros((len(keep), n), np.float32)
-        for j, i in enumerate(keep):
-            batch[j, : min(n, len(audio[i]))] = audio[i][:n]
+        keep, batch = _render_presets(spec, factory, ds_settings, workers, reporter)
         true = z(embed_logmel(logmel(batch, sr, feats)))
         pred = predict(factory[keep])
         mrr_on, n_mrr = "factory", len(keep)
@@ -105,15 +89,7 @@ def test_proxy(ref: str, *, presets: int | None = None, seed: int = 0, workers: 
     if n_mrr < 2:
         raise AsmError("fewer than 2 audible presets to rank")
     mrr = mean_reciprocal_rank(pred, true)
-    spearman = None
-    if batch is not None:
-        from asm.audio.metrics import distances
-
-        pairs = rng.integers(0, n_mrr, size=(PAIRS, 2))
-        pairs = pairs[pairs[:, 0] != pairs[:, 1]]
-        audio_d = np.array([distances(batch[a][None], batch[b], sr, (HEADLINE,))[HEADLINE][0] for a, b in pairs])
-        proxy_d = np.abs(pred[pairs[:, 0]] - pred[pairs[:, 1]]).mean(axis=1)
-        spearman = float(spearmanr(proxy_d, audio_d).statistic)
+    spearman = _distance_spearman(pred, batch, sr, rng)
     summary = {"l1": l1, "l1_constant": l1_constant, "mrr": mrr, "mrr_on": mrr_on, "mrr_presets": n_mrr,
                "mrr_chance": float(np.mean(1.0 / np.arange(1, n_mrr + 1))), "spearman": spearman,
                "test_examples": len(test), "factory_in_training": ds_settings.get("presets", "random") != "random"}
@@ -121,3 +97,39 @@ def test_proxy(ref: str, *, presets: int | None = None, seed: int = 0, workers: 
                        seed=seed, settings={"proxy_id": info["proxy_id"], "proxy": info["name"], "presets": presets})
     summary = writer.finish("complete", summary=summary)
     return {"run_id": writer.run_id, "proxy": info["name"], "synth": info["synth"], **summary}
+
+
+def _render_presets(spec, free: np.ndarray, ds_settings: dict, workers, reporter: Reporter):
+    """Render ``free`` presets with the dataset's note: (positions of the audible ones, their audio)."""
+    from asm.midi.notes import Note
+    from asm.render import RenderPool
+
+    sr = spec.sample_rate
+    note = Note(int(ds_settings.get("note", 60)), int(ds_settings.get("velocity", 100)), 0.0,
+                float(ds_settings.get("note_off", 1.5)))
+    duration = float(ds_settings.get("duration", 2.0))
+    stage = "rendering factory presets"
+    reporter.start(stage, 1)
+    with RenderPool(spec, workers) as pool:
+        audio = pool.render(free, [note], duration, free=True)
+    reporter.finish(stage)
+    n = int(round(duration * sr))
+    keep = [i for i, a in enumerate(audio) if a is not None and np.isfinite(a).all() and np.abs(a).max() > 1e-4]
+    batch = np.zeros((len(keep), n), np.float32)
+    for j, i in enumerate(keep):
+        batch[j, : min(n, len(audio[i]))] = audio[i][:n]
+    return keep, batch
+
+
+def _distance_spearman(pred: np.ndarray, batch: np.ndarray, sr: int, rng: np.random.Generator) -> float:
+    """Rank correlation between proxy distance and the headline distance of the real renders, over seeded pairs."""
+    from scipy.stats import spearmanr
+
+    from asm.audio.metrics import HEADLINE_METRIC, distances
+
+    pairs = rng.integers(0, len(pred), size=(PAIRS, 2))
+    pairs = pairs[pairs[:, 0] != pairs[:, 1]]
+    audio_d = np.array([distances(batch[a][None], batch[b], sr, (HEADLINE_METRIC,))[HEADLINE_METRIC][0]
+                        for a, b in pairs])
+    proxy_d = np.abs(pred[pairs[:, 0]] - pred[pairs[:, 1]]).mean(axis=1)
+    return float(spearmanr(proxy_d, audio_d).statistic)

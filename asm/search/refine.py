@@ -90,32 +90,17 @@ def refine(problem: MatchProblem, twin, target: np.ndarray, sample_rate: int, se
     voices = Voices.from_notes([problem.notes] * k, dtype=dtype, device=device)
     loss_fn = PerceptualLoss(target, sample_rate, device, dtype)
 
-    def logit(x: np.ndarray) -> np.ndarray:
-        x = np.clip(x, _EPS, 1 - _EPS)
-        return np.log(x) - np.log1p(-x)
-
     z = [torch.tensor(logit(starts[i, cont]), dtype=dtype, device=device, requires_grad=True) for i in range(k)]
     optimiser = torch.optim.Adam([{"params": [p], "lr": settings.lr} for p in z])
-    best = np.full(k, np.inf)  # each start's best confirmed score
+    best = _archived_scores(problem, starts)  # each start's best confirmed score
     best_free = starts.copy()
-    head = problem.archive.all_headline()
-    for i in range(k):  # a start taken from the archive already has its real score
-        hit = np.flatnonzero(np.all(np.isclose(problem.archive.all_values(), starts[i], atol=1e-9), axis=1))
-        if len(hit):
-            best[i] = float(head[hit].min())
     stale = np.zeros(k, dtype=np.int64)
     active = np.ones(k, dtype=bool)
     steps = confirmations = improved = 0
     stopped = "steps"
     while steps < settings.steps:
-        if not active.any():
-            stopped = "stalled"
-            break
-        if problem.remaining() == 0 or problem.exhausted:
-            stopped = "budget"
-            break
-        if time_limit is not None and problem.archive.seconds >= time_limit:
-            stopped = "time"
+        stopped = _stop_reason(problem, active, time_limit) or stopped
+        if stopped != "steps":
             break
         optimiser.zero_grad(set_to_none=True)
         x = torch.sigmoid(torch.stack(z))
@@ -151,6 +136,33 @@ def refine(problem: MatchProblem, twin, target: np.ndarray, sample_rate: int, se
                 if group["lr"] < settings.min_lr:
                     active[i] = False
     return RefineOutcome(steps, confirmations, improved, stopped)
+
+
+def logit(x: np.ndarray) -> np.ndarray:
+    x = np.clip(x, _EPS, 1 - _EPS)
+    return np.log(x) - np.log1p(-x)
+
+
+def _archived_scores(problem: MatchProblem, starts: np.ndarray) -> np.ndarray:
+    """The real score of each start already in the archive (inf for the others)."""
+    best = np.full(len(starts), np.inf)
+    values, head = problem.archive.all_values(), problem.archive.all_headline()
+    for i, start in enumerate(starts):
+        hit = np.flatnonzero(np.all(np.isclose(values, start, atol=1e-9), axis=1))
+        if len(hit):
+            best[i] = float(head[hit].min())
+    return best
+
+
+def _stop_reason(problem: MatchProblem, active: np.ndarray, time_limit: float | None) -> str | None:
+    """Why refinement must stop before its next step, or None."""
+    if not active.any():
+        return "stalled"
+    if problem.remaining() == 0 or problem.exhausted:
+        return "budget"
+    if time_limit is not None and problem.archive.seconds >= time_limit:
+        return "time"
+    return None
 
 
 def reserve(settings: SearchSettings, twin) -> tuple[SearchSettings, int, float | None]:
