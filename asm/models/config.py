@@ -15,11 +15,10 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from asm.models import architectures
-from asm.registry.fixtures import FixtureContext, FixtureItem
+from asm.registry.fixtures import FixtureContext, FixtureItem, upsert_named
 from asm.registry.models import ModelConfigRow
 
 
@@ -69,15 +68,8 @@ class ModelConfig(FixtureItem):
         architectures.get(self.arch).check(self)
 
     def apply(self, session: Session, ctx: FixtureContext) -> str:
-        row = session.scalar(select(ModelConfigRow).where(ModelConfigRow.name == self.name))
-        verb = "updated" if row is not None else "added"
-        if row is None:
-            row = ModelConfigRow(name=self.name)
-            session.add(row)
-        row.arch = self.arch
-        row.settings = self.model_dump(exclude={"name", "arch", "description"})
-        row.description = self.description
-        session.flush()
+        verb = upsert_named(session, ModelConfigRow, self.name, arch=self.arch, description=self.description,
+                            settings=self.model_dump(exclude={"name", "arch", "description"}))
         return f"model config {self.name}: {verb} ({self.arch})"
 
     @classmethod

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from asm.registry.fixtures import FixtureContext, FixtureItem
+from asm.registry.fixtures import FixtureContext, FixtureItem, upsert_named
 
 
 class TrainDefaults(BaseModel):
@@ -52,15 +52,8 @@ class ProxyConfig(FixtureItem):
     def apply(self, session: Session, ctx: FixtureContext) -> str:
         from asm.registry.models import ProxyConfigRow
 
-        row = session.scalar(select(ProxyConfigRow).where(ProxyConfigRow.name == self.name))
-        verb = "updated" if row is not None else "added"
-        if row is None:
-            row = ProxyConfigRow(name=self.name)
-            session.add(row)
-        row.net = self.net
-        row.settings = self.model_dump(exclude={"name", "net", "description"})
-        row.description = self.description
-        session.flush()
+        verb = upsert_named(session, ProxyConfigRow, self.name, net=self.net, description=self.description,
+                            settings=self.model_dump(exclude={"name", "net", "description"}))
         return f"proxy config {self.name}: {verb} ({self.net})"
 
     @classmethod

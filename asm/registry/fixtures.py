@@ -59,6 +59,21 @@ class FixtureItem(BaseModel):
         raise NotImplementedError
 
 
+def upsert_named(session: Session, row_class, name: str, **fields: Any) -> str:
+    """Set ``fields`` on the ``row_class`` row called ``name``, made if missing: "added" or "updated"."""
+    from sqlalchemy import select
+
+    row = session.scalar(select(row_class).where(row_class.name == name))
+    verb = "updated" if row is not None else "added"
+    if row is None:
+        row = row_class(name=name)
+        session.add(row)
+    for key, value in fields.items():
+        setattr(row, key, value)
+    session.flush()
+    return verb
+
+
 @dataclass
 class FixtureContext:
     """What items share while a fixture is checked and applied (a session and per-kind state)."""
