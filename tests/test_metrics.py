@@ -276,3 +276,18 @@ def test_metric_sanity_command_prints_spearman_and_the_phase_ratio(cli):
     assert row["spearman"]["noise"] > 0.9 and row["spearman"]["level down"] > 0.9 and row["phase_ratio"] > 0
     assert {"set: asm", "set: asm-v1", "mr-stft"} <= set(data["rows"])
     assert cli("perf", "metric-sanity", "--sources", "piano").code == 2
+
+
+def test_envelope_families_are_left_out_where_they_change_nothing_audible():
+    """metric-sanity drops a decay family from a sound that only sustains (no metric decides it)."""
+    from asm.audio import degrade as D
+    from asm.perf.metric_sanity import MIN_ENVELOPE_DB, loudness_change_db
+
+    t = np.arange(SR) / SR
+    tone = np.sin(2 * np.pi * 220 * t)
+    rise = np.minimum(1.0, t / 0.05)
+    sustained = (tone * rise * 0.3).astype(np.float32)
+    plucked = (tone * rise * np.exp(-4 * t) * 0.3).astype(np.float32)
+    assert loudness_change_db(sustained, D.stretch_envelope(sustained, SR, "decay", 2.0)) < MIN_ENVELOPE_DB
+    assert loudness_change_db(plucked, D.stretch_envelope(plucked, SR, "decay", 2.0)) > MIN_ENVELOPE_DB
+    assert loudness_change_db(plucked, D.gain(plucked, -6)) == pytest.approx(6.0, abs=0.01)

@@ -1,6 +1,6 @@
 """asm's ``perceptual`` distance as a differentiable torch loss, for gradients through a synth's twin.
 
-Same definition as ``asm.audio.metrics`` (mel-band amplitudes at 128, 64, 32 ms, a floor 60 dB under
+Same definition as ``asm.audio.metrics`` (mel-band amplitudes at 128, 64, 32 ms, smoothed over 3 frames, a floor 60 dB under
 the target's loudest band, linear plus log terms), written without in-place operations so autograd
 can run through it, and with the target analysed once. ``PerceptualLoss(target, sr)(audio)`` equals
 ``distances(audio, target, sr, ["perceptual"])`` for usable audio (tested), so what a refinement
@@ -20,6 +20,7 @@ from asm.audio.metrics import (
     _band_basis,
     _norm,
     frame_length,
+    smooth_frames,
 )
 
 
@@ -45,7 +46,7 @@ class PerceptualLoss:
         spec = torch.stft(x, n, n // HOP_DIVISOR, window=window, center=True, pad_mode="constant",
                           return_complex=True)
         power = spec.real.square() + spec.imag.square()
-        return torch.matmul(basis, power).clamp_min(1e-18).sqrt() * _norm(n)
+        return smooth_frames(torch.matmul(basis, power)).clamp_min(1e-18).sqrt() * _norm(n)
 
     def __call__(self, audio: torch.Tensor) -> torch.Tensor:
         """``audio`` (B, T) with T at most the target's length (a shorter one is zero-padded, as in the metric)."""
