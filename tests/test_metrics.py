@@ -267,6 +267,31 @@ def test_perceptual_ignores_what_lies_far_under_the_target_and_sees_noise_betwee
     assert d["noisiness"][1] > 2 * d["noisiness"][0]
 
 
+def test_perceptual_charges_noise_between_partials_that_the_bands_forgive_and_only_above_the_slack():
+    """Noise 12 dB under a tone's partials fills the gaps between them: the band terms alone barely
+    move (they average over each band's bins), the noise term charges its decades of extra flatness.
+    A candidate less noisy than its target, or within the slack, pays nothing for noise."""
+    import torch
+
+    t = np.arange(SR) / SR
+    rng = np.random.default_rng(1)
+    tone = (sum(np.sin(2 * np.pi * 220 * k * t) / k for k in range(1, 12)) * 0.2).astype(np.float32)
+    hiss = (rng.standard_normal(SR) * 0.2 * 10 ** (-12 / 20)).astype(np.float32)
+    d = M.distances(np.stack([tone + hiss, tone]), tone, SR, ["perceptual", "noisiness"])
+    from asm.audio.analysis import noisiness
+
+    f_tone, f_washed = noisiness(tone, SR), noisiness(tone + hiss, SR)
+    assert f_washed > 10 * f_tone  # the wash is over a decade flatter
+    term = float(M.noise_excess(torch.tensor([f_washed]), torch.tensor([f_tone]))[0])
+    expected = M.PERCEPTUAL_NOISE_WEIGHT * (np.log10(max(f_washed, M.NOISINESS_MIN) / max(f_tone, M.NOISINESS_MIN))
+                                            - np.log10(M.PERCEPTUAL_NOISE_SLACK))
+    assert term == pytest.approx(expected, rel=1e-4) and term > 0.3
+    assert d["perceptual"][0] > term and d["perceptual"][1] == 0
+    # the other way round (a clean candidate for a washed target) and within the slack: no noise charge
+    assert float(M.noise_excess(torch.tensor([f_tone]), torch.tensor([f_washed]))[0]) == 0
+    assert float(M.noise_excess(torch.tensor([1.9 * f_tone]), torch.tensor([f_tone]))[0]) == 0
+
+
 def test_metric_sanity_command_prints_spearman_and_the_phase_ratio(cli):
     result = cli("perf", "metric-sanity", "--sources", "asm-sub", "--n", "2", "--json")
     assert result.code == 0, result.err

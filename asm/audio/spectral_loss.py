@@ -1,7 +1,8 @@
 """asm's ``perceptual`` distance as a differentiable torch loss, for gradients through a synth's twin.
 
 Same definition as ``asm.audio.metrics`` (mel-band amplitudes at 128, 64, 32 ms, smoothed over 3 frames, a floor 60 dB under
-the target's loudest band, linear plus log terms), written without in-place operations so autograd
+the target's loudest band, linear plus log terms, plus the noise term on the 64 ms power's gated
+spectral flatness), written without in-place operations so autograd
 can run through it, and with the target analysed once. ``PerceptualLoss(target, sr)(audio)`` equals
 ``distances(audio, target, sr, ["perceptual"])`` for usable audio (tested), so what a refinement
 descends is the metric the search chooses by; only the real render's score counts, though.
@@ -12,14 +13,17 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from asm.audio.analysis import flatness_from_power
 from asm.audio.metrics import (
     HOP_DIVISOR,
+    NOISINESS_RESOLUTION_MS,
     PERCEPTUAL_FLOOR_DB,
     PERCEPTUAL_MELS,
     PERCEPTUAL_RESOLUTIONS_MS,
     _band_basis,
     _norm,
     frame_length,
+    noise_excess,
     smooth_frames,
 )
 
@@ -33,20 +37,24 @@ class PerceptualLoss:
         y = torch.as_tensor(np.asarray(target, dtype=np.float32)).to(self.device, dtype).reshape(1, -1)
         self.n_samples = y.shape[-1]
         self._res = []
+        self.flat_y = torch.zeros(1)
         for ms in PERCEPTUAL_RESOLUTIONS_MS:
             n = frame_length(self.sr, ms)
             window = torch.hann_window(n, dtype=dtype, device=self.device)
             basis = _band_basis(self.sr, n, PERCEPTUAL_MELS[ms]).clone().to(self.device, dtype)  # a cached tensor,
             # perhaps made in inference mode: a copy can join autograd
-            ay = self._bands(y, n, window, basis)
+            power_y, ay = self._bands(y, n, window, basis)
+            if ms == NOISINESS_RESOLUTION_MS:
+                self.flat_y = flatness_from_power(power_y, self.sr)
             floor = (ay.amax() * 10 ** (PERCEPTUAL_FLOOR_DB / 20)).clamp_min(1e-12)
             self._res.append((n, window, basis, ay, floor, torch.maximum(ay, floor).log(), ay.sum().clamp_min(1e-12)))
 
-    def _bands(self, x: torch.Tensor, n: int, window: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
+    def _bands(self, x: torch.Tensor, n: int, window: torch.Tensor, basis: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(power spectrogram, mel-band amplitudes) of ``x`` at frame length ``n``."""
         spec = torch.stft(x, n, n // HOP_DIVISOR, window=window, center=True, pad_mode="constant",
                           return_complex=True)
         power = spec.real.square() + spec.imag.square()
-        return smooth_frames(torch.matmul(basis, power)).clamp_min(1e-18).sqrt() * _norm(n)
+        return power, smooth_frames(torch.matmul(basis, power)).clamp_min(1e-18).sqrt() * _norm(n)
 
     def __call__(self, audio: torch.Tensor) -> torch.Tensor:
         """``audio`` (B, T) with T at most the target's length (a shorter one is zero-padded, as in the metric)."""
@@ -54,10 +62,12 @@ class PerceptualLoss:
         if x.shape[-1] > self.n_samples:
             raise ValueError(f"candidates of {x.shape[-1]} samples are longer than the target ({self.n_samples})")
         x = torch.nn.functional.pad(x, (0, self.n_samples - x.shape[-1]))
-        total = 0.0
-        for n, window, basis, ay, floor, log_y, sum_y in self._res:
-            ax = self._bands(x, n, window, basis)
+        total, noise = 0.0, 0.0
+        for ms, (n, window, basis, ay, floor, log_y, sum_y) in zip(PERCEPTUAL_RESOLUTIONS_MS, self._res):
+            power, ax = self._bands(x, n, window, basis)
             lin = (ax - ay).abs().sum(dim=(1, 2)) / sum_y
             log = (torch.maximum(ax, floor).log() - log_y).abs().mean(dim=(1, 2))
             total = total + lin + log
-        return total / len(self._res)
+            if ms == NOISINESS_RESOLUTION_MS:
+                noise = noise_excess(flatness_from_power(power, self.sr), self.flat_y).to(self.dtype)
+        return total / len(self._res) + noise
