@@ -35,9 +35,9 @@ class FeatureSettings(BaseModel):
 
 @lru_cache(maxsize=32)
 def _mel_basis(sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float | None) -> torch.Tensor:
-    from librosa.filters import mel  # plain numpy, no numba JIT
+    from asm.audio.filters import mel_filters
 
-    return torch.from_numpy(mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)).float()
+    return torch.from_numpy(mel_filters(sample_rate, n_fft, n_mels, fmin=fmin, fmax=fmax))
 
 
 @lru_cache(maxsize=8)

@@ -43,7 +43,7 @@ Metrics (name: definition; unit)
   ``mean_t ||c_x(t) - c_y(t)||_2``; unit: log-mel (nepers) after the orthonormal DCT; worst 1000.
 * ``loudness-envelope``: at the 32 ms resolution (hop 16 ms), the A-weighted mean-square power of
   each frame ``P(t) = sum_f a(f) M(f,t)^2 / (2 ENBW)`` (``a`` = IEC 61672 A-weighting as power gain
-  from ``librosa.A_weighting``; ENBW = N sum(w^2) / sum(w)^2 bins), so a full-scale sine at 1 kHz
+  as ``librosa.A_weighting``, ``asm.audio.filters``; ENBW = N sum(w^2) / sum(w)^2 bins), so a full-scale sine at 1 kHz
   reads -3 dB; ``L(t) = 10 log10 max(P(t), 1e-10)`` (floor -100 dB); distance
   ``mean_t |L_x(t) - L_y(t)|``; dB; worst 200.
 
@@ -182,20 +182,18 @@ def _norm(n: int) -> float:
 
 @lru_cache(maxsize=16)
 def _a_weighting(sample_rate: int, n_fft: int) -> torch.Tensor:
-    from librosa import A_weighting  # plain numpy, no numba JIT
+    from asm.audio.filters import a_weighting_db
 
-    freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
-    with np.errstate(divide="ignore"):  # 0 Hz: -inf dB, clipped to min_db
-        gain_db = A_weighting(freqs, min_db=-100.0)
+    gain_db = a_weighting_db(np.fft.rfftfreq(n_fft, 1.0 / sample_rate), min_db=-100.0)  # 0 Hz reads min_db
     return torch.from_numpy(10.0 ** (gain_db / 10.0)).float()
 
 
 @lru_cache(maxsize=16)
 def _band_basis(sample_rate: int, n_fft: int, n_mels: int) -> torch.Tensor:
     """Triangular mel filters of peak 1 (no area normalisation), (n_mels, n_fft // 2 + 1)."""
-    from librosa.filters import mel  # plain numpy, no numba JIT
+    from asm.audio.filters import mel_filters
 
-    return torch.from_numpy(mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=20.0, norm=None)).float()
+    return torch.from_numpy(mel_filters(sample_rate, n_fft, n_mels, fmin=20.0, norm=None))
 
 
 def _mfcc_settings(sample_rate: int) -> FeatureSettings:

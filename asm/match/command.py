@@ -8,6 +8,7 @@ was trained for this synth and lock set), the dataset, the output directory.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -223,6 +224,8 @@ def run_match(opts: MatchOptions, reporter: Reporter | None = None, *,
         if not pool_future.done():  # spare time while the workers start: the output writers' imports
             with times.stage("warm_imports"):
                 _import_output_writers()
+        else:  # the workers were quicker: import them beside the search, whose renders run in the workers
+            threading.Thread(target=_import_output_writers, name="asm-warm-imports", daemon=True).start()
         with times.stage("pool_wait"):
             pool = pool_future.result()
     except BaseException:

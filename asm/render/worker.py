@@ -38,7 +38,7 @@ from asm.render.messages import (
 JOB, POS, ATTEMPT, DONE, BEAT = range(5)
 STATE_SLOTS = 5
 # imported once by the forkserver, so every worker starts warm (names only: nothing is imported here)
-PRELOAD = ["numpy", "torch", "dawdreamer", "librosa.filters", "asm.data.shardgen", "asm.synth.host", "asm.audio.features"]
+PRELOAD = ["numpy", "torch", "dawdreamer", "asm.data.shardgen", "asm.synth.host", "asm.audio.features", "asm.audio.metrics"]
 
 
 def mp_context():
