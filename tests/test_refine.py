@@ -151,10 +151,14 @@ def test_methods_gradient_cmaes_and_hybrid_with_refinement(pool):
     assert results["gradient"].initial == {"default": 1}
     assert set(archives["gradient"].sources) == {"default", "gradient"}
     assert "gradient" not in archives["cmaes"].sources
-    # hybrid: NSGA-II on 30 renders, then refinement on the 10 it kept back
+    # hybrid: the best seed refined on half of the 10 renders kept back (refine.first), NSGA-II seeded with
+    # the refined preset up to render 35, then refinement of the best of everything on the last 5
     hybrid = archives["hybrid"].sources
-    assert results["hybrid"].renders == 40 and hybrid[30:] == ["gradient"] * 10
-    assert "gradient" not in hybrid[:30]
+    assert results["hybrid"].renders == 40 and hybrid[0] == "default"
+    assert hybrid[1:6] == ["gradient"] * 5 and hybrid[35:] == ["gradient"] * 5
+    # NSGA-II's first population starts with the 2 best refined presets, then the seeds (rendered again)
+    assert hybrid[6:9] == ["gradient", "gradient", "default"]
+    assert "gradient" not in hybrid[9:35] and {"local", "random", "search"} <= set(hybrid[9:35])
 
 
 def test_gradient_method_needs_a_twin():

@@ -64,6 +64,9 @@ class RefineSettings(BaseModel):
 
     share: float = Field(0.2, ge=0.0, lt=1.0, description="of the budget (and time limit) that hybrid keeps for "
                          "refinement when the synth has a twin")
+    first: float = Field(0.5, ge=0.0, le=1.0, description="of hybrid's refinement share spent before NSGA-II, "
+                         "refining the best seeds (the estimator's and the nearest neighbour's guesses); the rest "
+                         "refines NSGA-II's best at the end")
     starts: int = Field(2, ge=1, le=64, description="best distinct presets refined side by side")
     steps: int = Field(300, ge=1, le=100000, description="Adam steps at most")
     lr: float = Field(0.1, gt=0.0, le=10.0, description="Adam step size, in logit units of the normalised values")
