@@ -45,6 +45,7 @@ from asm.midi.notes import Note
 FMIN, FMAX = 40.0, 2100.0  # Hz: E1 (MIDI 28) .. C7 (MIDI 96)
 HOP_SECONDS = 0.005
 LOWPASS_FACTOR = 1.1  # YIN reads the audio low-passed at 1.1 * fmax
+LOWPASS_PAD_SECONDS = 0.05  # odd extension at each end before that filter (as filtfilt pads)
 YIN_THRESHOLD = 0.15
 VOICED_APERIODICITY = 0.25
 ACTIVE_DB = 40.0  # frames within 40 dB of the loudest count as sounding
@@ -130,13 +131,23 @@ def yin(audio: np.ndarray, sample_rate: int, fmin: float = FMIN, fmax: float = F
 
 def _lowpass(audio: np.ndarray, sample_rate: int, fmax: float) -> np.ndarray:
     """Butterworth low-pass (4th order, zero phase) a little above ``fmax``: a loud resonance or
-    bright partials far above the highest pitch otherwise make YIN lock onto their period."""
-    from scipy.signal import butter, sosfiltfilt
+    bright partials far above the highest pitch otherwise make YIN lock onto their period.
 
+    The response of ``sosfiltfilt(butter(4, cutoff))`` (``|H|^2`` of the bilinear-transformed
+    Butterworth) applied over an FFT of the signal with odd extensions at both ends, as filtfilt pads;
+    numpy only: importing scipy.signal costs ~1.1 s, most of an ``asm match``'s target analysis.
+    ``tests/test_analysis.py`` holds it to scipy's output."""
     cutoff = LOWPASS_FACTOR * fmax
-    if cutoff >= 0.45 * sample_rate or len(audio) < 64:
+    x = np.asarray(audio, dtype=np.float64)
+    if cutoff >= 0.45 * sample_rate or len(x) < 64:
         return audio
-    return sosfiltfilt(butter(4, cutoff, fs=sample_rate, output="sos"), audio)
+    pad = min(len(x) - 1, int(round(LOWPASS_PAD_SECONDS * sample_rate)))
+    ext = np.concatenate([2 * x[0] - x[pad:0:-1], x, 2 * x[-1] - x[-2 : -pad - 2 : -1]])
+    n = 1 << int(np.ceil(np.log2(len(ext) + pad)))  # room for the response's tail: no wrap-around
+    freqs = np.fft.rfftfreq(n, 1.0 / sample_rate)
+    ratio = np.tan(np.pi * np.minimum(freqs, 0.4999 * sample_rate) / sample_rate) / np.tan(np.pi * cutoff / sample_rate)
+    y = np.fft.irfft(np.fft.rfft(ext, n) / (1.0 + ratio ** 8), n)
+    return y[pad : pad + len(x)]
 
 
 def _level_db(audio: np.ndarray, sample_rate: int, times: np.ndarray, window: float) -> np.ndarray:
