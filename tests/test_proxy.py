@@ -51,7 +51,7 @@ def test_find_presets_ranks_the_preset_a_target_was_rendered_from_first(cli, ams
                 "--out-dir", tmp_path / f"find-{name}", "--json")
         assert r.code == 0, r.err
         doc = r.json()
-        assert doc["presets_indexed"] == 128 and doc["renders"] == doc["shortlist"] == 24
+        assert doc["presets_indexed"] == 128 and doc["renders"] == doc["shortlist"] == 100  # max(10 k, 100)
         assert len(doc["found"]) == 3
         scores = [f["metrics"]["perceptual"] for f in doc["found"]]
         assert scores == sorted(scores)  # ranked by real renders

@@ -20,7 +20,7 @@ def find_presets_cmd(
     note: str = typer.Option("auto", "--note", help="auto (detect pitch and timing) or a note (60, C4)."),
     midi: Optional[Path] = typer.Option(None, "--midi", help="Play these notes (a MIDI file)."),
     shortlist: Optional[int] = typer.Option(None, "--shortlist", min=1, help="Presets rendered for real after "
-                                            "the embedding search (default: max(3 k, 24))."),
+                                            "the embedding search (default: max(10 k, 100))."),
     out_dir: Optional[Path] = typer.Option(None, "--out-dir", help="Output directory (default: data/finds/"
                                            "<target>-<n>)."),
     workers: str = typer.Option("auto", "--workers", "-j", help="Render processes (auto = number of cores)."),

@@ -20,7 +20,9 @@ import numpy as np
 from asm.errors import AsmError
 from asm.progress import Reporter
 
-SHORTLIST_FACTOR, SHORTLIST_MIN = 3, 24
+# renders are cheap (100 of a 2 s amsynth note: 0.2 s on 2 cores) and the pitch-aligned profile of a 1 s
+# reference note ranks a slow pad rendered 1.5 s long 35th: a shortlist of 30 missed it, 100 ranks it first
+SHORTLIST_FACTOR, SHORTLIST_MIN = 10, 100
 
 
 @dataclass
@@ -30,7 +32,7 @@ class FindOptions:
     k: int = 10
     note: str | None = "auto"
     midi: Path | None = None
-    shortlist: int | None = None  # presets rendered for real (default max(3 k, 24))
+    shortlist: int | None = None  # presets rendered for real (default max(10 k, 100))
     out_dir: Path | None = None
     workers: int | str = "auto"
 
