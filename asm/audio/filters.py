@@ -57,3 +57,8 @@ def a_weighting_db(freqs: np.ndarray, min_db: float | None = -80.0) -> np.ndarra
         db = 2.0 + 20.0 * (np.log10(c[0]) + 2 * np.log10(f_sq) - np.log10(f_sq + c[0]) - np.log10(f_sq + c[1])
                            - 0.5 * np.log10(f_sq + c[2]) - 0.5 * np.log10(f_sq + c[3]))
     return db if min_db is None else np.maximum(min_db, db)
+
+
+def a_weighting_power(sample_rate: int, n_fft: int, min_db: float = -100.0) -> np.ndarray:
+    """A-weighting as power gain per rfft bin of an ``n_fft`` frame (0 Hz reads ``min_db``)."""
+    return 10.0 ** (a_weighting_db(np.fft.rfftfreq(n_fft, 1.0 / sample_rate), min_db=min_db) / 10.0)

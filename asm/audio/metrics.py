@@ -182,10 +182,9 @@ def _norm(n: int) -> float:
 
 @lru_cache(maxsize=16)
 def _a_weighting(sample_rate: int, n_fft: int) -> torch.Tensor:
-    from asm.audio.filters import a_weighting_db
+    from asm.audio.filters import a_weighting_power
 
-    gain_db = a_weighting_db(np.fft.rfftfreq(n_fft, 1.0 / sample_rate), min_db=-100.0)  # 0 Hz reads min_db
-    return torch.from_numpy(10.0 ** (gain_db / 10.0)).float()
+    return torch.from_numpy(a_weighting_power(sample_rate, n_fft)).float()
 
 
 @lru_cache(maxsize=16)
@@ -356,7 +355,7 @@ def _perceptual(p: _Pair) -> torch.Tensor:
         lin = (ax - ay).abs_().sum(dim=(1, 2)) / ay.sum(dim=(1, 2)).clamp_min(1e-12)
         log = (torch.maximum(ax, floor).log_() - torch.maximum(ay, floor).log_()).abs_().mean(dim=(1, 2))
         total = total + lin + log
-    return total / len(PERCEPTUAL_RESOLUTIONS_MS) + noise_excess(p.x.flatness(), p.y.flatness()).to(torch.float32)
+    return total / len(PERCEPTUAL_RESOLUTIONS_MS) + noise_excess(p.x.flatness(), p.y.flatness())
 
 
 def _noisiness(p: _Pair) -> torch.Tensor:

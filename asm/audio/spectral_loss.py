@@ -27,6 +27,8 @@ from asm.audio.metrics import (
     smooth_frames,
 )
 
+_NOISE = PERCEPTUAL_RESOLUTIONS_MS.index(NOISINESS_RESOLUTION_MS)  # the resolution whose power the noise term reads
+
 
 class PerceptualLoss:
     """Per-row ``perceptual`` distance (B,) of candidate audio (B, T) to one target, differentiable."""
@@ -36,18 +38,17 @@ class PerceptualLoss:
         self.sr, self.device, self.dtype = int(sample_rate), torch.device(device), dtype
         y = torch.as_tensor(np.asarray(target, dtype=np.float32)).to(self.device, dtype).reshape(1, -1)
         self.n_samples = y.shape[-1]
-        self._res = []
-        self.flat_y = torch.zeros(1)
+        self._res, powers_y = [], []
         for ms in PERCEPTUAL_RESOLUTIONS_MS:
             n = frame_length(self.sr, ms)
             window = torch.hann_window(n, dtype=dtype, device=self.device)
             basis = _band_basis(self.sr, n, PERCEPTUAL_MELS[ms]).clone().to(self.device, dtype)  # a cached tensor,
             # perhaps made in inference mode: a copy can join autograd
             power_y, ay = self._bands(y, n, window, basis)
-            if ms == NOISINESS_RESOLUTION_MS:
-                self.flat_y = flatness_from_power(power_y, self.sr)
+            powers_y.append(power_y)
             floor = (ay.amax() * 10 ** (PERCEPTUAL_FLOOR_DB / 20)).clamp_min(1e-12)
             self._res.append((n, window, basis, ay, floor, torch.maximum(ay, floor).log(), ay.sum().clamp_min(1e-12)))
+        self.flat_y = flatness_from_power(powers_y[_NOISE], self.sr)
 
     def _bands(self, x: torch.Tensor, n: int, window: torch.Tensor, basis: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(power spectrogram, mel-band amplitudes) of ``x`` at frame length ``n``."""
@@ -62,12 +63,12 @@ class PerceptualLoss:
         if x.shape[-1] > self.n_samples:
             raise ValueError(f"candidates of {x.shape[-1]} samples are longer than the target ({self.n_samples})")
         x = torch.nn.functional.pad(x, (0, self.n_samples - x.shape[-1]))
-        total, noise = 0.0, 0.0
-        for ms, (n, window, basis, ay, floor, log_y, sum_y) in zip(PERCEPTUAL_RESOLUTIONS_MS, self._res):
+        total, powers = 0.0, []
+        for n, window, basis, ay, floor, log_y, sum_y in self._res:
             power, ax = self._bands(x, n, window, basis)
             lin = (ax - ay).abs().sum(dim=(1, 2)) / sum_y
             log = (torch.maximum(ax, floor).log() - log_y).abs().mean(dim=(1, 2))
             total = total + lin + log
-            if ms == NOISINESS_RESOLUTION_MS:
-                noise = noise_excess(flatness_from_power(power, self.sr), self.flat_y).to(self.dtype)
+            powers.append(power)
+        noise = noise_excess(flatness_from_power(powers[_NOISE], self.sr), self.flat_y).to(self.dtype)
         return total / len(self._res) + noise

@@ -32,9 +32,9 @@ MIN_VOICED = 0.3  # share of sounding frames pYIN calls voiced: below, not a pit
 def a_weights(sample_rate: int, n_fft: int) -> torch.Tensor:
     """Power weights per rfft bin: A-weighting times the Hann window's normalisation (a 1 kHz sine of amplitude 1
     reads 0 dB)."""
-    from asm.audio.filters import a_weighting_db
+    from asm.audio.filters import a_weighting_power
 
-    gain = 10.0 ** (a_weighting_db(np.fft.rfftfreq(n_fft, 1.0 / sample_rate), min_db=-100.0) / 10.0)
+    gain = a_weighting_power(sample_rate, n_fft)
     window = np.hanning(n_fft + 1)[:-1]
     return torch.from_numpy(gain * (2.0 / window.sum()) ** 2 / 1.5).float()  # 1.5: Hann's noise bandwidth
 

@@ -208,10 +208,11 @@ def run_refined(problem: MatchProblem, spec, target: np.ndarray, settings: Searc
     if kept is settings:
         return run_search(problem, settings, seeds, seed)
     full = problem.budget
-    if settings.refine.first > 0 and seeds is not None and len(seeds):
-        seeds = _refine_seeds_first(problem, twin, target, spec, settings, seeds, reserved)
+    early = round(settings.refine.first * reserved)  # renders of the refinement before NSGA-II
+    if early > 0 and seeds is not None and len(seeds):
+        seeds = _refine_seeds_first(problem, twin, target, spec, settings, seeds, early)
         if kept.budget is not None:  # budgets count every render: what the first part left goes to NSGA-II
-            kept = kept.model_copy(update={"budget": min(full or kept.budget, kept.budget + round(settings.refine.first * reserved))})
+            kept = kept.model_copy(update={"budget": kept.budget + early})
     problem.budget = kept.budget if full is not None else None
     try:
         outcome = run_search(problem, kept, seeds, seed)
@@ -224,9 +225,9 @@ def run_refined(problem: MatchProblem, spec, target: np.ndarray, settings: Searc
 
 
 def _refine_seeds_first(problem: MatchProblem, twin, target: np.ndarray, spec, settings: SearchSettings,
-                        seeds: SeedSet, reserved: int) -> SeedSet:
+                        seeds: SeedSet, renders: int) -> SeedSet:
     """Render the ``refine.starts`` first seeds (every source's best guess: they are interleaved by rank)
-    and refine them on ``refine.first`` of the reserve; returns the seeds with the refined presets in
+    and refine them on ``renders`` more (``refine.first`` of the reserve); returns the seeds with the refined presets in
     front (NSGA-II then starts from where the twin led).
 
     In-domain, an estimator's guess usually sits in the right basin, where the twin's gradient goes
@@ -236,7 +237,7 @@ def _refine_seeds_first(problem: MatchProblem, twin, target: np.ndarray, spec, s
     lead = seeds.values[: r.starts]
     full = problem.budget
     if full is not None:
-        problem.budget = min(full, problem.archive.renders + len(lead) + round(r.first * reserved))
+        problem.budget = min(full, problem.archive.renders + len(lead) + renders)
     limit = None if settings.time_limit is None else settings.time_limit * r.share
     try:
         problem.score(lead, seeds.sources[: r.starts])
