@@ -10,7 +10,7 @@ SCALE ?= small
 SEED ?= 0
 PYTEST_ARGS ?=
 
-.PHONY: system-deps install test test-fast synths ood-targets mono-benchmark poly-benchmark clean-venv lint
+.PHONY: system-deps install test test-fast synths ood-targets mono-benchmark poly-benchmark ddsp-example clean-venv lint
 
 install: $(STAMP)
 
@@ -55,6 +55,24 @@ mono-benchmark: install
 
 poly-benchmark: install
 	$(BIN)/asm benchmark --mode poly $(BENCH_ARGS)
+
+# The DDSP worked example (issue 17): a GM violin (FluidR3) plays 3 minutes of seeded melody; a DDSP model
+# learns it, resynthesises a held-out phrase, asm match plays the same notes with an asm-sub preset, and both
+# are scored against the phrase; then the model is exported (neutone .nm) and its real-time factor measured.
+# Resumable: a finished model is reused, a killed training run continues. DDSP_STEPS=1000 DDSP_SIZE=small.
+DDSP_DIR ?= data/ddsp/gm-violin
+DDSP_STEPS ?= 1000
+DDSP_SIZE ?= small
+ddsp-example: install
+	$(BIN)/python -c "import fluidsynth" 2>/dev/null || $(BIN)/python -m pip install --quiet 'pyfluidsynth>=1.3'
+	test -f $(DDSP_DIR)/heldout.mid || $(BIN)/asm ddsp example-audio $(DDSP_DIR) --instrument violin --minutes 3 --seed $(SEED)
+	$(BIN)/asm ddsp train gm-violin $(DDSP_DIR)/train.wav --sr 16000 --size $(DDSP_SIZE) --steps $(DDSP_STEPS) --seed $(SEED)
+	$(BIN)/asm ddsp resynth gm-violin $(DDSP_DIR)/heldout.wav --out $(DDSP_DIR)/resynth.wav
+	test -f $(DDSP_DIR)/match/match.wav || $(BIN)/asm match $(DDSP_DIR)/heldout.wav --midi $(DDSP_DIR)/heldout.mid \
+		--synth asm-sub --seed $(SEED) --out-dir $(DDSP_DIR)/match
+	$(BIN)/asm ddsp compare $(DDSP_DIR)/heldout.wav $(DDSP_DIR)/resynth.wav $(DDSP_DIR)/match/match.wav
+	$(BIN)/asm ddsp export gm-violin --out $(DDSP_DIR)/gm-violin.nm
+	$(BIN)/asm perf ddsp gm-violin
 
 lint: install
 	$(BIN)/ruff check asm tests fixtures

@@ -197,6 +197,10 @@ class _Renderer:
     def render(self, program: int, pitches: tuple[int, ...], velocity: int, duration: float,
                note_off: float) -> np.ndarray:
         """Mono float32 audio: ``pitches`` struck at 0 s, released at ``note_off``, ``duration`` long."""
+        return self.render_notes(program, [Note(p, velocity, 0.0, note_off) for p in pitches], duration)
+
+    def render_notes(self, program: int, notes: list[Note], duration: float) -> np.ndarray:
+        """Mono float32 audio of ``notes`` played by one GM ``program``, ``duration`` seconds long."""
         synth = self.fs.Synth(gain=0.5, samplerate=float(self.sample_rate))
         try:
             synth.setting("synth.reverb.active", 0)
@@ -208,16 +212,21 @@ class _Renderer:
             if synth.program_select(0, sfid, 0, program) != 0:
                 raise AsmError(f"the SoundFont {self.soundfont} has no General MIDI program {program}")
             total = round(duration * self.sample_rate)
-            off = min(total, round(note_off * self.sample_rate))
-            for p in pitches:
-                synth.noteon(0, p, velocity)
-            held = self._samples(synth, off)
-            for p in pitches:
-                synth.noteoff(0, p)
-            released = self._samples(synth, total - off)
+            events = sorted([(min(total, round(n.end * self.sample_rate)), 0, n.pitch, 0) for n in notes]
+                            + [(min(total, round(n.start * self.sample_rate)), 1, n.pitch, n.velocity)
+                               for n in notes])  # note-offs first at the same sample
+            parts, now = [], 0
+            for at, on, pitch, velocity in events:
+                parts.append(self._samples(synth, at - now))
+                now = at
+                if on:
+                    synth.noteon(0, pitch, velocity)
+                else:
+                    synth.noteoff(0, pitch)
+            parts.append(self._samples(synth, total - now))
         finally:
             synth.delete()
-        return np.concatenate([held, released]).mean(axis=1, dtype=np.float64).astype(np.float32)
+        return np.concatenate(parts).mean(axis=1, dtype=np.float64).astype(np.float32)
 
 
 @dataclass(frozen=True)

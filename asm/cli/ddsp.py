@@ -125,6 +125,45 @@ def ddsp_export(
                   f"knobs {', '.join(meta['neutone_parameters'])}")
 
 
+@ddsp_app.command("example-audio")
+def ddsp_example_audio(
+    out: Path = typer.Argument(..., help="Directory for train.wav, heldout.wav and heldout.mid."),
+    instrument: str = typer.Option("violin", "--instrument", help="violin, flute, cello, trumpet or clarinet."),
+    minutes: float = typer.Option(3.0, "--minutes", callback=choices.positive, help="Minutes of training melody."),
+    heldout: float = typer.Option(12.0, "--heldout", callback=choices.positive, help="Seconds of held-out phrase."),
+    sr: int = typer.Option(16000, "--sr", callback=_rate, help="Sample rate of the files."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the melodies."),
+) -> None:
+    """Render a General MIDI instrument (FluidR3) playing seeded melodies: training audio and a held-out
+    phrase with its MIDI notes, for the worked example (needs make system-deps and the ood extra)."""
+    from asm.ddsp.example import example_audio
+
+    info = example_audio(out, instrument, minutes, heldout, sr, seed)
+    console.print(f"wrote {info['train']['file']} ({info['train']['seconds']:.0f} s, {info['train']['notes']} "
+                  f"notes) and {info['heldout']['file']} ({info['heldout']['seconds']:.0f} s) with {info['midi']}")
+
+
+@ddsp_app.command("compare")
+def ddsp_compare(
+    target: Path = typer.Argument(..., help="The reference recording (for example the held-out phrase)."),
+    files: List[Path] = typer.Argument(..., help="Renders to score against it (DDSP resynthesis, asm match)."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Score renders against a recording with asm's metrics (perceptual, the headline, and MR-STFT)."""
+    from asm.ddsp.example import score_files
+
+    rows = score_files(target, files)
+    if as_json:
+        typer.echo(json.dumps(rows))
+        return
+    table = Table(title=f"distance to {target}")
+    for col in ("file", "perceptual", "mr-stft"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["file"], f"{r['perceptual']:.3f}", f"{r['mr-stft']:.3f}")
+    console.print(table)
+
+
 @ddsp_app.command("list")
 def ddsp_list(as_json: bool = typer.Option(False, "--json")) -> None:
     """The DDSP models in the registry."""
