@@ -60,7 +60,7 @@ poly-benchmark: install
 # learns it, resynthesises a held-out phrase, asm match plays the same notes with an asm-sub preset, and both
 # are scored against the phrase; then the model is exported (neutone .nm) and its real-time factor measured.
 # Resumable: a finished model is reused, a killed training run continues. DDSP_STEPS=1000 DDSP_SIZE=small.
-DDSP_DIR ?= data/ddsp/gm-violin
+DDSP_DIR ?= data/examples/gm-violin
 DDSP_STEPS ?= 1000
 DDSP_SIZE ?= small
 ddsp-example: install
