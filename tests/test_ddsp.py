@@ -211,7 +211,7 @@ def test_bad_input_is_refused_with_one_line(cli, tmp_path):
 def test_a_flute_is_learned_and_a_held_out_phrase_resynthesised_closer_than_untrained(cli, tmp_path):
     """FluidR3's General MIDI flute (the out-of-domain targets' renderer): a small model, a held-out phrase."""
     from asm.audio.metrics import distance
-    from asm.bench.ood import SOUNDFONT, _Renderer
+    from asm.audio.soundfont import SOUNDFONT, SoundFontRenderer
     from asm.ddsp.config import DdspConfig
     from asm.ddsp.model import DdspModel
     from asm.ddsp.resynth import resynthesize
@@ -219,7 +219,7 @@ def test_a_flute_is_learned_and_a_held_out_phrase_resynthesised_closer_than_untr
 
     if not os.path.exists(SOUNDFONT):
         pytest.skip("FluidR3 SoundFont not installed")
-    renderer = _Renderer(SOUNDFONT, SR)
+    renderer = SoundFontRenderer(SOUNDFONT, SR)
     rng = np.random.default_rng(3)
     notes = [renderer.render(73, (int(p),), 100, 0.45, 0.4) for p in rng.integers(60, 84, size=40)]
     train_wav, held_wav = tmp_path / "flute.wav", tmp_path / "held.wav"
@@ -265,7 +265,7 @@ def test_offline_f0_holds_a_tone_within_two_cents_and_a_glide_within_ten():
 
 def test_example_audio_and_compare_score_a_phrase(cli, tmp_path):
     """`asm ddsp example-audio` renders the GM violin (seeded: the same twice); `compare` scores renders."""
-    from asm.bench.ood import SOUNDFONT
+    from asm.audio.soundfont import SOUNDFONT
 
     pytest.importorskip("fluidsynth")
     if not os.path.exists(SOUNDFONT):

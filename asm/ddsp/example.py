@@ -47,7 +47,7 @@ def example_audio(out: Path, instrument: str = "violin", minutes: float = 3.0, h
                   sample_rate: int = 16000, seed: int = 0) -> dict:
     """Render the training audio and the held-out phrase into ``out``; returns what was written."""
     from asm.audio.io import check_writable, write_audio
-    from asm.bench.ood import SOUNDFONT, _Renderer
+    from asm.audio.soundfont import SOUNDFONT, SoundFontRenderer
     from asm.midi.partition import write_midi
 
     if instrument not in INSTRUMENTS:
@@ -62,7 +62,7 @@ def example_audio(out: Path, instrument: str = "violin", minutes: float = 3.0, h
     for name in ("train.wav", "heldout.wav", "heldout.mid"):
         check_writable(out / name)
     program, low, high = INSTRUMENTS[instrument]
-    renderer = _Renderer(Path(SOUNDFONT), sample_rate)
+    renderer = SoundFontRenderer(Path(SOUNDFONT), sample_rate)
     written = {}
     for name, melody_seed, seconds in (("train", seed, 60.0 * minutes),
                                        ("heldout", seed + HELDOUT_SEED_OFFSET, heldout_seconds)):
