@@ -156,27 +156,31 @@ def viterbi(sal: np.ndarray, allowed: np.ndarray | None = None) -> np.ndarray:
     frames_, bins = sal.shape
     if frames_ == 0:
         return np.zeros(0, np.int64)
-    emit = sal.astype(np.float64) + 1e-9
-    if allowed is not None:
-        emit = np.where(allowed[None, :], emit, 0.0)
-    log_emit = np.log(np.maximum(emit / emit.sum(1, keepdims=True), 1e-300))
+    keep = np.ones(bins, bool) if allowed is None else np.asarray(allowed, bool)
+
+    def log_emit(t: int) -> np.ndarray:  # per frame: (frames, 360) float64 would cost ~1 GB per hour of audio
+        e = np.where(keep, sal[t].astype(np.float64) + 1e-9, 0.0)
+        with np.errstate(divide="ignore"):
+            return np.log(e / e.sum())
+
     band = _log_transition_band()  # index k: from bin i + k - 11 to bin i
     half = TRANSITION_WIDTH - 1
     far = np.log(JUMP / BINS)
-    back = np.empty((frames_, bins), np.int32)
-    score = log_emit[0] - np.log(bins)
+    back = np.empty((frames_, bins), np.int16)
+    score = log_emit(0) - np.log(bins)
     rows = np.arange(bins)
-    view = np.lib.stride_tricks.sliding_window_view
+    padded = np.full(bins + 2 * half, -np.inf)
+    windows = np.lib.stride_tricks.sliding_window_view(padded, 2 * half + 1)  # (bins, 23), a view of padded
     for t in range(1, frames_):
-        padded = np.concatenate([np.full(half, -np.inf), score, np.full(half, -np.inf)])
-        cand = view(padded, 2 * half + 1) + band  # (bins, 23): from bin i - 11 + k
+        padded[half: half + bins] = score
+        cand = windows + band  # from bin i - 11 + k to bin i
         k = cand.argmax(1)
         near = cand[rows, k]
         best = int(score.argmax())
         jump = score[best] + far
         take_jump = jump > near
         back[t] = np.where(take_jump, best, rows + k - half)
-        score = np.where(take_jump, jump, near) + log_emit[t]
+        score = np.where(take_jump, jump, near) + log_emit(t)
     path = np.empty(frames_, np.int64)
     path[-1] = int(score.argmax())
     for t in range(frames_ - 1, 0, -1):
