@@ -183,7 +183,7 @@ def offline_f0(audio: np.ndarray, config: DdspConfig) -> tuple[np.ndarray, np.nd
 def crepe_f0(audio: np.ndarray, config: DdspConfig, model: str = "tiny") -> tuple[np.ndarray, np.ndarray]:
     """CREPE's Viterbi-decoded f0 every 10 ms, interpolated (in log frequency, between voiced frames) to the
     model's frames; a frame is voiced when CREPE's periodicity, interpolated likewise, reaches its threshold.
-    ~0.14 s per second of audio with the tiny network on one core, ~4.7 s with the full one."""
+    ~0.13 s per second of audio with the tiny network on one core, ~3.2 s with the full one."""
     from asm.audio import crepe
 
     n = len(audio) // config.hop + 1
