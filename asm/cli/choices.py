@@ -30,6 +30,14 @@ class Executor(StrEnum):
     ray = "ray"
 
 
+class F0Method(StrEnum):
+    """Offline pitch trackers of DDSP training and resynthesis (asm.ddsp.config.F0_METHODS)."""
+
+    crepe = "crepe"
+    crepe_full = "crepe-full"
+    pyin = "pyin"
+
+
 class AudioDtype(StrEnum):
     int16 = "int16"
     float16 = "float16"

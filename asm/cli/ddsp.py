@@ -32,6 +32,8 @@ def ddsp_train(
     sr: int = typer.Option(48000, "--sr", callback=_rate, help="Model sample rate (16000 trains fastest)."),
     size: str = typer.Option("full", "--size", help="tiny, small or full (decoder width, harmonics, reverb)."),
     harmonics: int = typer.Option(None, "--harmonics", min=1, max=256, help="Harmonics (default: the size's)."),
+    f0: choices.F0Method = typer.Option(choices.F0Method.crepe, "--f0", help="Offline pitch tracker: CREPE tiny "
+                                        "(default) or full, Viterbi-decoded, or pYIN refined by YIN."),
     steps: int = typer.Option(3000, "--steps", min=1, help="Training steps in all (a resumed run continues)."),
     batch_size: int = typer.Option(8, "--batch-size", min=1),
     slice_seconds: float = typer.Option(2.0, "--slice", callback=choices.positive, help="Seconds per example."),
@@ -49,7 +51,7 @@ def ddsp_train(
     from asm.ddsp.config import DdspConfig
     from asm.ddsp.train import TrainSettings, train
 
-    config = DdspConfig.sized(size, sr)
+    config = DdspConfig.sized(size, sr, f0_method=f0.value)
     if harmonics is not None:
         config = replace(config, n_harmonics=harmonics)
     settings = TrainSettings(steps=steps, batch_size=batch_size, slice_seconds=slice_seconds, learning_rate=lr,
@@ -96,6 +98,8 @@ def ddsp_resynth(
     pitch: float = typer.Option(0.0, "--pitch", min=-48.0, max=48.0, help="Pitch shift in semitones."),
     loudness: float = typer.Option(0.0, "--loudness", min=-60.0, max=60.0, help="Loudness offset in dB."),
     seed: int = typer.Option(0, "--seed", min=0, help="Seed of the noise."),
+    f0: choices.F0Method = typer.Option(None, "--f0", help="Pitch tracker for INPUT (default: the one the "
+                                        "model was trained with)."),
 ) -> None:
     """Timbre transfer: play INPUT's melody and dynamics with the trained instrument."""
     from asm.audio.io import check_writable, write_audio
@@ -104,7 +108,7 @@ def ddsp_resynth(
 
     check_writable(out)
     model, summary = load_model(name)
-    audio = resynthesize(model, input, pitch, loudness, seed)
+    audio = resynthesize(model, input, pitch, loudness, seed, f0_method=f0.value if f0 else None)
     write_audio(out, audio, summary["sample_rate"])
     console.print(f"wrote {out} ({len(audio) / summary['sample_rate']:.2f} s at {summary['sample_rate']} Hz)")
 

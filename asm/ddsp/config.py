@@ -13,6 +13,7 @@ SIZES = {  # --size presets: decoder width and synth detail
     "small": dict(hidden=128, n_harmonics=64, n_noise_bands=33, reverb_seconds=0.25),
     "full": dict(hidden=256, n_harmonics=100, n_noise_bands=65, reverb_seconds=0.5),
 }
+F0_METHODS = ("crepe", "crepe-full", "pyin")  # offline pitch trackers: CREPE tiny or full (Viterbi), pYIN + YIN
 
 
 @dataclass(frozen=True)
@@ -24,12 +25,15 @@ class DdspConfig:
     reverb_seconds: float = 0.5
     f0_min: float = 50.0
     f0_max: float = 2000.0
+    f0_method: str = "crepe"  # the offline f0 of training and resynthesis (F0_METHODS)
 
     def __post_init__(self):
         if not 1 <= self.n_harmonics <= MAX_HARMONICS:
             raise AsmError(f"n_harmonics must be in [1, {MAX_HARMONICS}], not {self.n_harmonics}")
         if self.sample_rate % FRAME_RATE and self.sample_rate not in (22050, 44100):
             raise AsmError(f"unsupported DDSP sample rate {self.sample_rate}")
+        if self.f0_method not in F0_METHODS:
+            raise AsmError(f"unknown f0 method {self.f0_method!r}; known: {', '.join(F0_METHODS)}")
 
     @property
     def hop(self) -> int:
@@ -58,7 +62,7 @@ class DdspConfig:
         return cls(**{k: v for k, v in data.items() if k in known})
 
     @classmethod
-    def sized(cls, size: str, sample_rate: int) -> DdspConfig:
+    def sized(cls, size: str, sample_rate: int, f0_method: str = "crepe") -> DdspConfig:
         if size not in SIZES:
             raise AsmError(f"unknown DDSP size {size!r}; known: {', '.join(SIZES)}")
-        return cls(sample_rate=sample_rate, **SIZES[size])
+        return cls(sample_rate=sample_rate, f0_method=f0_method, **SIZES[size])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +14,9 @@ from asm.errors import AsmError
 
 
 def resynthesize(model: DdspModel, path: Path, semitones: float = 0.0, loudness_offset: float = 0.0,
-                 seed: int = 0) -> np.ndarray:
-    """The input's pitch (pYIN, Viterbi) and loudness, shifted, through the model: mono float32 at its rate."""
+                 seed: int = 0, f0_method: str | None = None) -> np.ndarray:
+    """The input's pitch and loudness, shifted, through the model: mono float32 at its rate. The pitch comes
+    from ``f0_method`` (default: the model's own, that of its training features)."""
     from asm.audio.signal import is_silent
 
     cfg = model.config
@@ -24,9 +26,9 @@ def resynthesize(model: DdspModel, path: Path, semitones: float = 0.0, loudness_
     if len(audio) < cfg.window:
         raise AsmError(f"{path} is too short ({len(audio) / cfg.sample_rate:.3f} s; at least "
                        f"{cfg.window / cfg.sample_rate:.3f} s needed)")
-    f0, _ = offline_f0(audio, cfg)
+    f0, _ = offline_f0(audio, replace(cfg, f0_method=f0_method) if f0_method else cfg)
     if not (f0 > 0).any():
-        raise AsmError(f"{path} has no pitch that pYIN can follow: give a monophonic pitched input")
+        raise AsmError(f"{path} has no pitch that the pitch tracker can follow: give a monophonic pitched input")
     loud = frame_loudness(audio, cfg) + loudness_offset
     f0_t = shift_pitch(torch.from_numpy(f0), semitones).unsqueeze(0)
     loud_t = torch.from_numpy(loud).unsqueeze(0)
