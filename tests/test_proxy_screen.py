@@ -1,0 +1,218 @@
+"""Proxy-screened search (method ``proxy``): a real proxy, trained for a few epochs on a tiny asm-sub
+dataset of varied pitch, chooses what NSGA-II renders; real DawDreamer renders score everything."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from asm.midi.notes import held
+from asm.search.config import SearchSettings
+
+NOTES = held([52], 100, 0.3)
+DURATION = 0.5
+SR = 16000
+
+
+@pytest.fixture(scope="module")
+def screen_home(tmp_path_factory):
+    """A registry with a 240-example asm-sub dataset (every parameter free, notes 40..76) and a proxy
+    trained on it for 8 epochs (format 2: the mean pitch is an input)."""
+    home = tmp_path_factory.mktemp("screen-home")
+    env = {"ASM_DATA": str(home), "ASM_DB": f"sqlite:///{home / 'asm.db'}"}
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in env.items():
+            mp.setenv(k, v)
+        from asm.cli import run
+        from asm.proxy.train import train_proxy
+
+        assert run(["generate-dataset", "sub", "--synth", "asm-sub", "--size", "240", "--duration", str(DURATION),
+                    "--note-off", "0.3", "--note-range", "40:76", "--seed", "3", "--workers", "2"]) == 0
+        out = train_proxy("proxy-mlp", "sub", epochs=8, batch_size=32, name="screen", seed=0)
+        assert out["epochs"] == 8
+    return env
+
+
+@pytest.fixture
+def shome(screen_home, monkeypatch):
+    for k, v in screen_home.items():
+        monkeypatch.setenv(k, v)
+    return screen_home
+
+
+@pytest.fixture(scope="module")
+def spool(screen_home):
+    """asm-sub (every parameter free) and one render pool for the module."""
+    from asm.render import RenderPool
+    from tests.test_search import asm_sub_spec
+
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in screen_home.items():
+            mp.setenv(k, v)
+        spec = asm_sub_spec()
+    with RenderPool(spec, 2, stall_timeout=30) as pool:
+        yield spec, pool
+
+
+class CountingPool:
+    """The render pool, recording every candidate the search rendered (``reduce``: a search batch)."""
+
+    def __init__(self, pool):
+        self.pool, self.rendered = pool, []
+
+    def render(self, values, *args, **kwargs):
+        if kwargs.get("reduce") is not None:
+            self.rendered.extend(np.atleast_2d(values))
+        return self.pool.render(values, *args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.pool, name)
+
+
+class RecordingProxy:
+    """A ``ProxyScreen`` whose screens record every candidate they score."""
+
+    def __init__(self, screen):
+        self.screen, self.screened, self.name = screen, [], screen.name
+
+    def for_target(self, audio, sample_rate, notes):
+        inner = self.screen.for_target(audio, sample_rate, notes)
+
+        def score(free):
+            self.screened.extend(np.atleast_2d(free))
+            return inner(free)
+
+        return score
+
+
+def _screen(name="screen"):
+    from asm.proxy.screen import ProxyScreen
+    from asm.registry.db import session_scope
+
+    with session_scope() as session:
+        return ProxyScreen.load(session, name)
+
+
+def _target(spec, pool, seed=11):
+    rng = np.random.default_rng(seed)
+    for _ in range(50):
+        truth = spec.space.random_free(rng, 1)[0]
+        audio = pool.render(truth[None], NOTES, DURATION, free=True)[0]
+        if np.abs(audio).max() > 1e-2:
+            return audio
+    raise AssertionError("no audible random preset")
+
+
+def _keys(rows) -> set[bytes]:
+    return {np.round(np.asarray(r, dtype=np.float64), 6).tobytes() for r in rows}
+
+
+def test_screened_search_reports_only_renders_and_spends_exactly_the_budget(shome, spool):
+    from asm.audio.metrics import distances
+    from asm.match.pipeline import match_target
+
+    spec, pool = spool
+    target = _target(spec, pool)
+    counting, proxy = CountingPool(pool), RecordingProxy(_screen())
+    archives = []
+    settings = SearchSettings(population=10, budget=57, exploit=0.4, screen_factor=5)
+    r = match_target(target, NOTES, spec, "proxy", settings, pool=counting, proxy=proxy, seed=2,
+                     on_batch=archives.append)
+    archive = archives[-1]
+    assert r.renders == archive.renders == 57 == len(counting.rendered) and r.stopped == "budget"
+    assert len(archive.all_values()) == len(archive.sources) == len(archive.all_headline()) == 57
+    rendered = _keys(counting.rendered)
+    assert _keys(archive.all_values()) <= rendered  # the archive holds rendered candidates only
+    screened_out = _keys(proxy.screened) - rendered
+    assert len(proxy.screened) >= 5 * 40 and len(screened_out) > 3 * 57  # most proposals were never rendered
+    assert not (_keys(archive.all_values()) & screened_out)
+    assert _keys([r.values]) <= rendered and _keys([f["values"] for f in r.front]) <= rendered
+    assert r.initial == {"random": 10} and {"random", "local", "search"} == set(archive.sources)
+    # the reported score is a real render's: re-rendering the best gives it again (asm-sub is deterministic)
+    again = pool.render(np.asarray(r.values)[None], NOTES, DURATION, free=True)[0]
+    assert distances(again, target, SR, ["perceptual"])["perceptual"][0] == pytest.approx(
+        r.metrics["perceptual"], rel=1e-5)
+    assert archive.best == pytest.approx(r.metrics["perceptual"], rel=1e-5)
+
+
+def test_screening_keeps_the_candidates_the_proxy_ranks_best(shome, spool):
+    """The first population's random part is the best 1/factor of factor x as many random presets by the proxy."""
+    from asm.search.engine import run_search
+    from asm.search.problem import Archive, CandidateScorer, MatchProblem
+
+    spec, pool = spool
+    target = _target(spec, pool, seed=5)
+    score = _screen().for_target(target, SR, NOTES)
+    scorer = CandidateScorer(target, SR, SearchSettings().objective_names)
+    archive = Archive(spec.space.n_free, len(scorer.objectives))
+    problem = MatchProblem(pool, spec.space, NOTES, DURATION, scorer, archive, budget=8, screen=score)
+    run_search(problem, SearchSettings(population=8, budget=8, screen_factor=10), None, seed=4)
+    assert archive.renders == 8 and problem.screened == 80
+    rng = np.random.default_rng([4, 0x5EED])  # run_search's own draw
+    pool_ = spec.space.random_free(rng, 80)
+    kept = score(archive.all_values())
+    assert kept.max() <= np.sort(score(pool_))[7] + 1e-9
+
+
+def test_screened_search_is_reproducible_for_a_seed(shome, spool):
+    from asm.match.pipeline import match_target
+
+    spec, pool = spool
+    target = _target(spec, pool, seed=7)
+    proxy = _screen()
+    settings = SearchSettings(population=8, budget=40, exploit=0.5, screen_factor=6)
+    runs = [match_target(target, NOTES, spec, "proxy", settings, pool=pool, proxy=proxy, seed=s) for s in (3, 3, 4)]
+    a, b, c = runs
+    assert np.array_equal(a.values, b.values) and a.curve[-1][2] == b.curve[-1][2]
+    assert [f["values"].tolist() for f in a.front] == [f["values"].tolist() for f in b.front]
+    assert a.metrics == b.metrics
+    assert not np.array_equal(a.front[0]["values"], c.front[0]["values"]) or a.curve != c.curve
+
+
+def test_the_proxy_takes_the_pitch_and_old_proxies_screen_without_it(shome):
+    import torch
+
+    from asm.proxy.models import ProxyNetwork
+    from asm.proxy.screen import ProxyScreen
+
+    screen = _screen()
+    assert screen.pitch_input and screen.meta["format"] == 2
+    first = screen.network.body.net[0]
+    assert first.in_features == screen.network.layout.width == 1 + len(screen.meta["free_parameters"]) + sum(
+        (p.get("n_values") or 0) - 1 for p in screen.meta["free_parameters"]
+        if p["kind"] == "categorical" and (p.get("n_values") or 0) > 1)
+    rng = np.random.default_rng(0)
+    free = rng.random((6, len(screen.meta["free_parameters"])))
+    target = np.sin(2 * np.pi * 220 * np.arange(8000) / SR).astype(np.float32) * 0.3
+    low, high = screen.for_target(target, SR, held([40], 100, 0.3)), screen.for_target(target, SR, held([76], 100, 0.3))
+    assert not np.allclose(low(free), high(free))  # the same presets at another pitch predict other sounds
+    # a format-1 proxy (parameters only) still screens
+    torch.manual_seed(0)
+    old = ProxyNetwork("mlp", screen.meta["free_parameters"], screen.network.mean.numel(), hidden=16, layers=1)
+    legacy = ProxyScreen(old.eval(), {"format": 1}, "old", 0, {"sample_rate": SR, "duration": DURATION})
+    assert not legacy.pitch_input and legacy.for_target(target, SR, NOTES)(free).shape == (6,)
+
+
+def test_a_missing_proxy_is_one_line_exit_2(cli, tmp_path):
+    from asm.audio.io import write_audio
+
+    tone = write_audio(tmp_path / "tone.wav", (0.3 * np.sin(2 * np.pi * 220 * np.arange(16000) / 16000))
+                       .astype(np.float32), 16000)
+    assert cli("update-registry", "fixtures/asm_sub.py").code == 0
+    cases = [(("match", tone, "--synth", "asm-sub", "--method", "proxy", "--note", "57"), "needs a trained proxy"),
+             (("match", tone, "--method", "proxy", "--proxy", "nosuch", "--note", "57"), "no proxy 'nosuch'"),
+             (("match", tone, "--method", "nsga2", "--proxy", "nosuch", "--note", "57"), "not nsga2")]
+    for args, words in cases:
+        r = cli(*args)
+        assert r.code == 2, (args, r.err)
+        assert words in r.err and "Traceback" not in r.err and len(r.err.strip().splitlines()) == 1, r.err
+
+
+def test_method_proxy_needs_a_proxy_in_the_pipeline():
+    from asm.errors import AsmError
+    from asm.match.pipeline import match_target
+    from tests.test_search import asm_sub_spec
+
+    spec = asm_sub_spec()
+    with pytest.raises(AsmError, match="needs a trained proxy"):
+        match_target(np.zeros(8000, np.float32), NOTES, spec, "proxy", SearchSettings(budget=5), pool=object())
