@@ -216,3 +216,26 @@ def test_method_proxy_needs_a_proxy_in_the_pipeline():
     spec = asm_sub_spec()
     with pytest.raises(AsmError, match="needs a trained proxy"):
         match_target(np.zeros(8000, np.float32), NOTES, spec, "proxy", SearchSettings(budget=5), pool=object())
+
+
+def test_the_benchmark_plans_a_proxy_for_a_synth_without_a_twin_only(cli):
+    p = cli("benchmark", "--dry-run", "--json").json()  # asm-sub: its twin refines, no proxy rows
+    assert "proxy" not in p["methods"] and p["proxy"] is None
+    q = cli("benchmark", "--dry-run", "--json", "--synth", "amsynth", "--no-ood").json()
+    assert q["methods"][-1] == "proxy" and q["search"]["recipes"]["proxy"] == {"method": "proxy", "recipe": "asm"}
+    assert q["proxy"]["config"] == "proxy-mlp" and q["proxy"]["name"].startswith(q["dataset"]["name"])
+    assert q["proxy"]["train"]["epochs"] == 30  # the small scale's
+
+
+def test_the_benchmark_trains_its_proxy_once_and_reuses_it(shome):
+    from asm.bench.runner import build_proxy
+    from asm.progress import RecordingReporter
+
+    plan = {"proxy": {"config": "proxy-mlp", "name": "bench-proxy", "train": {"epochs": 2, "patience": 2,
+                                                                             "batch_size": 64, "seed": 0}}}
+    rec = RecordingReporter()
+    assert build_proxy(plan, "sub", "cpu", rec) == "bench-proxy"
+    assert build_proxy(plan, "sub", "cpu", rec) == "bench-proxy"
+    said = rec.messages()
+    assert any(m.startswith("proxy bench-proxy: 2 epochs") for m in said) and "proxy bench-proxy: reused" in said
+    assert build_proxy({"proxy": None}, "sub", "cpu", rec) is None

@@ -42,6 +42,7 @@ if TYPE_CHECKING:  # torch and pymoo load when a match runs, not when the CLI st
     from asm.search.seeding import SeedSet
 
 METHODS = ("model", "nn", "nsga2", "hybrid", "gradient", "cmaes", "proxy")
+SCREENED = ("proxy", "hybrid")  # methods a proxy may screen (hybrid: on a synth without a twin, see uses_proxy)
 STALL_TIMEOUT = 30.0  # seconds without progress on one candidate before its worker is replaced
 
 
