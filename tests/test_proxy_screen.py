@@ -239,3 +239,49 @@ def test_the_benchmark_trains_its_proxy_once_and_reuses_it(shome):
     said = rec.messages()
     assert any(m.startswith("proxy bench-proxy: 2 epochs") for m in said) and "proxy bench-proxy: reused" in said
     assert build_proxy({"proxy": None}, "sub", "cpu", rec) is None
+
+
+def test_an_estimator_fine_tuned_through_the_frozen_proxy_is_an_ordinary_model(shome, cli):
+    import torch
+
+    from asm.models.estimator import load_estimator
+    from asm.models.training import train_model
+    from asm.proxy.finetune import finetune_model
+    from asm.proxy.train import load_proxy
+    from asm.registry.db import session_scope
+    from asm.registry.models import Model
+
+    train_model("mlp", "sub", epochs=2, batch_size=32, device="cpu", name="est")
+    with session_scope() as session:
+        proxy_before = {k: v.clone() for k, v in load_proxy(session, "screen")[0].state_dict().items()}
+    out = finetune_model("est", "screen", epochs=3, weight=1.0, lr=1e-3, device="cpu")
+    assert out["name"] == "est-ft-screen" and out["epochs"] == 3
+    assert np.isfinite(out["val_after"]["embedding"]) and np.isfinite(out["val_before"]["embedding"])
+    assert out["val_after"]["embedding"] < out["val_before"]["embedding"]  # the sound moved towards the target
+    with session_scope() as session:
+        row = session.get(Model, out["model_id"])
+        assert row.status == "complete" and row.train_settings["finetune"] == {"from": "est", "proxy": "screen",
+                                                                                "weight": 1.0}
+        assert [e.epoch for e in row.epochs] == [1, 2, 3] and "embedding" in row.epochs[0].parts
+        est = load_estimator(session, "est-ft-screen")  # an ordinary model checkpoint
+        proxy_after = load_proxy(session, "screen")[0].state_dict()
+    assert all(torch.equal(proxy_before[k], proxy_after[k]) for k in proxy_before)  # the proxy stayed frozen
+    v = est.candidates([np.zeros(8000, np.float32)], k=1, seed=0)
+    assert v.shape[-1] == len(row.free_parameters) and np.all((v >= 0) & (v <= 1))
+    r = cli("finetune-model", "est", "--proxy", "nosuch")
+    assert r.code == 2 and "no proxy 'nosuch'" in r.err and len(r.err.strip().splitlines()) == 1
+    r = cli("finetune-model", "est", "--proxy", "screen")
+    assert r.code == 2 and "exists" in r.err
+
+
+def test_the_hybrid_rule_a_given_proxy_screens_hybrid_on_a_synth_without_a_twin_only():
+    from types import SimpleNamespace
+
+    from asm.match.pipeline import uses_proxy
+    from tests.test_search import asm_sub_spec
+
+    plugin, sub, proxy = SimpleNamespace(kind="vst2", name="amsynth"), asm_sub_spec(), object()
+    assert uses_proxy("proxy", sub, proxy) and uses_proxy("proxy", plugin, proxy)
+    assert uses_proxy("hybrid", plugin, proxy) and not uses_proxy("hybrid", plugin, None)
+    assert not uses_proxy("hybrid", sub, proxy)  # asm-sub's twin refines instead
+    assert not any(uses_proxy(m, plugin, proxy) for m in ("nsga2", "cmaes", "gradient", "model", "nn"))

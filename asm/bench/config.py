@@ -21,7 +21,7 @@
   with a twin only), ``cmaes`` (CMA-ES from the best of hybrid's seeds) and ``proxy`` (``nsga2``
   screened by a neural proxy the benchmark trains on its dataset, ``proxy-mlp`` with the scale's
   epochs; synths without a twin only: asm-sub's twin refines instead, and its benchmark stays as
-  fast as it was). On such a synth ``hybrid`` is screened by the same proxy, as ``asm match`` does;
+  fast as it was). ``hybrid`` is not screened (as ``asm match`` without ``--proxy``);
 * the **target sets**: the dataset's held-out test split (``test``), with ``--synth amsynth`` the
   factory presets held out from training (``factory``), and the out-of-domain SoundFont notes
   (``ood``, mono or poly set) when ``make ood-targets`` has made them.

@@ -44,7 +44,7 @@ from sqlalchemy import func, select
 from asm.bench.config import FIXTURES, METHOD_RECIPES, SEARCH_METHODS, BenchmarkRequest, ScalePreset, plan
 from asm.bench.ood import load_ood_targets
 from asm.errors import AsmError
-from asm.match.pipeline import SCREENED, match_target
+from asm.match.pipeline import match_target
 from asm.midi.notes import Note
 from asm.models.scoring import parameter_scores
 from asm.presets.importer import import_presets
@@ -80,7 +80,7 @@ class Prepared:
     models: dict[str, str]  # config -> model name
     nn_model: str
     seconds: dict[str, float] = field(default_factory=dict)
-    proxy: str | None = None  # the proxy that screens ``proxy`` (and ``hybrid``, as asm match does)
+    proxy: str | None = None  # the proxy that screens ``proxy``
 
 
 def _seed_for(*parts) -> np.random.Generator:
@@ -316,7 +316,7 @@ class Evaluator:
                                       estimator=estimator if seeded else None,
                                       neighbours=neighbours if seeded else None,
                                       factory=factory if seeded else None, seed=self.seed,
-                                      proxy=screen if how in SCREENED else None)
+                                      proxy=screen if how == "proxy" else None)
                 self._store(t, method, np.asarray(result.values), result.audio, result.renders, result.seconds,
                             curve=result.curve, extra={"best_source": result.best_source,
                                                         "stopped": result.stopped})

@@ -41,9 +41,9 @@ def match(
     workers: str = typer.Option("auto", "--workers", "-j", help="Render processes (auto = number of cores)."),
     crop: str | None = typer.Option(None, "--crop", help="Match only START:END (seconds) of the target file, "
                                      "e.g. 12.5:20 or :10. A target (or crop) may last at most 30 s."),
-    proxy: str | None = typer.Option(None, "--proxy", help="Trained proxy (name or #id) that screens the search "
-                                     "of methods proxy and hybrid (hybrid: synths without a twin); default: the "
-                                     "synth's newest for its current locks."),
+    proxy: str | None = typer.Option(None, "--proxy", help="Trained proxy (name or #id) that screens the search: "
+                                     "method proxy (default: the synth's newest for its current locks), or hybrid "
+                                     "when given (synths without a twin only)."),
     as_json: bool = typer.Option(False, "--json", help="Print match.json to stdout."),
 ) -> None:
     """Match a target sound: writes the best preset (native format), the top of the Pareto front,

@@ -302,12 +302,12 @@ def _prepare(session, opts: MatchOptions, times: StageTimes, synth_row, space, s
 
 
 def _find_proxy(session, opts: MatchOptions, synth_row, space, spec, method: str):
-    """The proxy that screens the search (a ``ProxyScreen``), or None: ``--proxy``, else the synth's newest
-    trained for its current locks; used by ``proxy`` (required) and by ``hybrid`` on a synth without a twin."""
-    from asm.match.pipeline import uses_proxy
+    """The proxy that screens the search (a ``ProxyScreen``), or None. ``proxy`` needs one: ``--proxy``, else
+    the synth's newest trained for its current locks. ``hybrid`` is screened only when ``--proxy`` names one
+    (and the synth has no twin: ``asm.match.pipeline.uses_proxy``); other methods refuse ``--proxy``."""
     from asm.proxy.screen import ProxyScreen, latest_proxy
 
-    if opts.proxy is None and not (method == "proxy" or uses_proxy(method, spec, True)):
+    if opts.proxy is None and method != "proxy":
         return None
     if opts.proxy is not None:
         if method not in ("proxy", "hybrid"):

@@ -7,9 +7,10 @@ Methods (``METHODS``):
 * ``nsga2``: NSGA-II from random presets with the recipe's objectives and budget.
 * ``hybrid``: NSGA-II seeded with everything available: estimator candidates (K samples from a
   ``flow``), K dataset neighbours, factory presets, the synth's default preset; mutants of the best
-  seeds and random fill. On a synth with a trained proxy (``proxy`` given) and no differentiable
-  twin, the search is proxy-screened as in ``proxy``; with a twin, the twin's gradient refinement is
-  used instead and the proxy is not.
+  seeds and random fill. Given a ``proxy`` (``asm match --proxy``) on a synth without a
+  differentiable twin, its NSGA-II is proxy-screened as in ``proxy``; with a twin, the twin's gradient
+  refinement is used instead and the proxy is not. (Not by default: on amsynth, 32 targets at 600
+  renders, screening did not improve hybrid; see the README.)
 * ``proxy``: ``nsga2`` screened by a neural proxy (``asm.proxy.screen``): each generation and the
   random start propose ``screen_factor`` times more candidates than they render, and only those the
   proxy ranks nearest the target are rendered. Needs a trained proxy.
@@ -42,7 +43,6 @@ if TYPE_CHECKING:  # torch and pymoo load when a match runs, not when the CLI st
     from asm.search.seeding import SeedSet
 
 METHODS = ("model", "nn", "nsga2", "hybrid", "gradient", "cmaes", "proxy")
-SCREENED = ("proxy", "hybrid")  # methods a proxy may screen (hybrid: on a synth without a twin, see uses_proxy)
 STALL_TIMEOUT = 30.0  # seconds without progress on one candidate before its worker is replaced
 
 
