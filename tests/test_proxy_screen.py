@@ -285,3 +285,37 @@ def test_the_hybrid_rule_a_given_proxy_screens_hybrid_on_a_synth_without_a_twin_
     assert uses_proxy("hybrid", plugin, proxy) and not uses_proxy("hybrid", plugin, None)
     assert not uses_proxy("hybrid", sub, proxy)  # asm-sub's twin refines instead
     assert not any(uses_proxy(m, plugin, proxy) for m in ("nsga2", "cmaes", "gradient", "model", "nn"))
+
+
+@pytest.mark.parametrize("screened", [False, True])
+def test_nsga2_is_told_only_scores_of_what_was_rendered(shome, spool, monkeypatch, screened):
+    """Every (X, F) NSGA-II is told is a rendered candidate with its own scores: the first population
+    (already rendered) is not touched by exploit or screening, which once paired mutants with their
+    parents' scores."""
+    from pymoo.algorithms.moo.nsga2 import NSGA2
+
+    from asm.search.engine import run_search
+    from asm.search.problem import Archive, CandidateScorer, MatchProblem
+
+    spec, pool = spool
+    target = _target(spec, pool, seed=3)
+    told = []
+    real = NSGA2.tell
+
+    def tell(self, infills=None, **kw):
+        told.append((infills.get("X").copy(), infills.get("F").copy()))
+        return real(self, infills=infills, **kw)
+
+    monkeypatch.setattr(NSGA2, "tell", tell)
+    settings = SearchSettings(population=10, budget=40, exploit=0.4, screen_factor=4)
+    scorer = CandidateScorer(target, SR, settings.objective_names)
+    archive = Archive(spec.space.n_free, len(scorer.objectives))
+    problem = MatchProblem(pool, spec.space, NOTES, DURATION, scorer, archive, budget=40,
+                           screen=_screen().for_target(target, SR, NOTES) if screened else None)
+    run_search(problem, settings, None, seed=0)
+    values, scores = archive.all_values(), archive.all_scores()
+    assert len(told) >= 3 and archive.renders == 40
+    for X, F in told:
+        for x, f in zip(X, F):
+            rows = np.flatnonzero(np.all(np.abs(values - x) < 1e-12, axis=1))
+            assert any(np.allclose(scores[r], f) for r in rows)

@@ -85,7 +85,9 @@ def run_search(problem: MatchProblem, settings: SearchSettings, seeds: SeedSet |
     termination = make_termination(settings, problem)
     algorithm.setup(problem, termination=termination, seed=int(rng.integers(2**31)), verbose=False)
     while algorithm.has_next():
-        offspring = algorithm.is_initialized  # the first ask() hands back the rendered first population
+        # The first ask() hands back the first population, already rendered: the evaluator skips it, so
+        # replacing its X (exploit, screening) would pair mutants with their parents' scores.
+        offspring = algorithm.is_initialized
         infills = algorithm.ask()
         if infills is None or len(infills) == 0:
             termination.force_termination = True
@@ -93,7 +95,7 @@ def run_search(problem: MatchProblem, settings: SearchSettings, seeds: SeedSet |
         n_exploit = round(settings.exploit * len(infills))
         if offspring and _factor(problem, settings) > 1:
             infills = _screened(problem, algorithm, infills, n_exploit, kinds, rng, settings)
-        elif n_exploit:
+        elif offspring and n_exploit:
             _exploit(problem, infills, n_exploit, kinds, rng, settings)
         try:
             algorithm.evaluator.eval(problem, infills)
