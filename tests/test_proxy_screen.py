@@ -319,3 +319,21 @@ def test_nsga2_is_told_only_scores_of_what_was_rendered(shome, spool, monkeypatc
         for x, f in zip(X, F):
             rows = np.flatnonzero(np.all(np.abs(values - x) < 1e-12, axis=1))
             assert any(np.allclose(scores[r], f) for r in rows)
+
+
+def test_asm_match_method_proxy_from_the_command_line(shome, cli, tmp_path):
+    from asm.audio.io import write_audio
+    from asm.registry.db import session_scope
+    from asm.registry.models import Result
+
+    tone = write_audio(tmp_path / "tone.wav", (0.3 * np.sin(2 * np.pi * 165 * np.arange(8000) / SR))
+                       .astype(np.float32), SR)
+    r = cli("match", tone, "--method", "proxy", "--budget", "30", "--note", "52", "-j", "2", "--out-dir",
+            tmp_path / "m", "--json")
+    assert r.code == 0, r.err
+    doc = r.json()
+    assert doc["method"] == "proxy" and doc["proxy"] == "screen" and doc["renders"] == 30  # the newest proxy
+    with session_scope() as session:
+        assert session.get(Result, doc["result_id"]).renders == 30
+    r = cli("match", tone, "--method", "hybrid", "--proxy", "screen", "--note", "52")
+    assert r.code == 2 and "twin" in r.err and len(r.err.strip().splitlines()) == 1  # asm-sub's twin refines

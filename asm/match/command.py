@@ -305,6 +305,7 @@ def _find_proxy(session, opts: MatchOptions, synth_row, space, spec, method: str
     """The proxy that screens the search (a ``ProxyScreen``), or None. ``proxy`` needs one: ``--proxy``, else
     the synth's newest trained for its current locks. ``hybrid`` is screened only when ``--proxy`` names one
     (and the synth has no twin: ``asm.match.pipeline.uses_proxy``); other methods refuse ``--proxy``."""
+    from asm.match.pipeline import uses_proxy
     from asm.proxy.screen import ProxyScreen, latest_proxy
 
     if opts.proxy is None and method != "proxy":
@@ -312,6 +313,8 @@ def _find_proxy(session, opts: MatchOptions, synth_row, space, spec, method: str
     if opts.proxy is not None:
         if method not in ("proxy", "hybrid"):
             raise AsmError(f"--proxy screens methods proxy and hybrid, not {method}")
+        if not uses_proxy(method, spec, True):
+            raise AsmError(f"{synth_row.name} has a differentiable twin: hybrid refines with it and takes no --proxy")
         return ProxyScreen.load(session, opts.proxy, space, synth_row.name)
     row = latest_proxy(session, synth_row, space)
     if row is None:
