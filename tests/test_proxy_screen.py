@@ -337,3 +337,36 @@ def test_asm_match_method_proxy_from_the_command_line(shome, cli, tmp_path):
         assert session.get(Result, doc["result_id"]).renders == 30
     r = cli("match", tone, "--method", "hybrid", "--proxy", "screen", "--note", "52")
     assert r.code == 2 and "twin" in r.err and len(r.err.strip().splitlines()) == 1  # asm-sub's twin refines
+
+
+@pytest.mark.slow
+def test_a_tiny_amsynth_benchmark_trains_a_proxy_and_adds_the_proxy_row(asm_home):
+    """amsynth (no twin): the benchmark trains its proxy on the benchmark dataset and every target gets a
+    ``proxy`` row within the same render budget as the other searches; a rerun reuses the proxy."""
+    from plugin_paths import AMSYNTH
+
+    from asm.bench.config import BenchmarkRequest, ModeSettings, ScalePreset
+    from asm.bench.runner import run_benchmark
+    from asm.progress import RecordingReporter
+    from asm.runs import load_run
+
+    if not AMSYNTH.is_file():
+        pytest.skip("amsynth is not installed")
+    tiny = ScalePreset(name="tiny", description="tests", dataset_size=100, test_targets=2, factory_targets=1,
+                       ood_targets=0, models=("mlp",), epochs=2, patience=2, batch_size=16, search_budget=30,
+                       search_time_limit=None, mono=ModeSettings(duration=0.5, note_off=0.3, note_range=(48, 72)),
+                       poly=ModeSettings(duration=0.5, note_off=0.3, note_range=(48, 72), max_polyphony=3))
+    req = BenchmarkRequest(synth="amsynth", ood=False)
+    rec = RecordingReporter()
+    first = run_benchmark(req, preset=tiny, workers=2, device="cpu", reporter=rec, report=False)
+    assert first["plan"]["methods"][-1] == "proxy" and "gradient" not in first["plan"]["methods"]
+    name = first["plan"]["proxy"]["name"]
+    assert any(m.startswith(f"proxy {name}: 2 epochs") for m in rec.messages())
+    run, records = load_run(first["run_id"])
+    rows = [r for r in records if r["method"] == "proxy"]
+    targets = {r["target"] for r in records}
+    assert len(rows) == len(targets) >= 2 and all(0 < r["renders"] <= 30 + 64 for r in rows)
+    assert run["settings"]["proxy"] == name
+    rec = RecordingReporter()
+    run_benchmark(req, preset=tiny, workers=2, device="cpu", reporter=rec, report=False)
+    assert f"proxy {name}: reused" in rec.messages()
