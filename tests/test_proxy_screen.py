@@ -125,6 +125,7 @@ def test_screened_search_reports_only_renders_and_spends_exactly_the_budget(shom
     assert _keys(archive.all_values()) <= rendered  # the archive holds rendered candidates only
     screened_out = _keys(proxy.screened) - rendered
     assert len(proxy.screened) >= 5 * 40 and len(screened_out) > 3 * 57  # most proposals were never rendered
+    assert r.screened == len(proxy.screened) and r.summary()["screened"] == r.screened
     assert not (_keys(archive.all_values()) & screened_out)
     assert _keys([r.values]) <= rendered and _keys([f["values"] for f in r.front]) <= rendered
     assert r.initial == {"random": 10} and {"random", "local", "search"} == set(archive.sources)
@@ -332,7 +333,14 @@ def test_asm_match_method_proxy_from_the_command_line(shome, cli, tmp_path):
             tmp_path / "m", "--json")
     assert r.code == 0, r.err
     doc = r.json()
-    assert doc["method"] == "proxy" and doc["proxy"] == "screen" and doc["renders"] == 30  # the newest proxy
+    from sqlalchemy import func, select
+
+    from asm.registry.models import Proxy
+
+    with session_scope() as session:
+        newest = session.scalar(select(Proxy.name).where(Proxy.id == select(func.max(Proxy.id)).scalar_subquery()))
+    assert doc["method"] == "proxy" and doc["proxy"] == newest and doc["renders"] == 30  # the newest proxy
+    assert doc["screened"] > doc["renders"]
     with session_scope() as session:
         assert session.get(Result, doc["result_id"]).renders == 30
     r = cli("match", tone, "--method", "hybrid", "--proxy", "screen", "--note", "52")

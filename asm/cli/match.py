@@ -73,6 +73,8 @@ def match(
     table.add_row("seconds", f"{doc['seconds']:.1f}")
     table.add_row("stopped by", doc["stopped"])
     table.add_row("best came from", doc["best_source"])
+    if doc.get("screened"):
+        table.add_row("proposals the proxy screened", str(doc["screened"]))
     console.print(table)
     console.print(f"notes ({doc['notes_from']}): {notes}{more}", highlight=False)
     console.print(f"preset: [bold]{doc['files']['preset']}[/bold]", highlight=False)

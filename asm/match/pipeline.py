@@ -66,6 +66,7 @@ class MatchResult:
     sample_rate: int
     events: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)  # search, final_render (seconds)
+    screened: int = 0  # candidates a proxy scored to choose what to render (never rendered unless chosen)
 
     def renders_to_reach(self, score: float) -> int | None:
         """Renders after which the best-so-far was at most ``score`` (None: never)."""
@@ -88,6 +89,7 @@ class MatchResult:
             "stopped": self.stopped,
             "best_source": self.best_source,
             "initial_population": dict(self.initial),
+            "screened": int(self.screened),
             "values": [float(v) for v in self.values],
             "curve": [[int(r), round(float(s), 4), float(b)] for r, s, b in self.curve],
             "front": [{"values": [float(v) for v in f["values"]], "scores": f["scores"], HEADLINE: f[HEADLINE],
@@ -167,6 +169,7 @@ def match_target(
             best_source=archive.sources[best], notes=notes, sample_rate=sr,
             events=list(pool.events[events_before:]) + notices,
             timings={"search": round(searched - start, 4), "final_render": round(finished - searched, 4)},
+            screened=problem.screened,
         )
     finally:
         fresh.close()
