@@ -18,7 +18,10 @@
   population 25, its three objectives), ``nsga2`` (NSGA-II from random with asm's objectives) and
   ``hybrid`` (NSGA-II seeded by the estimators and neighbours, refined by gradient through the
   synth's twin when it has one), ``gradient`` (refinement alone from the estimator's guess; synths
-  with a twin only) and ``cmaes`` (CMA-ES from the best of hybrid's seeds);
+  with a twin only), ``cmaes`` (CMA-ES from the best of hybrid's seeds) and ``proxy`` (``nsga2``
+  screened by a neural proxy the benchmark trains on its dataset, ``proxy-mlp`` with the scale's
+  epochs; synths without a twin only: asm-sub's twin refines instead, and its benchmark stays as
+  fast as it was). ``hybrid`` is not screened (as ``asm match`` without ``--proxy``);
 * the **target sets**: the dataset's held-out test split (``test``), with ``--synth amsynth`` the
   factory presets held out from training (``factory``), and the out-of-domain SoundFont notes
   (``ood``, mono or poly set) when ``make ood-targets`` has made them.
@@ -56,11 +59,14 @@ SETUPS: dict[tuple[str, int], tuple[str, int]] = {
     ("amsynth", 16): ("amsynth16.py", 16),
 }
 
-SEARCH_METHODS = ("nsga2-autosoundmatch", "nsga2", "hybrid", "gradient", "cmaes")
+SEARCH_METHODS = ("nsga2-autosoundmatch", "nsga2", "hybrid", "gradient", "cmaes", "proxy")
 TWIN_METHODS = ("gradient",)  # only for a synth with a differentiable twin (asm.synth.diff)
+PROXY_METHODS = ("proxy",)  # only for a synth without a twin: the benchmark trains a proxy for them
+PROXY_CONFIG = "proxy-mlp"
 # method -> (asm.match method, search recipe name in asm.search.config)
 METHOD_RECIPES = {"nsga2-autosoundmatch": ("nsga2", "autosoundmatch"), "nsga2": ("nsga2", "asm"),
-                  "hybrid": ("hybrid", "asm"), "gradient": ("gradient", "asm"), "cmaes": ("cmaes", "asm")}
+                  "hybrid": ("hybrid", "asm"), "gradient": ("gradient", "asm"), "cmaes": ("cmaes", "asm"),
+                  "proxy": ("proxy", "asm")}
 
 
 class ModeSettings(BaseModel):
@@ -208,7 +214,8 @@ def dataset_settings(req: BenchmarkRequest, preset: ScalePreset, features: dict 
 def methods_for(models: tuple[str, ...], synth: str = "asm-sub") -> list[str]:
     from asm.synth.diff import TWINS
 
-    searches = [m for m in SEARCH_METHODS if m not in TWIN_METHODS or synth in TWINS]
+    searches = [m for m in SEARCH_METHODS if (m not in TWIN_METHODS or synth in TWINS)
+                and (m not in PROXY_METHODS or synth not in TWINS)]
     return ["random", "nn", *[f"model:{m}" for m in models], *searches]
 
 
@@ -235,6 +242,13 @@ def plan(req: BenchmarkRequest, preset: ScalePreset | None = None) -> dict:
              "seed": req.seed}
     model_names = {m: f"{dataset}-{m}-{settings_key({'config': _file_hash(FIXTURES / 'models' / f'{m}.py'), **train})}"
                    for m in models}
+    methods = methods_for(tuple(models), req.synth)
+    proxy = None
+    if any(m in PROXY_METHODS for m in methods):
+        ptrain = {"epochs": preset.epochs, "patience": preset.patience, "batch_size": max(preset.batch_size, 128),
+                  "seed": req.seed}
+        pkey = settings_key({"config": _file_hash(FIXTURES / "proxies" / "mlp.py"), **ptrain})
+        proxy = {"config": PROXY_CONFIG, "name": f"{dataset}-{PROXY_CONFIG}-{pkey}", "train": ptrain}
     budget = req.budget if req.budget is not None else preset.search_budget
     test_targets = min(req.test_targets if req.test_targets is not None else preset.test_targets,
                        ds.split_counts()[2])
@@ -257,7 +271,8 @@ def plan(req: BenchmarkRequest, preset: ScalePreset | None = None) -> dict:
         "free_parameters": free,
         "dataset": {"name": dataset, "settings": identity},
         "models": [{"config": m, "name": model_names[m], "train": train} for m in models],
-        "methods": methods_for(tuple(models), req.synth),
+        "methods": methods,
+        "proxy": proxy,
         "search": {"budget": budget, "time_limit": preset.search_time_limit,
                    "recipes": {m: {"method": a, "recipe": r} for m, (a, r) in METHOD_RECIPES.items()}},
         "target_sets": sets,

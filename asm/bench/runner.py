@@ -7,7 +7,8 @@ Stages (each reuses what a previous run finished, keyed by its settings):
 2. **dataset**: ``asm.data.generate.generate_dataset`` under the plan's name; a finished dataset
    with the same settings is reused, an interrupted one resumed.
 3. **models**: ``asm.models.training.train_model`` for each config (and the ``nn`` index); a
-   finished model of the same name is reused, an unfinished one resumed.
+   finished model of the same name is reused, an unfinished one resumed. With the ``proxy`` method
+   (synths without a twin) also one proxy (``asm.proxy.train.train_proxy``), reused and resumed alike.
 4. **targets**: the test split's first N examples (``test``), with amsynth the test-split
    examples made from factory presets (``factory``: held out from training by the dataset's
    de-duplicated split), and the out-of-domain set when present (``ood``).
@@ -79,6 +80,7 @@ class Prepared:
     models: dict[str, str]  # config -> model name
     nn_model: str
     seconds: dict[str, float] = field(default_factory=dict)
+    proxy: str | None = None  # the proxy that screens ``proxy``
 
 
 def _seed_for(*parts) -> np.random.Generator:
@@ -154,6 +156,32 @@ def build_models(p: dict, dataset: str, device: str, reporter: Reporter) -> tupl
         out[m["config"]] = name
     nn = out.pop("nn")
     return out, nn
+
+
+def build_proxy(p: dict, dataset: str, device: str, reporter: Reporter) -> str | None:
+    """Train (or reuse, or resume) the plan's proxy; None when the plan has none."""
+    from asm.proxy.train import train_proxy
+    from asm.registry.models import Proxy
+
+    spec = p.get("proxy")
+    if not spec:
+        return None
+    name = spec["name"]
+    with session_scope() as session:
+        row = session.scalar(select(Proxy).where(Proxy.name == name))
+        status = row.status if row is not None else None
+    if status == "complete":
+        reporter.event(f"proxy {name}: reused")
+        return name
+    train = spec["train"]
+    if status is None:
+        result = train_proxy(spec["config"], dataset, epochs=train["epochs"], batch_size=train["batch_size"],
+                             patience=train["patience"], device=device, seed=train["seed"], name=name,
+                             reporter=reporter)
+    else:
+        result = train_proxy(spec["config"], dataset, device=device, resume=name, reporter=reporter)
+    reporter.event(f"proxy {name}: {result.get('epochs', 0)} epochs in {result['seconds']:.0f} s")
+    return name
 
 
 # ---- 4: targets -------------------------------------------------------------------------------------
@@ -275,6 +303,7 @@ class Evaluator:
             recipes = {m: load_search_settings(session, r).with_limits(budget, limit)
                        for m, (_, r) in METHOD_RECIPES.items()}
         estimator = self._hybrid_estimator()
+        screen = self._proxy_screen()
         neighbours = DatasetNeighbours(self.prepared.dataset, "train")
         factory = self._training_factory_presets()
         for t in targets:
@@ -286,7 +315,8 @@ class Evaluator:
                 result = match_target(t.audio, t.notes, self.spec, how, recipes[method], pool=self.pool,
                                       estimator=estimator if seeded else None,
                                       neighbours=neighbours if seeded else None,
-                                      factory=factory if seeded else None, seed=self.seed)
+                                      factory=factory if seeded else None, seed=self.seed,
+                                      proxy=screen if how == "proxy" else None)
                 self._store(t, method, np.asarray(result.values), result.audio, result.renders, result.seconds,
                             curve=result.curve, extra={"best_source": result.best_source,
                                                         "stopped": result.stopped})
@@ -318,6 +348,14 @@ class Evaluator:
             if floor is not None:
                 self.writer.annotate(target_set, {FLOOR_KEY: floor})
             self.reporter.event(f"{target_set}: {floor_text(floor)}")
+
+    def _proxy_screen(self):
+        if self.prepared.proxy is None:
+            return None
+        from asm.proxy.screen import ProxyScreen
+
+        with session_scope() as session:
+            return ProxyScreen.load(session, self.prepared.proxy, self.space, self.spec.name)
 
     def _hybrid_estimator(self):
         """The estimator that seeds ``hybrid``: a flow model when trained (K candidates), else the first."""
@@ -370,7 +408,7 @@ def run_benchmark(req: BenchmarkRequest, *, preset: ScalePreset | None = None, w
     p = plan(req, preset)  # names are keyed by the registry's state after the set-up
     dataset = build_dataset(p, workers, reporter)
     models, nn = build_models(p, dataset, device, reporter)
-    prepared = Prepared(dataset, models, nn)
+    prepared = Prepared(dataset, models, nn, proxy=build_proxy(p, dataset, device, reporter))
     targets = collect_targets(p, dataset)
     with session_scope() as session:
         row = get_synth(session, req.synth)
@@ -383,7 +421,7 @@ def run_benchmark(req: BenchmarkRequest, *, preset: ScalePreset | None = None, w
     name = f"{req.mode} {req.synth} ({p['free_parameters']} free), {p['scale']['name']}, seed {req.seed}"
     with RenderPool(spec, workers) as pool, RunWriter(
             "benchmark", name, synth_id=synth_id, dataset_id=dataset_id, seed=req.seed,
-            settings={"plan": p, "models": models, "nn_model": nn},
+            settings={"plan": p, "models": models, "nn_model": nn, "proxy": prepared.proxy},
             summarise=lambda records: {"groups": summarise(records)}) as writer:
         ev = Evaluator(p, prepared, writer, pool, spec, reporter)
         methods = ev.methods()

@@ -28,7 +28,7 @@ from asm.bench.rerender_floor import floor_of, floor_text, relative
 from asm.runs.read import record_of  # noqa: F401  (records are read in asm.runs)
 
 # Display order of methods (by name or "name:" prefix) and of target sets; others follow, sorted.
-METHOD_ORDER = ("random", "nn", "model", "nsga2-autosoundmatch", "nsga2", "hybrid", "gradient", "cmaes")
+METHOD_ORDER = ("random", "nn", "model", "nsga2-autosoundmatch", "nsga2", "proxy", "hybrid", "gradient", "cmaes")
 TARGET_SET_ORDER = ("test", "factory", "ood", "file")
 TARGET_SET_TITLES = {
     "test": "in-domain (held-out test split)",

@@ -85,6 +85,7 @@ class MatchMethod(StrEnum):
     hybrid = "hybrid"
     gradient = "gradient"
     cmaes = "cmaes"
+    proxy = "proxy"
 
 
 def sample_rate(value: int | None) -> int | None:

@@ -41,6 +41,9 @@ def match(
     workers: str = typer.Option("auto", "--workers", "-j", help="Render processes (auto = number of cores)."),
     crop: str | None = typer.Option(None, "--crop", help="Match only START:END (seconds) of the target file, "
                                      "e.g. 12.5:20 or :10. A target (or crop) may last at most 30 s."),
+    proxy: str | None = typer.Option(None, "--proxy", help="Trained proxy (name or #id) that screens the search: "
+                                     "method proxy (default: the synth's newest for its current locks), or hybrid "
+                                     "when given (synths without a twin only)."),
     as_json: bool = typer.Option(False, "--json", help="Print match.json to stdout."),
 ) -> None:
     """Match a target sound: writes the best preset (native format), the top of the Pareto front,
@@ -50,7 +53,7 @@ def match(
     opts = MatchOptions(target=target, synth=synth, method=method.value if method is not None else None,
                         model=model, dataset=dataset, search=search,
                         budget=budget, time_limit=time_limit, note=note, midi=midi, seed=seed, out_dir=out_dir,
-                        workers=resolve_workers(workers), crop=crop)
+                        workers=resolve_workers(workers), crop=crop, proxy=proxy)
     with RichReporter(err_console, quiet=as_json) as reporter:
         doc = run_match(opts, reporter=reporter)
     if as_json:
@@ -60,7 +63,8 @@ def match(
     more = f" (+{len(doc['notes']) - 6})" if len(doc["notes"]) > 6 else ""
     table = Table(title=f"match of {target.name} with {doc['synth']}: {doc['method']}"
                         + (f", model {doc['model']}" if doc.get("model") else "")
-                        + (f", neighbours from {doc['dataset']}" if doc.get("dataset") else ""))
+                        + (f", neighbours from {doc['dataset']}" if doc.get("dataset") else "")
+                        + (f", screened by proxy {doc['proxy']}" if doc.get("proxy") else ""))
     table.add_column("metric")
     table.add_column("value", justify="right")
     for name, value in doc["metrics"].items():
@@ -69,6 +73,8 @@ def match(
     table.add_row("seconds", f"{doc['seconds']:.1f}")
     table.add_row("stopped by", doc["stopped"])
     table.add_row("best came from", doc["best_source"])
+    if doc.get("screened"):
+        table.add_row("proposals the proxy screened", str(doc["screened"]))
     console.print(table)
     console.print(f"notes ({doc['notes_from']}): {notes}{more}", highlight=False)
     console.print(f"preset: [bold]{doc['files']['preset']}[/bold]", highlight=False)

@@ -159,7 +159,10 @@ def perf_match(
     targets: int = typer.Option(32, "--targets", min=1),
     budget: int = typer.Option(1500, "--budget", min=1, help="Renders per search."),
     methods: str = typer.Option(None, "--methods", help="Comma-separated subset of: hybrid, model, nn, "
-                                "'nsga2 (autosoundmatch)', 'nsga2 (asm)'."),
+                                "'nsga2 (autosoundmatch)', 'nsga2 (asm)', gradient, cmaes, proxy, "
+                                "'hybrid (proxy)'."),
+    proxy: str = typer.Option(None, "--proxy", help="Trained proxy (name or #id) for proxy and 'hybrid (proxy)' "
+                              "(default: the synth's newest; without one those methods are left out)."),
     workers: str = typer.Option("auto", "--workers", "-j"),
     seed: int = typer.Option(0, "--seed", min=0),
     as_json: bool = typer.Option(False, "--json"),
@@ -170,16 +173,19 @@ def perf_match(
                   console=err_console, transient=True, disable=as_json) as progress:
         task = progress.add_task("", total=targets)
         r = measure_match(dataset, model, targets, budget, chosen, resolve_workers(workers), seed,
-                          on_target=lambda done, total, _: progress.update(task, completed=done, total=total))
+                          on_target=lambda done, total, _: progress.update(task, completed=done, total=total),
+                          proxy=proxy)
     if as_json:
         typer.echo(json.dumps(r))
         return
     table = Table(title=f"match: {len(r['targets'])} test targets of {dataset} ({r['synth']}, "
                         f"{r['duration']:g} s at {r['sample_rate']} Hz), budget {budget} renders, {r['workers']} workers")
-    for col in ("method", "median mr-stft", "mean mr-stft", "median renders", "s/target", "max s"):
+    for col in ("method", "median mr-stft", "mean mr-stft", "median perceptual", "median renders", "s/target",
+                "max s"):
         table.add_column(col, justify="left" if col == "method" else "right")
     for row in r["methods"]:
         table.add_row(row["method"], f"{row['median_mr_stft']:.4f}", f"{row['mean_mr_stft']:.4f}",
+                      f"{row['median_perceptual']:.4f}",
                       f"{row['median_renders']:.0f}", f"{row['seconds_per_target']:.2f}", f"{row['max_seconds']:.2f}")
     console.print(table)
     reach = r["hybrid_reach"]
@@ -188,6 +194,8 @@ def perf_match(
         console.print(f"hybrid reached NSGA-II-from-random's final score on {reach['reached']}/{reach['targets']} "
                       f"targets" + (f", after a median {med:.0f} renders ({100 * med / budget:.1f}% of the budget)"
                                     if med is not None else ""))
+    if r.get("proxy"):
+        console.print(f"proxy and 'hybrid (proxy)' screened by proxy {r['proxy']}", highlight=False)
     console.print(f"pool start {r['pool_start_s']:.1f} s and neighbour index {r['index_s']:.1f} s (once, not in s/target)")
 
 

@@ -135,3 +135,31 @@ def test_proxy_cmd(
         typer.echo(json.dumps(result))
         return
     _table(f"test of proxy {result['proxy']} (run #{result['run_id']})", result)
+
+
+@app.command("finetune-model")
+def finetune_model_cmd(
+    model: str = typer.Argument(..., help="Trained model (name or #id), trained on its parameter loss."),
+    proxy: str = typer.Option(..., "--proxy", help="Trained proxy of the same synth and locks (name or #id)."),
+    epochs: int = typer.Option(10, "--epochs", min=1),
+    weight: float = typer.Option(1.0, "--weight", min=0.0, help="Weight of the proxy embedding loss beside the "
+                                 "parameter loss."),
+    lr: float = typer.Option(3e-4, "--lr", help="Peak learning rate, greater than 0."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Default: the model's."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    seed: int = typer.Option(0, "--seed", min=0),
+    name: Optional[str] = typer.Option(None, "--name", help="New model's name (default MODEL-ft-PROXY)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object at the end."),
+) -> None:
+    """Fine-tune an estimator through a frozen proxy (parameter loss + proxy embedding loss) into a new model."""
+    from asm.cli.progress import RichReporter
+    from asm.proxy.finetune import finetune_model
+
+    with RichReporter(err_console if as_json else console, transient=False, keep=True) as reporter:
+        result = finetune_model(model, proxy, epochs=epochs, weight=weight, lr=lr, batch_size=batch_size,
+                                device=device, seed=seed, name=name, reporter=reporter)
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    _table(f"fine-tuned model {result['name']} (#{result['model_id']})",
+           {k: (json.dumps(v) if isinstance(v, dict) else v) for k, v in result.items()})

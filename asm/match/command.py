@@ -52,6 +52,7 @@ class MatchOptions:
     out_dir: Path | None = None
     workers: int | str = "auto"
     crop: str | tuple[float, float | None] | None = None  # START:END seconds of the target file
+    proxy: str | None = None  # a trained proxy (name or #id); None: the synth's newest (methods proxy, hybrid)
 
 
 def _load_estimator(session, ref):
@@ -253,6 +254,7 @@ class _Prepared:
     model_id: int | None
     dataset: str | None
     spec: object
+    proxy: object = None  # asm.proxy.screen.ProxyScreen
 
 
 def _prepare(session, opts: MatchOptions, times: StageTimes, synth_row, space, spec, method: str, model_row, poly: bool,
@@ -277,6 +279,7 @@ def _prepare(session, opts: MatchOptions, times: StageTimes, synth_row, space, s
     elif opts.dataset is not None:
         find_dataset(session, synth_row, space, opts.dataset)  # still refuse a bad name
     factory = factory_presets(session, synth_row, space) if method == "hybrid" else None
+    proxy = _find_proxy(session, opts, synth_row, space, spec, method)
     out_dir = outputs.prepare_out_dir(Path(opts.out_dir) if opts.out_dir else outputs.default_out_dir(Path(opts.target)))
     context = {
         "method": method,
@@ -286,6 +289,7 @@ def _prepare(session, opts: MatchOptions, times: StageTimes, synth_row, space, s
         "model_id": model_row.id if model_row is not None else None,
         "dataset": dataset_row.name if dataset_row is not None else None,
         "dataset_id": dataset_row.id if dataset_row is not None else None,
+        "proxy": proxy.name if proxy is not None else None,
         "seed": int(opts.seed),
         "budget": settings.budget,
         "time_limit": settings.time_limit,
@@ -294,7 +298,31 @@ def _prepare(session, opts: MatchOptions, times: StageTimes, synth_row, space, s
         context["crop"] = [crop[0], crop[1]]
     times.add("registry", time.perf_counter() - t0)
     return _Prepared(settings, target, context, factory, out_dir, model_row.id if model_row is not None else None,
-                     dataset_row.name if dataset_row is not None else None, spec)
+                     dataset_row.name if dataset_row is not None else None, spec, proxy)
+
+
+def _find_proxy(session, opts: MatchOptions, synth_row, space, spec, method: str):
+    """The proxy that screens the search (a ``ProxyScreen``), or None. ``proxy`` needs one: ``--proxy``, else
+    the synth's newest trained for its current locks. ``hybrid`` is screened only when ``--proxy`` names one
+    (and the synth has no twin: ``asm.match.pipeline.uses_proxy``); other methods refuse ``--proxy``."""
+    from asm.match.pipeline import uses_proxy
+    from asm.proxy.screen import ProxyScreen, latest_proxy
+
+    if opts.proxy is None and method != "proxy":
+        return None
+    if opts.proxy is not None:
+        if method not in ("proxy", "hybrid"):
+            raise AsmError(f"--proxy screens methods proxy and hybrid, not {method}")
+        if not uses_proxy(method, spec, True):
+            raise AsmError(f"{synth_row.name} has a differentiable twin: hybrid refines with it and takes no --proxy")
+        return ProxyScreen.load(session, opts.proxy, space, synth_row.name)
+    row = latest_proxy(session, synth_row, space)
+    if row is None:
+        if method == "proxy":
+            raise AsmError(f"method proxy needs a trained proxy: none is trained for {synth_row.name} with its "
+                           "current locks (train one with asm train-proxy, or give --proxy)")
+        return None
+    return ProxyScreen.load(session, row.id, space, synth_row.name)
 
 
 def _match_and_write(opts: MatchOptions, prepared: _Prepared, pool, estimator, neighbours, times: StageTimes,
@@ -314,7 +342,7 @@ def _match_and_write(opts: MatchOptions, prepared: _Prepared, pool, estimator, n
 
         result = match_target(target.audio, target.notes, spec, context["method"], settings, pool=pool,
                               estimator=estimator, neighbours=neighbours, factory=prepared.factory, seed=opts.seed,
-                              on_batch=batch)
+                              on_batch=batch, proxy=prepared.proxy)
         reporter.finish(stage)
     finally:
         with times.stage("pool_close"):

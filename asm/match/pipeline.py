@@ -7,7 +7,13 @@ Methods (``METHODS``):
 * ``nsga2``: NSGA-II from random presets with the recipe's objectives and budget.
 * ``hybrid``: NSGA-II seeded with everything available: estimator candidates (K samples from a
   ``flow``), K dataset neighbours, factory presets, the synth's default preset; mutants of the best
-  seeds and random fill.
+  seeds and random fill. Given a ``proxy`` (``asm match --proxy``) on a synth without a
+  differentiable twin, its NSGA-II is proxy-screened as in ``proxy``; with a twin, the twin's gradient
+  refinement is used instead and the proxy is not. (Not by default: on amsynth, 32 targets at 600
+  renders, screening did not improve hybrid; see the README.)
+* ``proxy``: ``nsga2`` screened by a neural proxy (``asm.proxy.screen``): each generation and the
+  random start propose ``screen_factor`` times more candidates than they render, and only those the
+  proxy ranks nearest the target are rendered. Needs a trained proxy.
 
 Every method renders through the same ``RenderPool`` and scores with the same metric code; the
 best preset is the best by the headline metric (``perceptual``) among everything rendered; a
@@ -36,7 +42,7 @@ if TYPE_CHECKING:  # torch and pymoo load when a match runs, not when the CLI st
     from asm.search.problem import Archive
     from asm.search.seeding import SeedSet
 
-METHODS = ("model", "nn", "nsga2", "hybrid", "gradient", "cmaes")
+METHODS = ("model", "nn", "nsga2", "hybrid", "gradient", "cmaes", "proxy")
 STALL_TIMEOUT = 30.0  # seconds without progress on one candidate before its worker is replaced
 
 
@@ -60,6 +66,7 @@ class MatchResult:
     sample_rate: int
     events: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)  # search, final_render (seconds)
+    screened: int = 0  # candidates a proxy scored to choose what to render (never rendered unless chosen)
 
     def renders_to_reach(self, score: float) -> int | None:
         """Renders after which the best-so-far was at most ``score`` (None: never)."""
@@ -82,6 +89,7 @@ class MatchResult:
             "stopped": self.stopped,
             "best_source": self.best_source,
             "initial_population": dict(self.initial),
+            "screened": int(self.screened),
             "values": [float(v) for v in self.values],
             "curve": [[int(r), round(float(s), 4), float(b)] for r, s, b in self.curve],
             "front": [{"values": [float(v) for v in f["values"]], "scores": f["scores"], HEADLINE: f[HEADLINE],
@@ -109,6 +117,7 @@ def match_target(
     seed: int = 0,
     workers: int | str = "auto",
     on_batch: Callable[[Archive], None] | None = None,
+    proxy=None,
 ) -> MatchResult:
     """Match ``target`` (mono float32 at ``spec.sample_rate``) with ``method``; candidates play ``notes``.
 
@@ -116,11 +125,12 @@ def match_target(
     None). ``estimator``: an ``asm.models.estimator.Estimator`` (``model``, ``hybrid``).
     ``neighbours``: an ``asm.search.seeding.DatasetNeighbours`` (``nn``, ``hybrid``). ``factory``:
     free vectors of factory presets (``hybrid`` draws ``settings.seeds.factory`` of them).
-    The budget, time limit and other terminations come from ``settings``.
+    ``proxy``: an ``asm.proxy.screen.ProxyScreen`` (``proxy``; ``hybrid`` on a synth without a twin,
+    see ``uses_proxy``). The budget, time limit and other terminations come from ``settings``.
     """
     from asm.search.problem import Archive, CandidateScorer, MatchProblem
 
-    notes = _check_inputs(method, notes, spec, estimator, neighbours)
+    notes = _check_inputs(method, notes, spec, estimator, neighbours, proxy)
     target = np.ascontiguousarray(target, dtype=np.float32)
     sr = int(spec.sample_rate)
     space = spec.space
@@ -137,8 +147,9 @@ def match_target(
         duration = len(target) / sr
         scorer = CandidateScorer(target, sr, settings.objective_names)
         archive = Archive(space.n_free, len(scorer.objectives), start=start)
+        screen = proxy.for_target(target, sr, notes) if uses_proxy(method, spec, proxy) else None
         problem = MatchProblem(pool, space, notes, duration, scorer, archive, budget=settings.budget,
-                               on_batch=on_batch)
+                               on_batch=on_batch, screen=screen)
         generations, stopped, initial = _run_method(problem, method, target, spec, settings, estimator,
                                                     neighbours, factory, seed)
         if archive.renders == 0:
@@ -158,6 +169,7 @@ def match_target(
             best_source=archive.sources[best], notes=notes, sample_rate=sr,
             events=list(pool.events[events_before:]) + notices,
             timings={"search": round(searched - start, 4), "final_render": round(finished - searched, 4)},
+            screened=problem.screened,
         )
     finally:
         fresh.close()
@@ -190,7 +202,19 @@ def _run_method(problem, method: str, target: np.ndarray, spec, settings: Search
     return outcome.generations, outcome.stopped, outcome.initial
 
 
-def _check_inputs(method: str, notes: Sequence[Note], spec, estimator, neighbours) -> list[Note]:
+def uses_proxy(method: str, spec, proxy=None) -> bool:
+    """Whether ``method`` screens its search with a proxy on ``spec``'s synth: ``proxy`` always, ``hybrid``
+    when a proxy is given and the synth has no differentiable twin (a twin refines instead)."""
+    if method == "proxy":
+        return True
+    if method != "hybrid" or proxy is None:
+        return False
+    from asm.search.refine import twin_for
+
+    return twin_for(spec) is None
+
+
+def _check_inputs(method: str, notes: Sequence[Note], spec, estimator, neighbours, proxy=None) -> list[Note]:
     """Refuse a method without what it needs, or an estimator for another parameter space."""
     if method not in METHODS:
         raise AsmError(f"unknown method {method!r}: choose from {', '.join(METHODS)}")
@@ -203,6 +227,8 @@ def _check_inputs(method: str, notes: Sequence[Note], spec, estimator, neighbour
         neighbours.check_space(spec.space, spec.name)
     if method == "model" and estimator is None:
         raise AsmError("method model needs a trained model (--model)")
+    if method == "proxy" and proxy is None:
+        raise AsmError(f"method proxy needs a trained proxy of {spec.name} (train one with asm train-proxy)")
     if method == "nn" and neighbours is None and getattr(estimator, "arch", None) != "nn":
         raise AsmError("method nn needs a dataset (--dataset) or an nn model (--model)")
     return notes

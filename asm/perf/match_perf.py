@@ -2,9 +2,13 @@
 
 Targets are test-split examples of a mono dataset (their stored audio and the notes they played).
 Every method runs through one shared ``RenderPool`` (started once, not counted in per-target
-seconds). Printed per method: median/mean multi-resolution STFT distance, median renders and
-seconds per target; for the seeded search also how many renders it needed to reach the final
-score of NSGA-II from random on the same target.
+seconds). Printed per method: median/mean multi-resolution STFT distance, median headline
+(perceptual) distance, median renders and seconds per target; for the seeded search also how many
+renders it needed to reach the final score of NSGA-II from random on the same target.
+
+``proxy`` (NSGA-II screened by a neural proxy, the asm recipe) and ``hybrid (proxy)`` (hybrid
+screened by it) run with ``--proxy`` or, when the synth has a trained proxy, with its newest; they
+are in the default list only then.
 """
 
 from __future__ import annotations
@@ -31,13 +35,17 @@ DEFAULT_METHODS = {
     "nsga2 (asm)": ("nsga2", "asm"),
     "gradient": ("gradient", "asm"),
     "cmaes": ("cmaes", "asm"),
+    "proxy": ("proxy", "asm"),
+    "hybrid (proxy)": ("hybrid", "asm"),
 }
+SCREENED_LABELS = ("proxy", "hybrid (proxy)")  # labels that run with the proxy
 
 
 @dataclass
 class MethodStats:
     label: str
     scores: list[float] = field(default_factory=list)
+    headline: list[float] = field(default_factory=list)
     renders: list[int] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
     results: list = field(default_factory=list)
@@ -45,13 +53,14 @@ class MethodStats:
     def row(self) -> dict:
         s = np.asarray(self.scores)
         return {"method": self.label, "targets": len(s), "median_mr_stft": float(np.median(s)),
-                "mean_mr_stft": float(s.mean()), "median_renders": float(np.median(self.renders)),
+                "mean_mr_stft": float(s.mean()), "median_perceptual": float(np.median(self.headline)),
+                "median_renders": float(np.median(self.renders)),
                 "seconds_per_target": float(np.mean(self.seconds)), "max_seconds": float(np.max(self.seconds))}
 
 
 def measure_match(dataset: str, model: str | None = None, n_targets: int = 32, budget: int = 1500,
                   methods: list[str] | None = None, workers: int | str = "auto", seed: int = 0,
-                  on_target=None) -> dict:
+                  on_target=None, proxy: str | None = None) -> dict:
     from asm.data.torch_dataset import ShardDataset
     from asm.search.config import load_search_settings
 
@@ -66,10 +75,20 @@ def measure_match(dataset: str, model: str | None = None, n_targets: int = 32, b
         raise AsmError(f"unknown method {unknown[0]!r}: choose from {', '.join(DEFAULT_METHODS)}")
     if model is None and any(DEFAULT_METHODS[m][0] == "model" for m in chosen):
         raise AsmError("method model needs --model")
-    estimator = None
+    estimator = screen = None
     with session_scope() as session:
         row = get_synth(session, test.synth)
         spec = spec_of(row, test.sample_rate)
+        if proxy is not None or any(m in SCREENED_LABELS for m in chosen):
+            from asm.proxy.screen import ProxyScreen, latest_proxy
+
+            found = proxy if proxy is not None else getattr(latest_proxy(session, row, spec.space), "id", None)
+            if found is None and methods is not None and any(m in SCREENED_LABELS for m in chosen):
+                raise AsmError(f"methods {', '.join(SCREENED_LABELS)} need a trained proxy of {row.name} "
+                               "(train one with asm train-proxy, or give --proxy)")
+            screen = ProxyScreen.load(session, found, spec.space, row.name) if found is not None else None
+        if screen is None:
+            chosen = [m for m in chosen if m not in SCREENED_LABELS]
         recipes = {name: load_search_settings(session, name).with_limits(budget=budget)
                    for name in {DEFAULT_METHODS[m][1] for m in chosen}}
         factory = factory_presets(session, row, spec.space)
@@ -100,9 +119,11 @@ def measure_match(dataset: str, model: str | None = None, n_targets: int = 32, b
             for label in chosen:
                 method, recipe = DEFAULT_METHODS[label]
                 r = match_target(audio, notes, spec, method, recipes[recipe], pool=pool, estimator=estimator,
-                                 neighbours=neighbours, factory=factory, seed=seed + int(i))
+                                 neighbours=neighbours, factory=factory, seed=seed + int(i),
+                                 proxy=screen if label in SCREENED_LABELS else None)
                 st = stats[label]
                 st.scores.append(r.metrics["mr-stft"])
+                st.headline.append(r.metrics["perceptual"])
                 st.renders.append(r.renders)
                 st.seconds.append(r.seconds)
                 per[label] = r
@@ -118,8 +139,9 @@ def measure_match(dataset: str, model: str | None = None, n_targets: int = 32, b
     return {
         "dataset": dataset, "model": model, "synth": spec.name, "sample_rate": spec.sample_rate,
         "duration": test.settings.duration, "targets": [int(i) for i in picks], "budget": budget,
-        "workers": pool.size, "pool_start_s": pool_seconds, "index_s": index_seconds, "methods": rows,
+        "proxy": screen.name if screen is not None else None, "workers": pool.size, "pool_start_s": pool_seconds, "index_s": index_seconds, "methods": rows,
         "hybrid_reach": {"targets": len(reach), "reached": len(reached),
                          "median_renders": float(np.median(reached)) if reached else None},
         "per_target": {m: [float(x) for x in stats[m].scores] for m in chosen},
+        "per_target_perceptual": {m: [float(x) for x in stats[m].headline] for m in chosen},
     }

@@ -61,14 +61,15 @@ def test_proxy(ref: str, *, presets: int | None = None, seed: int = 0, workers: 
     def z(e) -> np.ndarray:
         return ((torch.as_tensor(e) - mean) / std).numpy()
 
-    def predict(free: np.ndarray) -> np.ndarray:
+    def predict(inputs: np.ndarray) -> np.ndarray:
         with torch.no_grad():
-            return network.standardised(torch.as_tensor(free, dtype=torch.float32)).numpy()
+            return network.standardised(torch.as_tensor(inputs, dtype=torch.float32)).numpy()
 
-    test = split_arrays(info["dataset"], "test")
+    pitch = network.pitch_input
+    test = split_arrays(info["dataset"], "test", pitch)
     if len(test) == 0:
         raise AsmError(f"dataset {info['dataset']} has no test examples")
-    train = split_arrays(info["dataset"], "train")
+    train = split_arrays(info["dataset"], "train", pitch)
     pred_test, true_test = predict(test.params), z(test.embeddings)
     l1 = float(np.abs(pred_test - true_test).mean())
     l1_constant = float(np.abs(true_test - np.median(z(train.embeddings), axis=0)).mean())
@@ -78,7 +79,12 @@ def test_proxy(ref: str, *, presets: int | None = None, seed: int = 0, workers: 
             factory = factory[np.sort(rng.choice(len(factory), presets, replace=False))]
         keep, batch = _render_presets(spec, factory, ds_settings, workers, reporter)
         true = z(embed_logmel(logmel(batch, sr, feats)))
-        pred = predict(factory[keep])
+        inputs = factory[keep]
+        if pitch:  # rendered with the dataset's note (_render_presets)
+            from asm.proxy.pitch import with_pitch
+
+            inputs = with_pitch(inputs, float(ds_settings.get("note", 60)))
+        pred = predict(inputs)
         mrr_on, n_mrr = "factory", len(keep)
     else:
         keep = list(range(min(len(test), presets or len(test))))

@@ -1,7 +1,9 @@
 """Proxy networks (synth-proxy's zoo): free-parameter vector -> audio embedding.
 
 The input is the normalised free-parameter vector in the registry's free order; categorical
-parameters enter as one-hot vectors (``InputLayout``). Three networks:
+parameters enter as one-hot vectors (``InputLayout``). A proxy of checkpoint format 2 also takes the
+example's mean pitch as one more continuous column (``asm.proxy.pitch``): the same preset sounds
+different an octave up, and a mono dataset varies the pitch. Three networks:
 
 * ``mlp``: one-hot inputs, hidden layers with GELU and dropout;
 * ``highway``: highway layers (gated skip connections, Srivastava et al.) after an input projection;
@@ -128,9 +130,13 @@ class ProxyNetwork(nn.Module):
     """A body plus the embedding's standardisation; ``forward`` returns embeddings in the original
     units, ``loss`` is L1 in standardised units (what the Trainer minimises and selects by)."""
 
-    def __init__(self, net: str, free_parameters: list[dict[str, Any]], embed_dim: int, **hyper: Any):
+    def __init__(self, net: str, free_parameters: list[dict[str, Any]], embed_dim: int, pitch_input: bool = False,
+                 **hyper: Any):
         super().__init__()
-        self.layout = InputLayout.from_free(free_parameters)
+        layout = InputLayout.from_free(free_parameters)
+        if pitch_input:  # the normalised mean pitch: one more continuous input after the free parameters
+            layout = InputLayout((*layout.params, ("continuous", 0)))
+        self.layout, self.pitch_input = layout, bool(pitch_input)
         self.body = BODIES[net](self.layout, embed_dim, **hyper)
         self.register_buffer("mean", torch.zeros(embed_dim))
         self.register_buffer("std", torch.ones(embed_dim))

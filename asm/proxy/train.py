@@ -7,7 +7,9 @@ one process holds the proxy's checkpoint directory lock, an error marks the row 
 ``--resume NAME`` continues from ``last.pt`` after Ctrl-C or ``kill -9``.
 
 The targets are ``asm.proxy.embedding.embed_logmel`` of the log-mel the dataset stores, so
-training renders nothing.
+training renders nothing. The inputs are the free parameters and, since checkpoint format 2, the
+example's mean pitch (``asm.proxy.pitch``) from the notes the dataset stores with it; a format-1
+proxy (parameters only) still loads and screens, blind to pitch.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from asm.models.training import train_or_mark_failed
 from asm.progress import Reporter
 from asm.registry.models import Proxy
 
-FORMAT = 1
+FORMAT = 2  # 2: the mean pitch is the last input column; 1: free parameters only
+FORMATS = (1, 2)  # what load_proxy reads
 
 
 class EmbeddingArrays:
@@ -43,14 +46,19 @@ class EmbeddingArrays:
         return self.params[indices], self.embeddings[indices]
 
 
-def split_arrays(dataset: str, split: str) -> EmbeddingArrays:
-    """A split's free parameters and the embedding of each example's stored log-mel."""
+def split_arrays(dataset: str, split: str, pitch: bool = True) -> EmbeddingArrays:
+    """A split's inputs (free parameters, then with ``pitch`` the normalised mean pitch of the
+    example's notes) and the embedding of each example's stored log-mel."""
     from asm.data.torch_dataset import ShardDataset
     from asm.proxy.embedding import embed_logmel
+    from asm.proxy.pitch import mean_pitch, with_pitch
 
     ds = ShardDataset(dataset, split)
     n = len(ds)
     params = np.stack([ds.params(i) for i in range(n)]) if n else np.zeros((0, ds.n_free), np.float32)
+    if pitch:
+        params = with_pitch(params, np.array([mean_pitch(ds.notes(i)) for i in range(n)])) if n else \
+            np.zeros((0, ds.n_free + 1), np.float32)
     embs = [embed_logmel(np.stack([ds.features(i) for i in range(a, min(n, a + 512))])).numpy()
             for a in range(0, n, 512)]
     return EmbeddingArrays(params, np.concatenate(embs) if embs else np.zeros((0, 0), np.float32))
@@ -90,7 +98,7 @@ def train_proxy(config: str, dataset: str, *, epochs: int | None = None, batch_s
 
 
 def _meta(row, dataset_name: str) -> dict:
-    return {"format": FORMAT, "net": row.net, "config_settings": dict(row.config_settings),
+    return {"format": FORMAT, "pitch_input": True, "net": row.net, "config_settings": dict(row.config_settings),
             "free_parameters": list(row.free_parameters), "free_signature": row.free_signature,
             "lock_signature": row.lock_signature, "dataset": dataset_name, "seed": row.seed,
             "proxy_name": row.name, "code_version": row.code_version}
@@ -109,6 +117,10 @@ def _resume_plan(resume: str, device: str, held: ExitStack) -> dict:
         row = find_proxy(session, resume)
         if row.status == "complete":
             raise AsmError(f"proxy {row.name} already finished training ({row.epochs_done} epochs)")
+        last = paths.data_dir() / row.checkpoint / "last.pt"
+        if last.is_file() and (read_checkpoint(last).get("meta") or {}).get("format") != FORMAT:
+            raise AsmError(f"proxy {row.name} was started by an older asm (checkpoint format 1); "
+                           "train a new one with asm train-proxy")
         held.enter_context(proxy_lock(row.name, row.checkpoint))
         row.status = "training"
         return _plan(row, row.dataset.name, device, TrainSettings(**{**row.train_settings, "device": device}))
@@ -166,7 +178,7 @@ def build_network(meta: dict):
     from asm.proxy.models import ProxyNetwork
 
     return ProxyNetwork(meta["net"], meta["free_parameters"], int(meta["embed_dim"]),
-                        **meta["config_settings"].get("hyper", {}))
+                        pitch_input=bool(meta.get("pitch_input", False)), **meta["config_settings"].get("hyper", {}))
 
 
 def constant_baseline(train: EmbeddingArrays, val: EmbeddingArrays, mean, std) -> float:
@@ -186,7 +198,8 @@ def _train(plan: dict, resume: bool, reporter: Reporter) -> dict:
     started = time.perf_counter()
     settings, meta = plan["settings"], plan["meta"]
     directory = paths.ensure_dir(paths.data_dir() / plan["checkpoint"])
-    train, val = split_arrays(plan["dataset"], "train"), split_arrays(plan["dataset"], "val")
+    pitch = bool(meta.get("pitch_input", False))
+    train, val = split_arrays(plan["dataset"], "train", pitch), split_arrays(plan["dataset"], "val", pitch)
     meta["embed_dim"] = int(train.embeddings.shape[1])
     e = torch.from_numpy(train.embeddings)
     mean, std = e.mean(dim=0), e.std(dim=0).clamp_min(1e-4)
@@ -241,8 +254,8 @@ def load_proxy(session, ref: str | int):
     path = paths.data_dir() / row.checkpoint / "best.pt"
     ckpt = read_checkpoint(path)
     meta = ckpt.get("meta") or {}
-    if meta.get("format") != FORMAT:
-        raise AsmError(f"{path} is not an asm proxy checkpoint of format {FORMAT}")
+    if meta.get("format") not in FORMATS:
+        raise AsmError(f"{path} is not an asm proxy checkpoint (formats {', '.join(map(str, FORMATS))})")
     network = build_network(meta)
     network.load_state_dict(ckpt["network"])
     network.eval()

@@ -113,6 +113,9 @@ class SearchSettings(BaseModel):
     cmaes: CmaesSettings = CmaesSettings()
     exploit: float = Field(0.0, ge=0.0, lt=1.0, description="share of every generation's offspring replaced "
                            "by mutants (seeds.local_*) of the best presets rendered so far, by the headline metric")
+    screen_factor: int = Field(20, ge=1, le=1000, description="with a proxy screen (method proxy; hybrid on a "
+                               "synth with a proxy and no twin): candidates proposed per candidate rendered; the "
+                               "proxy keeps the best 1/screen_factor of each generation and of the random start")
     estimate_candidates: int = Field(1, ge=1, le=1024, description="renders of the model / nn methods alone")
     top_k: int = Field(5, ge=1, le=100, description="presets of the Pareto front kept")
     rerender: int | None = Field(None, ge=1, le=32, description="renders of each finalist before the best is "

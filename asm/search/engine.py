@@ -5,6 +5,14 @@ factory presets), mutants of the best of them (``SeedSettings.local``), and rand
 population size; everything is rendered once with its origin recorded. From there pymoo's NSGA-II
 runs with kind-aware operators until the termination fires. An unseeded search starts from random
 presets only (AutoSoundMatch's way).
+
+**Screening** (a problem with a ``screen``, e.g. a neural proxy): every generation proposes
+``screen_factor`` times the candidates it renders. NSGA-II's offspring plus more from its own mating
+(selection, crossover, mutation, repair, duplicates removed) compete for the search share of the
+generation, ``screen_factor`` times as many mutants of the best so far for the exploit share, and
+``screen_factor`` times as many random presets (and mutants of the best seeds) for the random part of
+the first population; the screen keeps the best of each and only those are rendered. The budget,
+the archive, the curve and the result hold real renders only.
 """
 
 from __future__ import annotations
@@ -53,12 +61,14 @@ def run_search(problem: MatchProblem, settings: SearchSettings, seeds: SeedSet |
     n_local = 0
     if len(seeds) and settings.seeds.local > 0 and not problem.exhausted:
         n_local = min(round(settings.seeds.local * size), max(0, size - len(seeds)))
-        mutants = _mutants_of_best(seeds.values, problem.archive.all_headline()[-len(seeds):], n_local, kinds, rng,
-                                   settings)
+        mutants = _mutants_of_best(seeds.values, problem.archive.all_headline()[-len(seeds):],
+                                   n_local * _factor(problem, settings), kinds, rng, settings)
+        mutants = mutants[problem.shortlist(mutants, n_local)]
         parts.append(_evaluated(problem, mutants, ["local"] * len(mutants)))
     n_random = max(0, size - len(seeds) - n_local)
     if n_random and not problem.exhausted:
-        parts.append(_evaluated(problem, space.random_free(rng, n_random), ["random"] * n_random))
+        randoms = space.random_free(rng, n_random * _factor(problem, settings))
+        parts.append(_evaluated(problem, randoms[problem.shortlist(randoms, n_random)], ["random"] * n_random))
     initial = {**seeds.counts(), **({"local": n_local} if n_local else {}), **({"random": n_random} if n_random else {})}
     if problem.exhausted or (settings.budget is not None and problem.archive.renders >= settings.budget):
         return SearchOutcome(0, "budget", initial)
@@ -75,12 +85,17 @@ def run_search(problem: MatchProblem, settings: SearchSettings, seeds: SeedSet |
     termination = make_termination(settings, problem)
     algorithm.setup(problem, termination=termination, seed=int(rng.integers(2**31)), verbose=False)
     while algorithm.has_next():
+        # The first ask() hands back the first population, already rendered: the evaluator skips it, so
+        # replacing its X (exploit, screening) would pair mutants with their parents' scores.
+        offspring = algorithm.is_initialized
         infills = algorithm.ask()
         if infills is None or len(infills) == 0:
             termination.force_termination = True
             break
         n_exploit = round(settings.exploit * len(infills))
-        if n_exploit:
+        if offspring and _factor(problem, settings) > 1:
+            infills = _screened(problem, algorithm, infills, n_exploit, kinds, rng, settings)
+        elif offspring and n_exploit:
             _exploit(problem, infills, n_exploit, kinds, rng, settings)
         try:
             algorithm.evaluator.eval(problem, infills)
@@ -88,6 +103,44 @@ def run_search(problem: MatchProblem, settings: SearchSettings, seeds: SeedSet |
             problem.source = "search"
         algorithm.tell(infills=infills)
     return SearchOutcome(max(0, algorithm.n_gen - 2), termination.reason(), initial)  # n_gen: next iteration
+
+
+def _factor(problem: MatchProblem, settings: SearchSettings) -> int:
+    """Candidates proposed per candidate rendered: ``screen_factor`` with a screen, else 1."""
+    return int(settings.screen_factor) if problem.screen is not None else 1
+
+
+def _screened(problem: MatchProblem, algorithm, infills: Population, n_exploit: int, kinds: Kinds,
+              rng: np.random.Generator, settings: SearchSettings) -> Population:
+    """The generation to render, chosen by the screen: ``len(infills)`` candidates, the exploit share
+    (mutants of the best so far) first, then the search share (NSGA-II's offspring and more of its mating)."""
+    factor = int(settings.screen_factor)
+    n = len(infills)
+    n_search = n - n_exploit
+    X = infills.get("X")
+    if n_search:
+        want = factor * n_search - n
+        if want > 0:
+            extra = algorithm.mating.do(problem, algorithm.pop, want, algorithm=algorithm,
+                                        random_state=algorithm.random_state)
+            if len(extra):
+                extra = algorithm.mating.eliminate_duplicates.do(extra, infills)
+            if len(extra):
+                X = np.concatenate([X, extra.get("X")])
+        X = X[problem.shortlist(X, n_search)]
+    else:
+        X = X[:0]
+    sources = ["search"] * len(X)
+    if n_exploit:
+        mutants = _mutants_of_best(problem.archive.all_values(), problem.archive.all_headline(), factor * n_exploit,
+                                   kinds, rng, settings)
+        X = np.concatenate([mutants[problem.shortlist(mutants, n_exploit)], X])
+        sources = ["local"] * n_exploit + sources
+    problem.source = sources
+    out = Population.new(X=X)
+    out.set("n_gen", algorithm.n_iter)
+    out.set("n_iter", algorithm.n_iter)
+    return out
 
 
 def _exploit(problem: MatchProblem, infills: Population, n: int, kinds: Kinds, rng: np.random.Generator,

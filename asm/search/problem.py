@@ -8,6 +8,11 @@ objectives and its headline metric (``perceptual``, computed whatever the
 objectives are), so the best preset of a search is the best of *everything* it rendered (a seeded
 search is never worse than its seeds), and best-so-far can be plotted against renders and seconds.
 
+A problem may carry a ``screen`` (free vectors -> predicted distance, lower is closer; a neural
+proxy's, ``asm.proxy.screen``): the search then proposes more candidates than it renders and
+renders only those the screen ranks best (``asm.search.engine``). The screen never scores anything
+that is reported: the archive holds real renders only, and the budget counts real renders only.
+
 The render budget is exact: when a batch would exceed it, only the candidates within the budget
 are rendered; the rest get the worst scores (they never count as found, and the search stops).
 """
@@ -124,16 +129,30 @@ class MatchProblem(Problem):
     """Minimise the objectives of candidate presets (free values in [0, 1]) against one target."""
 
     def __init__(self, pool, space, notes, duration: float, scorer: CandidateScorer, archive: Archive,
-                 budget: int | None = None, on_batch: Callable[[Archive], None] | None = None):
+                 budget: int | None = None, on_batch: Callable[[Archive], None] | None = None,
+                 screen: Callable[[np.ndarray], np.ndarray] | None = None):
         super().__init__(n_var=space.n_free, n_obj=len(scorer.objectives), xl=0.0, xu=1.0)
         self.pool, self.space, self.notes, self.duration = pool, space, list(notes), float(duration)
         self.scorer, self.archive, self.budget = scorer, archive, budget
         self.on_batch = on_batch
+        self.screen = screen  # free vectors -> predicted distance (a proxy): chooses what to render
+        self.screened = 0  # candidates the screen scored
         self.source = "search"  # label of the candidates rendered next
         self.exhausted = False
 
     def remaining(self) -> int | None:
         return None if self.budget is None else max(0, self.budget - self.archive.renders)
+
+    def shortlist(self, free: np.ndarray, n: int) -> np.ndarray:
+        """Indices (into ``free``) of the ``n`` rows the screen ranks best, in the order of ``free``
+        (all of them, in order, without a screen or when ``n`` covers every row). Renders nothing."""
+        free = np.atleast_2d(np.asarray(free, dtype=np.float64))
+        if self.screen is None or n >= len(free):
+            return np.arange(min(n, len(free)))
+        predicted = np.asarray(self.screen(free), dtype=np.float64)
+        self.screened += len(free)
+        predicted = np.where(np.isfinite(predicted), predicted, np.inf)
+        return np.sort(np.argsort(predicted, kind="stable")[: max(0, int(n))])
 
     def score(self, free: np.ndarray, source: str | Sequence[str] | None = None) -> np.ndarray:
         """Render and score rows of free values (within the budget); returns (n, n_objectives + headline)
