@@ -48,6 +48,9 @@ class SpectralSettings(BaseModel):
     ramp: int = Field(5, ge=1, description="epochs over which the spectral weight rises to its full value")
     weight: float = Field(1.0, gt=0, description="the spectral term's full weight (the parameter loss keeps 1)")
     loss: Literal["perceptual", "mr-stft"] = "perceptual"
+    categorical: Literal["soft", "straight-through"] = Field(
+        "soft", description="soft: the twin mixes the choices by their softmax; straight-through: it renders "
+                            "the argmax choice and the gradient goes to the softmax")
     examples: int = Field(16, ge=1, description="examples of each batch rendered through the twin")
     duration: float = Field(0.5, gt=0, le=10, description="seconds rendered (at most the dataset's duration)")
     val_examples: int = Field(128, ge=1, description="validation examples scored by the spectral loss each epoch")

@@ -7,7 +7,8 @@ the parameter loss first puts the estimate in the right basin). The spectral ter
 
 * the estimator's prediction becomes a full preset: its continuous values (differentiable), the
   locked values, and for each categorical parameter the softmax of its logits as the twin's soft
-  one-hot weights (so gradients reach the logits); stepped and boolean values are read as the argmax
+  one-hot weights (so gradients reach the logits; ``categorical: straight-through`` renders the argmax
+  choice and passes the gradient to the softmax); stepped and boolean values are read as the argmax
   (the twin reads them as Faust does, without gradient);
 * the twin renders ``examples`` of the batch (a seeded subset) with each example's own notes, for the
   first ``duration`` seconds at the dataset's sample rate;
@@ -102,6 +103,9 @@ class SpectralTerm:
         full = self.base.to(cont.device).expand(b, -1).index_copy(1, self.free_positions.to(cont.device), free)
         soft = {name: torch.softmax(pred.logits[:, layout.offsets[j]: layout.offsets[j + 1]].float(), dim=1)
                 for j, name in self.soft}
+        if self.settings.categorical == "straight-through":  # render the argmax, differentiate the softmax
+            soft = {name: w + (torch.nn.functional.one_hot(w.detach().argmax(dim=1), w.shape[1]).to(w.dtype)
+                               - w.detach()) for name, w in soft.items()}
         return full, soft
 
     def _true_presets(self, free: torch.Tensor) -> torch.Tensor:
