@@ -19,7 +19,8 @@ TINY = ("from asm.models.config import ModelConfig\n"
         "FIXTURE = [ModelConfig(name='tiny-spectral', arch='cnn', "
         "encoder={'channels': [8, 16, 16, 16], 'dim': 64, 'time_bins': 4}, "
         "train={'epochs': 7, 'lr': 3e-3, 'patience': 10}, "
-        "spectral={'warmup': 2, 'ramp': 1, 'examples': 12, 'duration': 0.4, 'val_examples': 40})]\n")
+        "spectral={'warmup': 2, 'ramp': 1, 'examples': 12, 'duration': 0.4, 'val_examples': 40, "
+        "'loss': 'perceptual+mr-stft'})]\n")
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +84,8 @@ def test_batched_losses_equal_the_metrics_row_by_row():
         assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
 
 
-def test_gradients_of_the_spectral_term_reach_the_categorical_logits(home):
+@pytest.mark.parametrize("categorical", ["soft", "straight-through"])
+def test_gradients_of_the_spectral_term_reach_the_categorical_logits(home, categorical):
     from asm.data.torch_dataset import ShardDataset
     from asm.models.checkpoint import build_network
     from asm.models.config import SpectralSettings
@@ -94,7 +96,8 @@ def test_gradients_of_the_spectral_term_reach_the_categorical_logits(home):
             "free_parameters": train.free_parameters, "input_shape": list(train.feature_shape)}
     torch.manual_seed(0)
     network = build_network(meta)
-    term = SpectralTerm(SpectralSettings(examples=8, duration=0.4), train, val, network.layout)
+    term = SpectralTerm(SpectralSettings(examples=8, duration=0.4, categorical=categorical), train, val,
+                        network.layout)
     assert [name for _, name in term.soft] == ["osc1_wave"]
     idx = np.arange(8)
     mel = torch.from_numpy(np.stack([train.features(int(i)) for i in idx]))
@@ -105,6 +108,10 @@ def test_gradients_of_the_spectral_term_reach_the_categorical_logits(home):
     loss.backward()
     grad = network.head.logits.weight.grad
     assert grad is not None and grad.abs().sum() > 0  # through the softmax into the twin's oscillator mix
+    if categorical == "straight-through":  # the twin plays the argmax choice: exactly the hard preset's render
+        _, soft = term.presets(pred)
+        torch.testing.assert_close(soft["osc1_wave"].detach(), torch.nn.functional.one_hot(
+            pred.logits[:, :4].argmax(dim=1), 4).float(), rtol=0, atol=1e-6)
     assert network.head.continuous.weight.grad.abs().sum() > 0
     # the target is the stored audio: the true preset rendered by the twin is close to it
     target, notes = term.targets(train, idx)
@@ -193,3 +200,17 @@ def test_resume_across_the_stage_boundary_equals_an_uninterrupted_run(home):
         torch.testing.assert_close(b["network"][key], value, rtol=0, atol=0)
     assert [e[3]["spectral_weight"] for e in _epochs("split")] == [0.0, 0.0, 1.0, 1.0, 1.0]
     assert [e[2] for e in _epochs("split")] == pytest.approx([e[2] for e in _epochs("whole")], rel=1e-6)
+
+
+def test_the_benchmark_names_a_cnn_spectral_model_by_its_fixture():
+    from asm.bench.config import _config_fixture
+
+    assert _config_fixture("cnn-spectral").name == "cnn_spectral.py" and _config_fixture("cnn-spectral").is_file()
+    assert _config_fixture("cnn").name == "cnn.py"
+
+
+def test_the_small_benchmark_adds_cnn_spectral_only_for_a_synth_with_a_twin():
+    from asm.bench.config import SCALES, default_models
+
+    assert default_models(SCALES["small"], "asm-sub") == ("cnn", "flow", "cnn-spectral")
+    assert default_models(SCALES["small"], "amsynth") == ("cnn", "flow")

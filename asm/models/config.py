@@ -47,10 +47,11 @@ class SpectralSettings(BaseModel):
     warmup: int = Field(10, ge=0, description="epochs of parameter loss alone")
     ramp: int = Field(5, ge=1, description="epochs over which the spectral weight rises to its full value")
     weight: float = Field(1.0, gt=0, description="the spectral term's full weight (the parameter loss keeps 1)")
-    loss: Literal["perceptual", "mr-stft"] = "perceptual"
+    loss: Literal["perceptual", "mr-stft", "perceptual+mr-stft"] = Field(
+        "perceptual", description="the distance to the example's sound (perceptual+mr-stft: their mean)")
     categorical: Literal["soft", "straight-through"] = Field(
-        "soft", description="soft: the twin mixes the choices by their softmax; straight-through: it renders "
-                            "the argmax choice and the gradient goes to the softmax")
+        "straight-through", description="straight-through: the twin renders the argmax choice and the gradient "
+                                        "goes to the softmax; soft: the twin mixes the choices by their softmax")
     examples: int = Field(16, ge=1, description="examples of each batch rendered through the twin")
     duration: float = Field(0.5, gt=0, le=10, description="seconds rendered (at most the dataset's duration)")
     val_examples: int = Field(128, ge=1, description="validation examples scored by the spectral loss each epoch")
