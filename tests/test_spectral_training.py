@@ -138,6 +138,8 @@ def test_the_spectral_stage_lowers_the_spectral_loss(home, cli):
     assert [e[2] for e in epochs] == val_spectral  # the best epoch is chosen by the spectral loss
     out = r.json()
     assert out["best_epoch"] == 1 + int(np.argmin(val_spectral))
+    shown = cli("show-model", "spec-a", "--json").json()["epochs"]
+    assert [e["parts"]["val_spectral"] for e in shown] == val_spectral
     r = cli("test-model", "spec-a", "--split", "test", "--limit", "8", "--workers", "1", "--json")
     assert r.code == 0, r.err
 
