@@ -216,3 +216,35 @@ def test_the_small_benchmark_adds_cnn_spectral_only_for_a_synth_with_a_twin():
 
     assert default_models(SCALES["small"], "asm-sub") == ("cnn", "flow", "cnn-spectral")
     assert default_models(SCALES["small"], "amsynth") == ("cnn", "flow")
+
+
+def test_a_features_only_dataset_targets_the_twin_render_of_the_true_preset(home, cli):
+    from asm.data.torch_dataset import ShardDataset
+    from asm.models.checkpoint import free_specs
+    from asm.models.config import SpectralSettings
+    from asm.models.heads import ParameterLayout
+    from asm.models.spectral import SpectralTerm
+
+    r = cli("generate-dataset", "tiny-f", "--synth", "asm-sub", "--size", "30", "--duration", "0.5",
+            "--note-off", "0.3", "--seed", "5", "--workers", "1", "--store", "features")
+    assert r.code == 0, r.err
+    train, val = ShardDataset("tiny-f", "train"), ShardDataset("tiny-f", "val")
+    assert not train.has_audio
+    layout = ParameterLayout(free_specs(train.free_parameters))
+    term = SpectralTerm(SpectralSettings(duration=0.4), train, val, layout)
+    idx = np.arange(4)
+    target, notes = term.targets(train, idx)
+    assert target.shape == (4, int(0.4 * SR)) and float(target.abs().amax()) > 0.01
+    # the twin's render of the true preset: what a perfect prediction would render
+    labels = torch.from_numpy(np.stack([train.params(int(i)) for i in idx]))
+    torch.testing.assert_close(term.render(term._true_presets(labels), None, notes), target)
+    assert np.isfinite(term.validation_loss(_tiny_network(train)))
+
+
+def _tiny_network(ds):
+    from asm.models.checkpoint import build_network
+
+    torch.manual_seed(0)
+    return build_network({"arch": "cnn", "config_settings": {"encoder": {"channels": [8, 8, 8, 8], "dim": 16,
+                                                                          "time_bins": 2}},
+                          "free_parameters": ds.free_parameters, "input_shape": list(ds.feature_shape)})
