@@ -23,8 +23,8 @@ def test_dry_run_plan(cli, asm_home):
     r = cli("benchmark", "--dry-run", "--json")
     assert r.code == 0, r.err
     p = r.json()
-    assert p["methods"] == ["random", "nn", "model:cnn", "model:flow", "nsga2-autosoundmatch", "nsga2", "hybrid",
-                            "gradient", "cmaes"]
+    assert p["methods"] == ["random", "nn", "model:cnn", "model:flow", "model:cnn-spectral", "nsga2-autosoundmatch",
+                            "nsga2", "hybrid", "gradient", "cmaes"]
     assert p["fixture"] == "fixtures/asm_sub.py" and p["free_parameters"] == 30
     assert p["target_sets"] == {"test": 32} and "make ood-targets" in p["notes"][0]
     assert p["search"]["budget"] == 600

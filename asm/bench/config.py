@@ -10,8 +10,8 @@
 * the **dataset** (``asm.data.settings.DatasetSettings``) and its name, which is keyed by a hash
   of the settings, so a second run with the same settings finds it finished and reuses it (and
   resumes it if it was interrupted), while other settings get another dataset;
-* the **models** trained on it (``--models``, else the scale's default list), also keyed by their
-  settings;
+* the **models** trained on it (``--models``, else the scale's default list, plus its ``twin_models``
+  such as ``cnn-spectral`` for a synth with a differentiable twin), also keyed by their settings;
 * the **methods**, all run on the same targets with the same render budget per search:
   ``random`` (one random preset), ``nn`` (nearest training example), ``model:<config>`` (each
   trained model alone), ``nsga2-autosoundmatch`` (NSGA-II from random with AutoSoundMatch's recipe:
@@ -48,7 +48,7 @@ from asm.errors import AsmError
 from asm.midi.mode import Mode
 from asm.registry.db import session_scope
 from asm.registry.models import Synth
-from asm.registry.shipped import FIXTURES  # package data: an installed wheel benchmarks too
+from asm.registry.shipped import FIXTURES, model_config_fixture  # package data: a wheel benchmarks too
 from asm.synth.builtin import BUILTINS
 
 # (synth, --params) -> fixture file (relative to fixtures/) and the number of free parameters it leaves
@@ -92,6 +92,8 @@ class ScalePreset(BaseModel):
     factory_targets: int = Field(ge=0, description="held-out factory presets used as targets (amsynth)")
     ood_targets: int = Field(ge=0, description="out-of-domain targets used, at most the set's size")
     models: tuple[str, ...] = Field(description="model configs trained when --models is not given")
+    twin_models: tuple[str, ...] = Field((), description="added to models (without --models) for a synth with "
+                                                         "a differentiable twin: configs that train through it")
     epochs: int = Field(gt=0)
     patience: int = Field(gt=0)
     batch_size: int = Field(gt=0)
@@ -109,9 +111,9 @@ SCALES: dict[str, ScalePreset] = {
     "small": ScalePreset(
         name="small",
         description="at most 20 minutes on 2 CPU cores, no GPU: 5,000 examples, 32 test targets, "
-                    "2 models, 600 renders per search",
+                    "2 models (3 with a twin), 600 renders per search",
         dataset_size=5000, test_targets=32, factory_targets=32, ood_targets=32,
-        models=("cnn", "flow"), epochs=30, patience=5, batch_size=64,
+        models=("cnn", "flow"), twin_models=("cnn-spectral",), epochs=30, patience=5, batch_size=64,
         search_budget=600, search_time_limit=10.0,
         mono=ModeSettings(duration=1.0, note_off=0.75, note_range=(40, 76)),
         poly=ModeSettings(duration=2.0, note_off=1.5, note_range=(40, 76), max_polyphony=4),
@@ -211,12 +213,24 @@ def dataset_settings(req: BenchmarkRequest, preset: ScalePreset, features: dict 
     )
 
 
+def default_models(preset: ScalePreset, synth: str) -> tuple[str, ...]:
+    """The scale's model configs for ``synth``: ``models``, and ``twin_models`` when it has a twin."""
+    from asm.synth.diff import TWINS
+
+    return (*preset.models, *(preset.twin_models if synth in TWINS else ()))
+
+
 def methods_for(models: tuple[str, ...], synth: str = "asm-sub") -> list[str]:
     from asm.synth.diff import TWINS
 
     searches = [m for m in SEARCH_METHODS if (m not in TWIN_METHODS or synth in TWINS)
                 and (m not in PROXY_METHODS or synth not in TWINS)]
     return ["random", "nn", *[f"model:{m}" for m in models], *searches]
+
+
+def _config_fixture(config: str) -> Path:
+    """The shipped fixture file of a model config (``cnn-spectral`` lives in ``cnn_spectral.py``)."""
+    return model_config_fixture(config) or FIXTURES / "models" / f"{config}.py"
 
 
 def _file_hash(path: Path) -> str:
@@ -232,7 +246,7 @@ def plan(req: BenchmarkRequest, preset: ScalePreset | None = None) -> dict:
     """
     preset = preset or SCALES[req.scale]
     fixture, free = setup_of(req.synth, req.params)
-    models = req.models or preset.models
+    models = req.models or default_models(preset, req.synth)
     version, features = _registry_state(req.synth)
     ds = dataset_settings(req, preset, features)
     identity = ds.identity()
@@ -240,7 +254,7 @@ def plan(req: BenchmarkRequest, preset: ScalePreset | None = None) -> dict:
     dataset = f"bench-{req.synth}-{req.params}-{req.mode}-{preset.name}-s{req.seed}-{key}"
     train = {"epochs": preset.epochs, "patience": preset.patience, "batch_size": preset.batch_size,
              "seed": req.seed}
-    model_names = {m: f"{dataset}-{m}-{settings_key({'config': _file_hash(FIXTURES / 'models' / f'{m}.py'), **train})}"
+    model_names = {m: f"{dataset}-{m}-{settings_key({'config': _file_hash(_config_fixture(m)), **train})}"
                    for m in models}
     methods = methods_for(tuple(models), req.synth)
     proxy = None

@@ -148,7 +148,7 @@ def show_model(model: str = typer.Argument(..., help="Model name or #id."),
                 "best_val_loss": m.best_val_loss, "baseline_val_loss": m.baseline_val_loss, "seconds": m.seconds,
                 "code_version": m.code_version,
                 "epochs": [{"epoch": e.epoch, "train_loss": e.train_loss, "val_loss": e.val_loss, "lr": e.lr,
-                            "seconds": e.seconds} for e in m.epochs]}
+                            "seconds": e.seconds, "parts": dict(e.parts or {})} for e in m.epochs]}
     if as_json:
         typer.echo(json.dumps(data, default=str))
         return

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy.orm import Session
 
 from asm.models import architectures
-from asm.registry.fixtures import FixtureContext, FixtureItem, upsert_named
+from asm.registry.fixtures import FieldError, FixtureContext, FixtureItem, upsert_named
 from asm.registry.models import ModelConfigRow
 
 
@@ -38,6 +38,27 @@ class TrainDefaults(BaseModel):
     patience: int = Field(20, ge=1)
 
 
+class SpectralSettings(BaseModel):
+    """Spectral training through the synth's differentiable twin (``asm.models.spectral``): parameter loss
+    alone for ``warmup`` epochs, then the twin's spectral loss of the prediction against the example's
+    sound mixed in, its weight rising linearly to ``weight`` over ``ramp`` epochs."""
+
+    model_config = ConfigDict(extra="forbid")
+    warmup: int = Field(10, ge=0, description="epochs of parameter loss alone")
+    ramp: int = Field(5, ge=1, description="epochs over which the spectral weight rises to its full value")
+    weight: float = Field(1.0, gt=0, description="the spectral term's full weight (the parameter loss keeps 1)")
+    loss: Literal["perceptual", "mr-stft", "perceptual+mr-stft"] = Field(
+        "perceptual", description="the distance to the example's sound (perceptual+mr-stft: their mean)")
+    categorical: Literal["soft", "straight-through"] = Field(
+        "straight-through", description="straight-through: the twin renders the argmax choice and the gradient "
+                                        "goes to the softmax; soft: the twin mixes the choices by their softmax")
+    examples: int = Field(16, ge=1, description="examples of each batch rendered through the twin")
+    duration: float = Field(0.5, gt=0, le=10, description="seconds rendered (at most the dataset's duration)")
+    val_examples: int = Field(128, ge=1, description="validation examples scored by the spectral loss each epoch")
+    select_by: Literal["spectral", "parameters"] = Field(
+        "spectral", description="which validation loss names the best epoch")
+
+
 class ModelConfig(FixtureItem):
     """A named estimator recipe: architecture, encoder/flow hyperparameters, loss weights, training defaults."""
 
@@ -50,6 +71,7 @@ class ModelConfig(FixtureItem):
     nn: dict[str, Any] = Field(default_factory=dict, description="nn only: time_pool")
     loss: LossSettings = Field(default_factory=LossSettings)
     train: TrainDefaults = Field(default_factory=TrainDefaults)
+    spectral: SpectralSettings | None = Field(None, description="train through the synth's twin (synths with one)")
     description: str = ""
 
     @field_validator("arch", "flow_encoder")
@@ -65,7 +87,10 @@ class ModelConfig(FixtureItem):
 
     def check(self, ctx: FixtureContext) -> None:
         """Hyperparameters against the architecture (its constructor's arguments, its sections)."""
-        architectures.get(self.arch).check(self)
+        arch = architectures.get(self.arch)
+        arch.check(self)
+        if self.spectral is not None and arch.kind != "network":
+            raise FieldError("spectral", f"arch {self.arch!r} is not trained: spectral training does not apply")
 
     def apply(self, session: Session, ctx: FixtureContext) -> str:
         verb = upsert_named(session, ModelConfigRow, self.name, arch=self.arch, description=self.description,

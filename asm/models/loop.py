@@ -7,6 +7,10 @@
   completed epoch after Ctrl-C or ``kill -9``. Both are written atomically.
 - Cosine learning-rate decay computed from the epoch number (so resuming needs no scheduler state).
 - On CUDA the forward pass runs under bfloat16 autocast (mixed precision).
+- A ``spectral`` term (``asm.models.spectral.SpectralTerm``, configs with a ``spectral`` section) adds
+  the twin's spectral loss with the weight its schedule gives the epoch; its validation loss is measured
+  every epoch and, with ``select_by: spectral``, names the best epoch. A step whose gradient is not
+  finite is skipped (counted in ``skipped_steps``).
 """
 
 from __future__ import annotations
@@ -73,8 +77,10 @@ class TrainState:
     history: list[dict] = field(default_factory=list)
 
 
-def batches(data: ExampleArrays, batch_size: int, order: np.ndarray) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Batches in ``order``, prepared one step ahead in a thread (memory-mapped reads overlap compute)."""
+def batches(data: ExampleArrays, batch_size: int, order: np.ndarray,
+            with_indices: bool = False) -> Iterator[tuple[torch.Tensor, ...]]:
+    """Batches in ``order``, prepared one step ahead in a thread (memory-mapped reads overlap compute);
+    ``with_indices``: each batch also carries its examples' indices (sorted, as the rows are)."""
     chunks = [np.sort(order[i : i + batch_size]) for i in range(0, len(order), batch_size)]
 
     def load(idx: np.ndarray):
@@ -87,7 +93,7 @@ def batches(data: ExampleArrays, batch_size: int, order: np.ndarray) -> Iterator
         for i in range(len(chunks)):
             batch = pending.result()
             pending = pool.submit(load, chunks[i + 1]) if i + 1 < len(chunks) else None
-            yield batch
+            yield (*batch, chunks[i]) if with_indices else batch
 
 
 def cosine_lr(settings: TrainSettings, epoch: int) -> float:
@@ -126,8 +132,9 @@ def atomic_save(obj, path: Path) -> None:
 
 class Trainer:
     def __init__(self, network: Network, train: ExampleArrays, val: ExampleArrays, settings: TrainSettings,
-                 run_dir: Path, extra: dict | None = None):
+                 run_dir: Path, extra: dict | None = None, spectral=None):
         self.network = network
+        self.spectral = spectral  # asm.models.spectral.SpectralTerm or None
         self.train_data, self.val_data = train, val
         self.settings = settings
         self.run_dir = run_dir
@@ -180,17 +187,25 @@ class Trainer:
             total, count, load_time = 0.0, 0, 0.0
             parts_sum: dict[str, float] = {}
             n_batches = math.ceil(len(order) / s.batch_size)
+            spectral_weight = self.spectral.weight(epoch) if self.spectral is not None else 0.0
+            skipped = 0
             t_wait = time.perf_counter()
-            for step, (mel, target) in enumerate(batches(self.train_data, s.batch_size, order)):
+            for step, (mel, target, idx) in enumerate(batches(self.train_data, s.batch_size, order, True)):
                 load_time += time.perf_counter() - t_wait
                 mel, target = mel.to(self.device, non_blocking=True), target.to(self.device, non_blocking=True)
                 with _autocast(self.device):
-                    loss, parts = self.network.loss(mel, target)
+                    loss, parts, pred = self.network.loss(mel, target, with_prediction=True)
+                if spectral_weight > 0:
+                    term = self.spectral.train_loss(pred, idx, target, np.random.default_rng([s.seed, epoch, step]))
+                    loss = loss + spectral_weight * term
+                    parts["spectral"] = term.detach()
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                if s.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(self.network.parameters(), s.grad_clip)
-                self.optimizer.step()
+                norm = torch.nn.utils.clip_grad_norm_(self.network.parameters(), s.grad_clip or math.inf)
+                if torch.isfinite(norm):
+                    self.optimizer.step()
+                else:  # a render the twin could not differentiate: skip the step, keep the weights
+                    skipped += 1
                 total += float(loss.detach()) * len(target)
                 count += len(target)
                 for k, v in parts.items():
@@ -200,16 +215,22 @@ class Trainer:
                 t_wait = time.perf_counter()
             val = evaluate_loss(self.network, self.val_data, max(s.batch_size, 256), self.device)
             val_loss = val["loss"]
+            extra_parts: dict[str, float] = {}
+            if self.spectral is not None:
+                val["spectral"] = self.spectral.validation_loss(self.network)
+                if self.spectral.settings.select_by == "spectral":
+                    val_loss = val["spectral"]
+                extra_parts = {"spectral_weight": spectral_weight, "skipped_steps": float(skipped)}
             improved = val_loss < self.state.best_val_loss
             self.state.epoch = epoch + 1
             if improved:
                 self.state.best_val_loss, self.state.best_epoch, self.state.since_best = val_loss, epoch + 1, 0
                 self.state.best_val_head = val["head"]
-            else:
+            elif self.spectral is None or self.spectral.counts_for_patience(epoch):
                 self.state.since_best += 1
             report = EpochReport(epoch + 1, total / max(1, count), val_loss, lr, time.perf_counter() - started,
                                  load_time, improved, {**{k: v / max(1, count) for k, v in parts_sum.items()},
-                                                       **{f"val_{k}": v for k, v in val.items()}})
+                                                       **{f"val_{k}": v for k, v in val.items()}, **extra_parts})
             self.state.history.append(asdict(report))
             if improved:
                 atomic_save(self._checkpoint(with_optimizer=False), self.run_dir / "best.pt")

@@ -65,7 +65,9 @@ class Network(nn.Module):
         return self.head(embedding), embedding
 
     # --- training ----------------------------------------------------------------------------
-    def loss(self, mel: torch.Tensor, target: torch.Tensor, generator: torch.Generator | None = None):
+    def loss(self, mel: torch.Tensor, target: torch.Tensor, generator: torch.Generator | None = None,
+             with_prediction: bool = False):
+        """(loss, parts), and the head's prediction too with ``with_prediction`` (spectral training)."""
         pred, embedding = self(mel)
         total, parts = self.layout.loss(pred, target, self.weights)
         parts["head"] = total.detach()
@@ -74,7 +76,7 @@ class Network(nn.Module):
             nll = -self.flow(embedding.float()).log_prob(y.float()).mean() / self.n_free
             parts["flow_nll"] = nll.detach()
             total = total + self.flow_weight * nll
-        return total, parts
+        return (total, parts, pred) if with_prediction else (total, parts)
 
     def _dequantise(self, target: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         n = self.n_values.to(target.device)

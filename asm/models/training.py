@@ -229,6 +229,13 @@ def _new_plan(config, dataset, epochs, batch_size, lr, patience, device, seed, n
             train_limit=train_limit or 0, canonical=canonical)
         if stream and architectures_kind(cfg_row.arch) == "index":
             raise AsmError(f"config {cfg_row.name} indexes stored examples: it cannot train on a --stream")
+        if cfg.spectral is not None:
+            from asm.models.spectral import check_twin
+
+            check_twin(dataset_row.synth.name, f"model config {cfg_row.name}")  # before any row: a synth without a twin is refused
+            if stream:
+                raise AsmError(f"config {cfg_row.name} trains through the twin on stored examples: "
+                               "it cannot train on a --stream")
         if settings.epochs < 1 or settings.batch_size < 1 or not settings.lr > 0:
             raise AsmError("--epochs and --batch-size must be positive and --lr greater than 0")
         model_name = name if name is not None else default_name(cfg_row.name, dataset_row.name, seed)
@@ -291,7 +298,8 @@ def _train(plan: dict, resume: bool, reporter: Reporter) -> dict:
                           fit_on=_canonical(StreamArrays(s, settings.stream), canon))
     else:
         result = _fit(meta, settings, mean, std, train, val, directory, model_id, resume, reporter,
-                      fit_on=_canonical(train, canon) if canon is not None else None)
+                      fit_on=_canonical(train, canon) if canon is not None else None,
+                      spectral=_spectral_term(meta, train_ds, val_ds))
     seconds = time.perf_counter() - started
 
     with session_scope() as session:
@@ -344,10 +352,27 @@ def _build_neighbours(train_ds, mean, std, meta, directory: Path, reporter: Repo
             "indexed_examples": n}
 
 
+def _spectral_term(meta: dict, train_ds, val_ds):
+    """For a spectral config, ``(layout, device) -> SpectralTerm`` (``asm.models.spectral``; ``_fit`` gives
+    the network's layout); None for the others."""
+    spectral = meta["config_settings"].get("spectral")
+    if not spectral:
+        return None
+    from functools import partial
+
+    from asm.models.spectral import SpectralTerm
+
+    return partial(_spectral_for, SpectralTerm, spectral, train_ds, val_ds, meta["model_name"])
+
+
+def _spectral_for(term_type, spectral: dict, train_ds, val_ds, name: str, layout, device: str):
+    return term_type(spectral, train_ds, val_ds, layout, what=f"model {name}", device=device)
+
+
 def _fit(meta, settings: TrainSettings, mean, std, train, val, directory: Path, model_id: int, resume: bool,
-         reporter: Reporter, fit_on=None) -> dict:
+         reporter: Reporter, fit_on=None, spectral=None) -> dict:
     """``fit_on``: what the epochs train on, when not ``train`` (a stream); ``train`` still gives the
-    constant-predictor baseline."""
+    constant-predictor baseline. ``spectral``: ``(layout, device) -> SpectralTerm`` for a spectral config."""
     from asm.models.checkpoint import build_network
 
     torch.manual_seed(settings.seed)
@@ -355,7 +380,9 @@ def _fit(meta, settings: TrainSettings, mean, std, train, val, directory: Path, 
     network.set_normalisation(mean, std)
     baseline = baseline_loss(network.layout, network.weights, _canonical(train, getattr(val, "canon", None)), val)
     meta["baseline_val_loss"] = baseline
-    trainer = Trainer(network, fit_on if fit_on is not None else train, val, settings, directory, extra={"meta": meta})
+    term = spectral(network.layout, settings.device) if spectral is not None else None
+    trainer = Trainer(network, fit_on if fit_on is not None else train, val, settings, directory, extra={"meta": meta},
+                      spectral=term)
     resumed = trainer.resume() if resume else False
     if resume and not resumed:
         reporter.event("no completed epoch was saved: starting from the first epoch")

@@ -26,13 +26,16 @@ def shipped(relative: str) -> Path:
 
 
 def model_config_fixture(name: str) -> Path | None:
-    """The shipped fixture of model config ``name``, or None."""
-    path = shipped(f"models/{name}.py")
-    return path if name and "/" not in name and path.is_file() else None
+    """The shipped fixture of model config ``name`` (``models/NAME.py``, a ``-`` in the name written
+    ``_`` in the file's), or None."""
+    if not name or "/" in name:
+        return None
+    path = shipped(f"models/{name.replace('-', '_')}.py")
+    return path if path.is_file() else None
 
 
 def shipped_model_configs() -> list[str]:
-    return sorted(p.stem for p in (FIXTURES / "models").glob("*.py"))
+    return sorted(p.stem.replace("_", "-") for p in (FIXTURES / "models").glob("*.py"))
 
 
 def ensure_model_config(session: Session, name: str):
