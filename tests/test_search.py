@@ -206,6 +206,31 @@ def test_hybrid_seeded_with_the_true_preset_keeps_it():
     assert r.curve[0][0] == 1 and r.curve[0][2] == 0.0  # the first render was the seed
 
 
+def test_hybrid_takes_seeds_from_several_estimators_each_best_guess_first():
+    """The benchmark seeds with a spectrally trained model beside a flow: a sequence of estimators gives one
+    seed source each, interleaved by rank, and the right one wins whichever comes first."""
+    from asm.match.pipeline import hybrid_seeds, match_target
+    from asm.render import RenderPool
+    from asm.search.refine import gradient_starts
+    from asm.synth.host import open_synth
+
+    spec = asm_sub_spec()
+    rng = np.random.default_rng(11)
+    truth, wrong = spec.space.random_free(rng, 2)
+    target = open_synth(spec).render(spec.space.full(truth), NOTES, DURATION)
+    off, right = OracleEstimator(wrong), OracleEstimator(truth)
+    off.name, right.name = "off", "right"
+    settings = SearchSettings(population=12, budget=40, seeds=SeedSettings(factory=0, local=0.5))
+    seeds = hybrid_seeds(target, 16000, spec.space, settings, (off, right), None, None, 0)
+    assert list(seeds.sources[:3]) == ["model:off", "model:right", "default"]
+    starts = gradient_starts(spec.space, [off, right], target, 16000, 1, 0)
+    assert list(starts.sources) == ["model:off", "model:right"]
+    with RenderPool(spec, 1, stall_timeout=30) as pool:
+        r = match_target(target, NOTES, spec, "hybrid", settings, pool=pool, estimator=(off, right))
+    assert r.metrics["mr-stft"] == 0.0 and r.best_source == "model:right" and np.array_equal(r.values, truth)
+    assert r.initial["model:off"] == 1 and r.initial["model:right"] == 1 and r.renders == 40
+
+
 def test_seed_sets_drop_repeats_and_count_sources():
     from asm.search.seeding import SeedSet
 

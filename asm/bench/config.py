@@ -213,6 +213,9 @@ def dataset_settings(req: BenchmarkRequest, preset: ScalePreset, features: dict 
     )
 
 
+# Model configs trained through a twin: they seed hybrid, gradient and cmaes ahead of the flow's candidates.
+TWIN_TRAINED = frozenset(m for preset in SCALES.values() for m in preset.twin_models)
+
 def default_models(preset: ScalePreset, synth: str) -> tuple[str, ...]:
     """The scale's model configs for ``synth``: ``models``, and ``twin_models`` when it has a twin."""
     from asm.synth.diff import TWINS

@@ -41,7 +41,15 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import func, select
 
-from asm.bench.config import FIXTURES, METHOD_RECIPES, SEARCH_METHODS, BenchmarkRequest, ScalePreset, plan
+from asm.bench.config import (
+    FIXTURES,
+    METHOD_RECIPES,
+    SEARCH_METHODS,
+    TWIN_TRAINED,
+    BenchmarkRequest,
+    ScalePreset,
+    plan,
+)
 from asm.bench.ood import load_ood_targets
 from asm.errors import AsmError
 from asm.match.pipeline import match_target
@@ -302,7 +310,7 @@ class Evaluator:
         with session_scope() as session:
             recipes = {m: load_search_settings(session, r).with_limits(budget, limit)
                        for m, (_, r) in METHOD_RECIPES.items()}
-        estimator = self._hybrid_estimator()
+        estimator = self._seed_estimators()
         screen = self._proxy_screen()
         neighbours = DatasetNeighbours(self.prepared.dataset, "train")
         factory = self._training_factory_presets()
@@ -357,13 +365,18 @@ class Evaluator:
         with session_scope() as session:
             return ProxyScreen.load(session, self.prepared.proxy, self.space, self.spec.name)
 
-    def _hybrid_estimator(self):
-        """The estimator that seeds ``hybrid``: a flow model when trained (K candidates), else the first."""
+    def _seed_estimators(self):
+        """The estimators that seed ``hybrid``, ``gradient`` and ``cmaes``: the models trained through the
+        synth's twin (e.g. ``cnn-spectral``, the closest single guesses by ear) first, then a flow model when
+        trained (K candidates), else the first other model."""
         models = self.prepared.models
         if not models:
             return None
-        name = models.get("flow") or next(iter(models.values()))
-        return self.estimator(name)
+        spectral = [name for config, name in models.items() if config in TWIN_TRAINED]
+        others = [name for config, name in models.items() if config not in TWIN_TRAINED]
+        lead = models.get("flow") or (others[0] if others else None)
+        names = [*spectral, *([lead] if lead and lead not in spectral else [])]
+        return tuple(self.estimator(name) for name in names)
 
     def _training_factory_presets(self) -> np.ndarray | None:
         """Free values of the factory presets in the training split (never a held-out target's)."""

@@ -35,7 +35,7 @@ import numpy as np
 from asm.errors import AsmError
 from asm.match.final import FreshSynths, final_render
 from asm.midi.notes import Note
-from asm.search.seeding import SeedSet, estimator_seeds
+from asm.search.seeding import SeedSet, as_estimators, estimator_groups, estimator_seeds
 
 if TYPE_CHECKING:  # torch and pymoo load when a match runs, not when the CLI starts
     from asm.search.config import SearchSettings
@@ -122,7 +122,8 @@ def match_target(
     """Match ``target`` (mono float32 at ``spec.sample_rate``) with ``method``; candidates play ``notes``.
 
     ``pool``: a ``RenderPool`` for ``spec`` shared across targets (one is started and closed here if
-    None). ``estimator``: an ``asm.models.estimator.Estimator`` (``model``, ``hybrid``).
+    None). ``estimator``: an ``asm.models.estimator.Estimator`` (``model``, ``hybrid``); the seeded methods
+    (``hybrid``, ``gradient``, ``cmaes``) also take a sequence of them, each a source of seeds.
     ``neighbours``: an ``asm.search.seeding.DatasetNeighbours`` (``nn``, ``hybrid``). ``factory``:
     free vectors of factory presets (``hybrid`` draws ``settings.seeds.factory`` of them).
     ``proxy``: an ``asm.proxy.screen.ProxyScreen`` (``proxy``; ``hybrid`` on a synth without a twin,
@@ -221,8 +222,8 @@ def _check_inputs(method: str, notes: Sequence[Note], spec, estimator, neighbour
     notes = list(notes)
     if not notes:
         raise AsmError("no notes to play: give --note or --midi")
-    if estimator is not None:
-        _estimator_space_check(estimator, spec)
+    for one in as_estimators(estimator):
+        _estimator_space_check(one, spec)
     if neighbours is not None:
         neighbours.check_space(spec.space, spec.name)
     if method == "model" and estimator is None:
@@ -284,8 +285,8 @@ def hybrid_seeds(target: np.ndarray, sr: int, space, settings: SearchSettings, e
     candidates are rendered first whatever the number asked of each source."""
     s = settings.seeds
     groups: list[tuple[np.ndarray, str]] = []
-    if estimator is not None and s.estimator:
-        groups.append((estimator_seeds(estimator, target, sr, s.estimator, seed), f"model:{estimator.name}"))
+    if s.estimator:
+        groups.extend(estimator_groups(estimator, target, sr, s.estimator, seed))
     if neighbours is not None and s.neighbours:
         groups.append((neighbours.candidates(target, sr, s.neighbours), f"nn:{neighbours.name}"))
     if factory is not None and len(factory) and s.factory:

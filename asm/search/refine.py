@@ -253,12 +253,12 @@ def _refine_seeds_first(problem: MatchProblem, twin, target: np.ndarray, spec, s
 
 
 def gradient_starts(space, estimator, target: np.ndarray, sample_rate: int, k: int, seed: int) -> SeedSet:
-    """Where ``gradient`` starts: the estimator's guess (``k`` candidates from a flow), else the default preset."""
-    from asm.search.seeding import estimator_seeds
+    """Where ``gradient`` starts: the estimators' guesses (``k`` candidates from a flow), else the default preset."""
+    from asm.search.seeding import estimator_groups
 
-    if estimator is not None:
-        guesses = estimator_seeds(estimator, target, sample_rate, k, seed)
-        return SeedSet.interleaved(space.n_free, [(guesses, f"model:{estimator.name}")]).unique(space)
+    groups = estimator_groups(estimator, target, sample_rate, k, seed)
+    if groups:
+        return SeedSet.interleaved(space.n_free, groups).unique(space)
     return SeedSet.interleaved(space.n_free, [(space.free_part(space.defaults())[None], "default")])
 
 

@@ -177,6 +177,19 @@ def index_path(name: str, split: str, n: int):
 
 
 
+def as_estimators(estimator) -> list:
+    """The estimators that seed a search: ``estimator`` may be None, one estimator or a sequence of them
+    (the benchmark seeds with every trained model worth asking, e.g. a spectrally trained one beside a flow)."""
+    if estimator is None:
+        return []
+    return list(estimator) if isinstance(estimator, (list, tuple)) else [estimator]
+
+
+def estimator_groups(estimator, audio: np.ndarray, sample_rate: int, k: int, seed: int) -> list[tuple[np.ndarray, str]]:
+    """One (candidates, ``model:<name>``) group per estimator of ``estimator`` (see ``as_estimators``)."""
+    return [(estimator_seeds(e, audio, sample_rate, k, seed), f"model:{e.name}") for e in as_estimators(estimator)]
+
+
 def estimator_seeds(estimator, audio: np.ndarray, sample_rate: int, k: int, seed: int) -> np.ndarray:
     """``k`` candidates of an estimator for the target (point estimators give one)."""
     from asm.audio.io import resample
