@@ -54,6 +54,27 @@ def test_the_dataset_stage_of_a_benchmark_reports_its_bar_and_its_events(asm_hom
     assert any(t.startswith("set-up: ") for t in said) and f"dataset {name}: 24 examples (generated)" in said
 
 
+def test_set_up_applies_the_scale_default_configs_hyphenated_names_included(asm_home):
+    """The small scale's asm-sub models include ``cnn-spectral`` (file ``cnn_spectral.py``); an unknown config
+    is one line naming the shipped ones."""
+    from sqlalchemy import select
+
+    from asm.bench.config import SCALES, default_models, plan
+    from asm.bench.runner import apply_setup
+    from asm.errors import AsmError
+    from asm.registry.db import session_scope
+    from asm.registry.models import ModelConfigRow
+
+    configs = list(default_models(SCALES["small"], "asm-sub"))
+    assert "cnn-spectral" in configs
+    apply_setup(plan(BenchmarkRequest(ood=False), TINY), configs, RecordingReporter())
+    with session_scope() as session:
+        names = set(session.scalars(select(ModelConfigRow.name)))
+    assert {*configs, "nn"} <= names
+    with pytest.raises(AsmError, match="unknown model config 'nope': shipped configs are .*cnn-spectral"):
+        apply_setup(plan(BenchmarkRequest(ood=False), TINY), ["nope"], RecordingReporter())
+
+
 @pytest.mark.slow
 def test_tiny_mono_benchmark_end_to_end_and_reuse(tmp_path, asm_home):
     from sqlalchemy import func, select

@@ -60,6 +60,7 @@ from asm.progress import Reporter
 from asm.registry.db import session_scope
 from asm.registry.fixtures import apply_fixtures
 from asm.registry.models import Model, Preset
+from asm.registry.shipped import model_config_fixture, shipped_model_configs
 from asm.registry.synth_loader import spec_of
 from asm.registry.synths import get_synth
 from asm.render import RenderPool
@@ -100,10 +101,9 @@ def _seed_for(*parts) -> np.random.Generator:
 def apply_setup(p: dict, configs: list[str], reporter: Reporter) -> None:
     paths = [FIXTURES.parent / p["fixture"]]
     for config in [*configs, "nn"]:
-        path = FIXTURES / "models" / f"{config}.py"
-        if not path.is_file():
-            known = ", ".join(sorted(f.stem for f in (FIXTURES / "models").glob("*.py")))
-            raise AsmError(f"unknown model config {config!r}: fixtures/models has {known}")
+        path = model_config_fixture(config)
+        if path is None:
+            raise AsmError(f"unknown model config {config!r}: shipped configs are {', '.join(shipped_model_configs())}")
         paths.append(path)
     with session_scope() as session:
         apply_fixtures(session, paths)
