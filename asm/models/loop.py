@@ -194,7 +194,10 @@ class Trainer:
                 load_time += time.perf_counter() - t_wait
                 mel, target = mel.to(self.device, non_blocking=True), target.to(self.device, non_blocking=True)
                 with _autocast(self.device):
-                    loss, parts, pred = self.network.loss(mel, target, with_prediction=True)
+                    if self.spectral is not None:  # the prediction feeds the twin
+                        loss, parts, pred = self.network.loss(mel, target, with_prediction=True)
+                    else:  # proxies' networks (the same loop) have no prediction to hand back
+                        loss, parts = self.network.loss(mel, target)
                 if spectral_weight > 0:
                     term = self.spectral.train_loss(pred, idx, target, np.random.default_rng([s.seed, epoch, step]))
                     loss = loss + spectral_weight * term
