@@ -358,15 +358,29 @@ def _spectral_term(meta: dict, train_ds, val_ds):
     spectral = meta["config_settings"].get("spectral")
     if not spectral:
         return None
-    from functools import partial
-
     from asm.models.spectral import SpectralTerm
 
-    return partial(_spectral_for, SpectralTerm, spectral, train_ds, val_ds, meta["model_name"])
+    what = f"model {meta['model_name']}"
+    return lambda layout, device: SpectralTerm(spectral, train_ds, val_ds, layout, what=what, device=device)
 
 
-def _spectral_for(term_type, spectral: dict, train_ds, val_ds, name: str, layout, device: str):
-    return term_type(spectral, train_ds, val_ds, layout, what=f"model {name}", device=device)
+def record_epochs(model_id: int, reports: list[dict], state, baseline: float | None = None) -> None:
+    """Commit finished epochs (``EpochReport`` dicts; those already stored are skipped) and the trainer
+    ``state``'s progress to a model row: training and fine-tuning record alike."""
+    with session_scope() as session:
+        row = session.get(Model, model_id)
+        have = {e.epoch for e in row.epochs}
+        for r in reports:
+            if r["epoch"] in have:
+                continue
+            row.epochs.append(ModelEpoch(epoch=r["epoch"], train_loss=r["train_loss"], val_loss=r["val_loss"],
+                                         lr=r["lr"], seconds=r["seconds"], load_seconds=r["load_seconds"],
+                                         parts=r["parts"]))
+        row.epochs_done = state.epoch
+        row.best_epoch = state.best_epoch
+        row.best_val_loss = state.best_val_head
+        if baseline is not None:
+            row.baseline_val_loss = baseline
 
 
 def _fit(meta, settings: TrainSettings, mean, std, train, val, directory: Path, model_id: int, resume: bool,
@@ -388,19 +402,7 @@ def _fit(meta, settings: TrainSettings, mean, std, train, val, directory: Path, 
         reporter.event("no completed epoch was saved: starting from the first epoch")
 
     def record(reports: list[dict]) -> None:
-        with session_scope() as session:
-            row = session.get(Model, model_id)
-            have = {e.epoch for e in row.epochs}
-            for r in reports:
-                if r["epoch"] in have:
-                    continue
-                row.epochs.append(ModelEpoch(epoch=r["epoch"], train_loss=r["train_loss"], val_loss=r["val_loss"],
-                                             lr=r["lr"], seconds=r["seconds"], load_seconds=r["load_seconds"],
-                                             parts=r["parts"]))
-            row.epochs_done = trainer.state.epoch
-            row.best_epoch = trainer.state.best_epoch
-            row.best_val_loss = trainer.state.best_val_head
-            row.baseline_val_loss = baseline
+        record_epochs(model_id, reports, trainer.state, baseline)
 
     if resumed:
         record(trainer.state.history)  # epochs finished before a kill but not yet committed

@@ -28,24 +28,21 @@ from torch import nn
 
 from asm import paths
 from asm.errors import AsmError
+from asm.models.training import SplitArrays
 from asm.progress import Reporter
 
 
-class PitchedArrays:
+class PitchedArrays(SplitArrays):
     """A split as the training loop reads it, with the normalised mean pitch appended to each target row."""
 
     def __init__(self, ds):
         from asm.proxy.pitch import mean_pitch, pitch_value
 
-        self.ds = ds
+        super().__init__(ds)
         self.pitch = np.array([pitch_value(mean_pitch(ds.notes(i))) for i in range(len(ds))], np.float32)
 
-    def __len__(self) -> int:
-        return len(self.ds)
-
     def get(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        feats = np.stack([self.ds.features(int(i)) for i in indices])
-        params = np.stack([self.ds.params(int(i)) for i in indices])
+        feats, params = super().get(indices)
         return feats, np.concatenate([params, self.pitch[np.asarray(indices, dtype=np.int64)][:, None]], axis=1)
 
 
@@ -179,9 +176,9 @@ def _new_row(session, held: ExitStack, model, proxy, name, epochs, batch_size, l
 def _finetune(source: dict, plan: dict, weight: float, reporter: Reporter) -> dict:
     from asm.models.checkpoint import build_network
     from asm.models.loop import Trainer, evaluate_loss
-    from asm.models.training import open_splits
+    from asm.models.training import open_splits, record_epochs
     from asm.registry.db import session_scope
-    from asm.registry.models import Model, ModelEpoch
+    from asm.registry.models import Model
 
     settings, name, model_id = plan["settings"], plan["name"], plan["model_id"]
     started = time.perf_counter()
@@ -200,14 +197,7 @@ def _finetune(source: dict, plan: dict, weight: float, reporter: Reporter) -> di
     reporter.start(stage, settings.epochs)
 
     def on_epoch(report) -> None:
-        with session_scope() as session:
-            row = session.get(Model, model_id)
-            row.epochs.append(ModelEpoch(epoch=report.epoch, train_loss=report.train_loss, val_loss=report.val_loss,
-                                         lr=report.lr, seconds=report.seconds, load_seconds=report.load_seconds,
-                                         parts=report.parts))
-            row.epochs_done = trainer.state.epoch
-            row.best_epoch = trainer.state.best_epoch
-            row.best_val_loss = trainer.state.best_val_head
+        record_epochs(model_id, [asdict(report)], trainer.state)
         reporter.update(report.epoch, stage=stage, train=report.train_loss, val=report.val_loss,
                         improved=report.improved)
 
