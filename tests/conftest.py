@@ -25,6 +25,28 @@ def asm_home(tmp_path, monkeypatch):
     return home
 
 
+def tiny_locked_dataset(home: Path, free: tuple[str, ...], fixtures: list[str], size: int, workers: int) -> dict:
+    """A registry in ``home`` with every asm-sub parameter but ``free`` locked at its default, ``fixtures``
+    applied and a real dataset ``tiny`` of ``size`` 0.5 s examples; returns the environment that points at it
+    (module-scoped homes shared by a test module's tests)."""
+    env = {"ASM_DATA": str(home), "ASM_DB": f"sqlite:///{home / 'asm.db'}"}
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in env.items():
+            mp.setenv(k, v)
+        from asm.cli import run
+        from asm.registry.db import session_scope
+        from asm.registry.synths import get_synth, space_of
+
+        with session_scope() as s:
+            space = space_of(get_synth(s, "asm-sub"))
+        locks = [f"{p.name}={p.default}" for p in space.params if p.name not in free]
+        assert run(["lock", "asm-sub", *locks]) == 0
+        assert run(["update-registry", *fixtures]) == 0
+        assert run(["generate-dataset", "tiny", "--synth", "asm-sub", "--size", str(size), "--duration", "0.5",
+                    "--note-off", "0.3", "--seed", "3", "--workers", str(workers)]) == 0
+    return env
+
+
 class CliResult:
     def __init__(self, code: int, out: str, err: str):
         self.code, self.out, self.err = code, out, err

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, run_cli_process
+from conftest import ROOT, run_cli_process, tiny_locked_dataset
 
 FREE = ("cutoff", "osc1_wave", "amp_decay")  # everything else locked: a small, learnable space
 
@@ -23,22 +23,8 @@ FREE = ("cutoff", "osc1_wave", "amp_decay")  # everything else locked: a small, 
 def shared_home(tmp_path_factory):
     """One registry + tiny dataset for the whole module: 3 free parameters, 400 examples of 0.5 s."""
     home = tmp_path_factory.mktemp("models-home")
-    env = {"ASM_DATA": str(home), "ASM_DB": f"sqlite:///{home / 'asm.db'}"}
-    with pytest.MonkeyPatch.context() as mp:
-        for k, v in env.items():
-            mp.setenv(k, v)
-        from asm.cli import run
-        from asm.registry.db import session_scope
-        from asm.registry.synths import get_synth, space_of
-
-        with session_scope() as s:
-            space = space_of(get_synth(s, "asm-sub"))
-        locks = [f"{p.name}={p.default}" for p in space.params if p.name not in FREE]
-        assert run(["lock", "asm-sub", *locks]) == 0
-        assert run(["update-registry", *sorted(str(p) for p in (ROOT / "fixtures" / "models").glob("*.py"))]) == 0
-        assert run(["generate-dataset", "tiny", "--synth", "asm-sub", "--size", "400", "--duration", "0.5",
-                    "--note-off", "0.3", "--seed", "3", "--workers", "2"]) == 0
-    return env
+    fixtures = sorted(str(p) for p in (ROOT / "fixtures" / "models").glob("*.py"))
+    return tiny_locked_dataset(home, FREE, fixtures, size=400, workers=2)
 
 
 @pytest.fixture

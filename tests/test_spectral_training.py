@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_locked_dataset
 
 from asm.errors import AsmError
 
@@ -27,24 +28,9 @@ TINY = ("from asm.models.config import ModelConfig\n"
 def shared_home(tmp_path_factory):
     """One registry and a tiny real dataset (DawDreamer renders): 3 free parameters, 240 examples of 0.5 s."""
     home = tmp_path_factory.mktemp("spectral-home")
-    env = {"ASM_DATA": str(home), "ASM_DB": f"sqlite:///{home / 'asm.db'}"}
     fixture = home / "tiny_spectral.py"
     fixture.write_text(TINY)
-    with pytest.MonkeyPatch.context() as mp:
-        for k, v in env.items():
-            mp.setenv(k, v)
-        from asm.cli import run
-        from asm.registry.db import session_scope
-        from asm.registry.synths import get_synth, space_of
-
-        with session_scope() as s:
-            space = space_of(get_synth(s, "asm-sub"))
-        locks = [f"{p.name}={p.default}" for p in space.params if p.name not in FREE]
-        assert run(["lock", "asm-sub", *locks]) == 0
-        assert run(["update-registry", str(fixture)]) == 0
-        assert run(["generate-dataset", "tiny", "--synth", "asm-sub", "--size", "240", "--duration", "0.5",
-                    "--note-off", "0.3", "--seed", "3", "--workers", "1"]) == 0
-    return env
+    return tiny_locked_dataset(home, FREE, [str(fixture)], size=240, workers=1)
 
 
 @pytest.fixture
