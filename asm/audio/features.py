@@ -100,3 +100,16 @@ def mfcc_from_logmel(mel: torch.Tensor, n_mfcc: int) -> torch.Tensor:
 def features(audio: np.ndarray | torch.Tensor, sample_rate: int, settings: FeatureSettings) -> torch.Tensor:
     """The dataset feature for ``settings.kind`` (currently the log-mel)."""
     return logmel(audio, sample_rate, settings)
+
+
+def example_logmel(audio: np.ndarray, sample_rate: int, example_rate: int, n_samples: int,
+                   settings: FeatureSettings) -> torch.Tensor:
+    """A target's log-mel as a dataset stored its examples': resampled to ``example_rate``, cut or
+    zero-padded to ``n_samples``, ``settings``' mel; shape (1, n_mels, frames). Neighbour search and
+    proxy screens compare a target with examples through it."""
+    from asm.audio.io import resample
+
+    x = resample(np.asarray(audio, dtype=np.float32), int(sample_rate), int(example_rate))
+    fixed = np.zeros(int(n_samples), dtype=np.float32)
+    fixed[: min(len(x), int(n_samples))] = x[: int(n_samples)]
+    return logmel(fixed[None], int(example_rate), settings)

@@ -47,15 +47,12 @@ class ProxyScreen:
 
     def embed_target(self, audio: np.ndarray, sample_rate: int) -> torch.Tensor:
         """The target's embedding in the proxy's standardised units, as the dataset embedded its examples."""
-        from asm.audio.features import logmel
-        from asm.audio.io import resample
+        from asm.audio.features import example_logmel
         from asm.proxy.embedding import embed_logmel
 
-        x = resample(np.asarray(audio, dtype=np.float32), int(sample_rate), self.sample_rate)
-        fixed = np.zeros(self.n_samples, dtype=np.float32)
-        fixed[: min(len(x), self.n_samples)] = x[: self.n_samples]
         with torch.no_grad():
-            e = embed_logmel(logmel(fixed[None], self.sample_rate, self.features))[0]
+            mel = example_logmel(audio, sample_rate, self.sample_rate, self.n_samples, self.features)
+            e = embed_logmel(mel)[0]
             return (e - self.network.mean) / self.network.std
 
     def for_target(self, audio: np.ndarray, sample_rate: int, notes: Sequence) -> Callable[[np.ndarray], np.ndarray]:

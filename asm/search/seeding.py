@@ -150,13 +150,9 @@ class DatasetNeighbours:
 
     def mel(self, audio: np.ndarray, sample_rate: int):
         """The target's log-mel as the dataset stored its examples' (rate, length, settings)."""
-        from asm.audio.features import logmel
-        from asm.audio.io import resample
+        from asm.audio.features import example_logmel
 
-        x = resample(np.asarray(audio, dtype=np.float32), sample_rate, self.sample_rate)
-        fixed = np.zeros(self.n_samples, dtype=np.float32)
-        fixed[: min(len(x), self.n_samples)] = x[: self.n_samples]
-        return logmel(fixed[None], self.sample_rate, self.features)
+        return example_logmel(audio, sample_rate, self.sample_rate, self.n_samples, self.features)
 
     def query(self, audio: np.ndarray, sample_rate: int, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(indices, distances) of the ``k`` nearest training examples, nearest first."""
